@@ -1,0 +1,7 @@
+"""Datasets of 2-D slices grouped into 3-D subjects, by name: ``load("synthetic", split="train")``."""
+from .augment import RandomRotFlip
+from .registry import available, load, register
+from .slices import SliceDataset
+from . import synthetic  # noqa: F401  (registers "synthetic")
+
+__all__ = ["RandomRotFlip", "SliceDataset", "available", "load", "register"]

@@ -1,0 +1,58 @@
+"""The dataset every loader returns: 2-D slices that remember which 3-D subject they came from."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+
+class SliceDataset(Dataset):
+    """Images ``[N, channels, H, W]`` float32 and labels ``[N, H, W]`` int64, one row per slice.
+
+    ``subjects[i]`` and ``slice_index[i]`` place slice i in its volume, so evaluation can stack
+    a subject's slices back into a 3-D volume and score it as one.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, subjects: Sequence[str],
+                 slice_index: Sequence[int], class_names: Sequence[str],
+                 transform: Callable | None = None, name: str = "", split: str = ""):
+        if images.dim() != 4 or labels.dim() != 3 or images.shape[0] != labels.shape[0] \
+                or images.shape[-2:] != labels.shape[-2:]:
+            raise ValueError(f"images must be [N,channels,H,W] and labels [N,H,W] with matching N,H,W; "
+                             f"got {tuple(images.shape)} and {tuple(labels.shape)}")
+        if not (len(subjects) == len(slice_index) == images.shape[0]):
+            raise ValueError("subjects and slice_index need one entry per slice")
+        self.images, self.labels = images.float(), labels.long()
+        self.subjects, self.slice_index = list(subjects), list(slice_index)
+        self.class_names = tuple(class_names)
+        self.transform, self.name, self.split = transform, name, split
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def in_channels(self) -> int:
+        return self.images.shape[1]
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, label = self.images[i], self.labels[i]
+        if self.transform is not None:
+            image, label = self.transform(image, label)
+        return image, label
+
+    def subject_slices(self) -> dict[str, list[int]]:
+        """Subject → indices of its slices in slice order (for 3-D evaluation)."""
+        out: dict[str, list[int]] = {}
+        for i in sorted(range(len(self)), key=lambda i: (self.subjects[i], self.slice_index[i])):
+            out.setdefault(self.subjects[i], []).append(i)
+        return out
+
+    def __repr__(self) -> str:
+        return (f"SliceDataset({self.name!r}, split={self.split!r}, slices={len(self)}, "
+                f"subjects={len(set(self.subjects))}, size={tuple(self.images.shape[-2:])}, "
+                f"classes={self.num_classes})")

@@ -1,0 +1,152 @@
+"""Fusion operators and the mixed-scale "mutant" maps of LoMix.
+
+A decoder emits ``n`` logits maps, ordered coarse → fine (``p4, p3, p2, p1`` for n = 4). For
+every operator and every subset of 2..n maps (``itertools.combinations`` order) LoMix builds
+one extra map:
+
+* ``add``    — sum of the member logits;
+* ``mul``    — elementwise product of the member logits;
+* ``concat`` — channel concatenation followed by a learned 1×1 conv (k·C → C), one per subset;
+* ``wf``     — attention-weighted fusion: a learned 1×1 conv C → 1 scores each member, the
+  scores are softmaxed across members per pixel, and the output is the weighted sum.
+
+Each learned subset owns a registered module (:class:`LearnedConcat`, :class:`WeightedFusion`)
+so its parameters are trained by the optimiser and saved in the ``state_dict``. The official
+code instead builds a fresh random ``nn.Conv2d`` inside ``forward``: its concat mutant is noise.
+
+Each module's ``forward`` is the readable one-subset definition. :class:`MutantGenerator`
+computes the same maps for all subsets at once, grouped by subset size, from the modules'
+parameters stacked into one einsum per operator and size.
+"""
+from __future__ import annotations
+
+from itertools import combinations
+from typing import Sequence
+
+import torch
+from torch import nn
+
+OPERATORS = ("add", "mul", "concat", "wf")
+
+
+def original_names(num_maps: int) -> list[str]:
+    """Names of the decoder maps in coarse → fine order: ``['p4', 'p3', 'p2', 'p1']`` for 4."""
+    return [f"p{num_maps - i}" for i in range(num_maps)]
+
+
+def subsets(num_maps: int) -> list[tuple[int, ...]]:
+    """Every subset of 2..n map indices, in ``itertools.combinations`` order (11 for n = 4)."""
+    return [s for k in range(2, num_maps + 1) for s in combinations(range(num_maps), k)]
+
+
+def mutant_name(operator: str, subset: Sequence[int], num_maps: int) -> str:
+    """A readable, stable name such as ``add(p4,p3)``."""
+    names = original_names(num_maps)
+    return f"{operator}({','.join(names[i] for i in subset)})"
+
+
+def check_operators(operators: Sequence[str]) -> tuple[str, ...]:
+    operators = tuple(operators)
+    unknown = [op for op in operators if op not in OPERATORS]
+    if unknown:
+        raise ValueError(f"unknown fusion operator(s) {unknown}; expected a subset of {OPERATORS}")
+    if len(set(operators)) != len(operators):
+        raise ValueError(f"fusion operators must not repeat, got {list(operators)}")
+    return operators
+
+
+class LearnedConcat(nn.Module):
+    """Concatenate k maps along channels and mix them with a trained 1×1 conv (k·C → C)."""
+
+    def __init__(self, num_members: int, num_classes: int):
+        super().__init__()
+        self.num_members, self.num_classes = num_members, num_classes
+        self.conv = nn.Conv2d(num_members * num_classes, num_classes, kernel_size=1)
+
+    def forward(self, maps: Sequence[torch.Tensor]) -> torch.Tensor:
+        return self.conv(torch.cat(list(maps), dim=1))
+
+    def member_weights(self) -> torch.Tensor:
+        """The conv weight as ``[k, C_out, C_in]``: member j's block of input channels."""
+        k, c = self.num_members, self.num_classes
+        return self.conv.weight.view(c, k, c).transpose(0, 1)
+
+
+class WeightedFusion(nn.Module):
+    """Attention-weighted fusion: per-pixel softmax over members of a learned score per member."""
+
+    def __init__(self, num_members: int, num_classes: int):
+        super().__init__()
+        self.scorers = nn.ModuleList(nn.Conv2d(num_classes, 1, kernel_size=1) for _ in range(num_members))
+
+    def forward(self, maps: Sequence[torch.Tensor]) -> torch.Tensor:
+        scores = torch.cat([score(m) for score, m in zip(self.scorers, maps)], dim=1)  # [B,k,H,W]
+        attention = scores.softmax(dim=1)
+        return sum(attention[:, j : j + 1] * m for j, m in enumerate(maps))
+
+    def member_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scorer weights ``[k, C]`` and biases ``[k]``."""
+        weight = torch.stack([s.weight.view(-1) for s in self.scorers])
+        bias = torch.cat([s.bias for s in self.scorers])
+        return weight, bias
+
+
+def _key(subset: Sequence[int]) -> str:
+    return "_".join(map(str, subset))
+
+
+class MutantGenerator(nn.Module):
+    """Builds every mutant map of the chosen operators from a stack of decoder maps.
+
+    ``forward`` takes the maps stacked as ``[n, B, C, H, W]`` (coarse → fine) and returns the
+    mutants as ``[len(operators) * num_subsets, B, C, H, W]`` in :attr:`names` order:
+    operator-major, then subsets in ``itertools.combinations`` order.
+    """
+
+    def __init__(self, num_maps: int, num_classes: int, operators: Sequence[str] = OPERATORS):
+        super().__init__()
+        self.num_maps, self.num_classes = num_maps, num_classes
+        self.operators = check_operators(operators)
+        self.subsets = subsets(num_maps)
+        self.names = [mutant_name(op, s, num_maps) for op in self.operators for s in self.subsets]
+        # Subsets grouped by size, so that each group is one gather and one einsum.
+        sizes = sorted({len(s) for s in self.subsets})
+        self._groups = [[i for i, s in enumerate(self.subsets) if len(s) == k] for k in sizes]
+        for k, group in zip(sizes, self._groups):
+            self.register_buffer(f"members_{k}", torch.tensor([self.subsets[i] for i in group]), persistent=False)
+        if "concat" in self.operators:
+            self.concat = nn.ModuleDict({_key(s): LearnedConcat(len(s), num_classes) for s in self.subsets})
+        if "wf" in self.operators:
+            self.wf = nn.ModuleDict({_key(s): WeightedFusion(len(s), num_classes) for s in self.subsets})
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def forward(self, stacked: torch.Tensor) -> torch.Tensor:
+        per_operator = []
+        for op in self.operators:
+            groups = []
+            for group in self._groups:
+                k = len(self.subsets[group[0]])
+                members = stacked[getattr(self, f"members_{k}")]  # [s, k, B, C, H, W]
+                groups.append(self._fuse(op, members, [self.subsets[i] for i in group]))
+            per_operator.append(torch.cat(groups))
+        return torch.cat(per_operator) if per_operator else stacked[:0]
+
+    def _fuse(self, op: str, members: torch.Tensor, group: list[tuple[int, ...]]) -> torch.Tensor:
+        if op == "add":
+            return members.sum(dim=1)
+        if op == "mul":
+            return members.prod(dim=1)
+        if op == "concat":
+            weight = torch.stack([self.concat[_key(s)].member_weights() for s in group])  # [s,k,O,C]
+            bias = torch.stack([self.concat[_key(s)].conv.bias for s in group])  # [s,O]
+            out = torch.einsum("skoc,skbchw->sbohw", weight.to(members.dtype), members)
+            return out + bias.to(members.dtype)[:, None, :, None, None]
+        # wf
+        params = [self.wf[_key(s)].member_weights() for s in group]
+        weight = torch.stack([w for w, _ in params]).to(members.dtype)  # [s,k,C]
+        bias = torch.stack([b for _, b in params]).to(members.dtype)  # [s,k]
+        scores = torch.einsum("skc,skbchw->skbhw", weight, members) + bias[:, :, None, None, None]
+        attention = scores.softmax(dim=1)
+        return (attention.unsqueeze(3) * members).sum(dim=1)
