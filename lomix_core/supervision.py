@@ -190,13 +190,18 @@ class LoMixLoss(nn.Module):
     # ---- maps ---------------------------------------------------------------------------------
     def mutants(self, logits: Sequence[torch.Tensor]) -> torch.Tensor:
         """All supervised maps, ``[M, B, C, H, W]`` in :attr:`map_names` order."""
-        return self._supervised_maps(self._stack(logits))
+        return self._supervised_maps(self._sources(logits))
 
-    def _supervised_maps(self, stacked: torch.Tensor) -> torch.Tensor:
-        supervised = stacked[self.original_indices]
+    def _sources(self, logits: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The stack the loss reads: every map when mutants are built, else the supervised ones."""
+        logits = self._check_logits(logits)
+        used = range(self.num_maps) if self.mutant_generator is not None else self.original_indices
+        return torch.stack([logits[i] for i in used])
+
+    def _supervised_maps(self, sources: torch.Tensor) -> torch.Tensor:
         if self.mutant_generator is None:
-            return supervised
-        return torch.cat([supervised, self.mutant_generator(stacked)])
+            return sources
+        return torch.cat([sources[self.original_indices], self.mutant_generator(sources)])
 
     def map_weights(self) -> dict[str, float]:
         """Current weight of every supervised map (a host sync: for logging, not the hot path)."""
@@ -205,9 +210,9 @@ class LoMixLoss(nn.Module):
     # ---- losses -------------------------------------------------------------------------------
     def per_map_losses(self, logits: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         """Unweighted ``ce_weight·CE + dice_weight·Dice`` of every supervised map, shape ``[M]``."""
-        stacked = self._stack(logits)
-        target = self._check_target(target, stacked)
-        maps = self._supervised_maps(stacked)
+        sources = self._sources(logits)
+        target = self._check_target(target, sources)
+        maps = self._supervised_maps(sources)
         # Accumulate in fp32 whatever the autocast dtype: the Dice sums run over B·H·W pixels.
         log_probs = maps.float().log_softmax(dim=2)
         index = target[None, :, None].expand(maps.shape[0], -1, 1, -1, -1)
@@ -218,7 +223,7 @@ class LoMixLoss(nn.Module):
         return self.weighting(self.per_map_losses(logits, target))
 
     # ---- validation ---------------------------------------------------------------------------
-    def _stack(self, logits: Sequence[torch.Tensor]) -> torch.Tensor:
+    def _check_logits(self, logits: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         if isinstance(logits, torch.Tensor) and logits.dim() == 4:
             raise TypeError(f"expected a sequence of {self.num_maps} logits maps [B,C,H,W] (coarse → fine), "
                             f"got a single tensor of shape {tuple(logits.shape)}")
@@ -234,24 +239,24 @@ class LoMixLoss(nn.Module):
             if m.shape != first.shape:
                 raise ValueError(f"logits map {i} has shape {tuple(m.shape)} but map 0 has {tuple(first.shape)}; "
                                  "upsample every map to the target size first")
-        return torch.stack(logits)
+        return logits
 
-    def _check_target(self, target: torch.Tensor, stacked: torch.Tensor) -> torch.Tensor:
+    def _check_target(self, target: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
         if not isinstance(target, torch.Tensor) or target.dtype.is_floating_point or target.dtype == torch.bool \
                 or target.is_complex():
             raise TypeError(f"target must be an integer tensor of class indices, got {getattr(target, 'dtype', type(target))}")
-        expected = (stacked.shape[1], *stacked.shape[3:])
+        expected = (sources.shape[1], *sources.shape[3:])
         if tuple(target.shape) != expected:
             raise ValueError(f"target has shape {tuple(target.shape)}, expected [B,H,W] = {expected} to match the logits")
         if self.check_values:
-            self._check_values(target, stacked)
+            self._check_values(target, sources)
         return target.long()
 
-    def _check_values(self, target: torch.Tensor, stacked: torch.Tensor) -> None:
-        # One host sync for all three checks. The decoder maps are enough to check: every
+    def _check_values(self, target: torch.Tensor, sources: torch.Tensor) -> None:
+        # One host sync for all three checks. The source maps are enough to check: every
         # mutant is computed from them.
         flags = torch.stack([(target < 0).any(), (target >= self.num_classes).any(),
-                             ~torch.isfinite(stacked).all()]).tolist()
+                             ~torch.isfinite(sources).all()]).tolist()
         if flags[0] or flags[1]:
             lo, hi = int(target.min()), int(target.max())
             raise ValueError(f"target values must be in [0, {self.num_classes}), found min {lo} and max {hi}")

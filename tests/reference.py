@@ -1,0 +1,52 @@
+"""The readable reference LoMix loss: a plain loop over maps and classes, as the paper states it.
+
+The kit's vectorised loss must match this to 1e-5 relative. Nothing here is fast on purpose.
+"""
+import torch
+import torch.nn.functional as F
+
+from lomix_core.fusion import _key
+from lomix_core.supervision import DICE_SMOOTH
+
+
+def reference_maps(loss_fn, logits):
+    """Every supervised map, built one subset at a time from the per-subset modules."""
+    maps = [logits[i] for i in loss_fn.original_indices]
+    gen = loss_fn.mutant_generator
+    if gen is None:
+        return maps
+    for op in gen.operators:
+        for subset in gen.subsets:
+            members = [logits[i] for i in subset]
+            if op == "add":
+                out = members[0]
+                for m in members[1:]:
+                    out = out + m
+            elif op == "mul":
+                out = members[0]
+                for m in members[1:]:
+                    out = out * m
+            elif op == "concat":
+                out = gen.concat[_key(subset)](members)
+            else:
+                out = gen.wf[_key(subset)](members)
+            maps.append(out)
+    return maps
+
+
+def reference_dice_loss(logits, target):
+    """TransUNet's DiceLoss(softmax=True): a loop over classes."""
+    probs = logits.softmax(dim=1)
+    num_classes = logits.shape[1]
+    total = 0.0
+    for c in range(num_classes):
+        p, y = probs[:, c], (target == c).float()
+        intersect = (p * y).sum()
+        dice = (2 * intersect + DICE_SMOOTH) / ((p * p).sum() + (y * y).sum() + DICE_SMOOTH)
+        total = total + (1 - dice)
+    return total / num_classes
+
+
+def reference_per_map_losses(loss_fn, logits, target):
+    return torch.stack([loss_fn.ce_weight * F.cross_entropy(m, target) + loss_fn.dice_weight * reference_dice_loss(m, target)
+                        for m in reference_maps(loss_fn, logits)])
