@@ -15,8 +15,7 @@ so its parameters are trained by the optimiser and saved in the ``state_dict``. 
 code instead builds a fresh random ``nn.Conv2d`` inside ``forward``: its concat mutant is noise.
 
 Each module's ``forward`` is the readable one-subset definition. :class:`MutantGenerator`
-computes the same maps for all subsets at once, grouped by subset size, from the modules'
-parameters stacked into one einsum per operator and size.
+computes the same maps for all subsets at once from the modules' parameters.
 """
 from __future__ import annotations
 
@@ -101,6 +100,11 @@ class MutantGenerator(nn.Module):
     ``forward`` takes the maps stacked as ``[n, B, C, H, W]`` (coarse → fine) and returns the
     mutants as ``[len(operators) * num_subsets, B, C, H, W]`` in :attr:`names` order:
     operator-major, then subsets in ``itertools.combinations`` order.
+
+    Each operator runs over all subsets at once. A 0/1 membership matrix ``[subsets, n]`` turns
+    add into one matrix product; concat and wf use their per-subset weights scattered into
+    ``[subsets, n, ...]`` with zeros for non-members, so they too are one product over all
+    maps. mul reuses the product of each subset's prefix, which ``combinations`` lists first.
     """
 
     def __init__(self, num_maps: int, num_classes: int, operators: Sequence[str] = OPERATORS):
@@ -109,11 +113,10 @@ class MutantGenerator(nn.Module):
         self.operators = check_operators(operators)
         self.subsets = subsets(num_maps)
         self.names = [mutant_name(op, s, num_maps) for op in self.operators for s in self.subsets]
-        # Subsets grouped by size, so that each group is one gather and one einsum.
-        sizes = sorted({len(s) for s in self.subsets})
-        self._groups = [[i for i, s in enumerate(self.subsets) if len(s) == k] for k in sizes]
-        for k, group in zip(sizes, self._groups):
-            self.register_buffer(f"members_{k}", torch.tensor([self.subsets[i] for i in group]), persistent=False)
+        membership = torch.zeros(len(self.subsets), num_maps, dtype=torch.bool)
+        for row, subset in enumerate(self.subsets):
+            membership[row, list(subset)] = True
+        self.register_buffer("membership", membership, persistent=False)
         if "concat" in self.operators:
             self.concat = nn.ModuleDict({_key(s): LearnedConcat(len(s), num_classes) for s in self.subsets})
         if "wf" in self.operators:
@@ -123,30 +126,37 @@ class MutantGenerator(nn.Module):
         return len(self.names)
 
     def forward(self, stacked: torch.Tensor) -> torch.Tensor:
-        per_operator = []
-        for op in self.operators:
-            groups = []
-            for group in self._groups:
-                k = len(self.subsets[group[0]])
-                members = stacked[getattr(self, f"members_{k}")]  # [s, k, B, C, H, W]
-                groups.append(self._fuse(op, members, [self.subsets[i] for i in group]))
-            per_operator.append(torch.cat(groups))
-        return torch.cat(per_operator) if per_operator else stacked[:0]
+        return torch.cat([getattr(self, f"_{op}")(stacked) for op in self.operators])
 
-    def _fuse(self, op: str, members: torch.Tensor, group: list[tuple[int, ...]]) -> torch.Tensor:
-        if op == "add":
-            return members.sum(dim=1)
-        if op == "mul":
-            return members.prod(dim=1)
-        if op == "concat":
-            weight = torch.stack([self.concat[_key(s)].member_weights() for s in group])  # [s,k,O,C]
-            bias = torch.stack([self.concat[_key(s)].conv.bias for s in group])  # [s,O]
-            out = torch.einsum("skoc,skbchw->sbohw", weight.to(members.dtype), members)
-            return out + bias.to(members.dtype)[:, None, :, None, None]
-        # wf
-        params = [self.wf[_key(s)].member_weights() for s in group]
-        weight = torch.stack([w for w, _ in params]).to(members.dtype)  # [s,k,C]
-        bias = torch.stack([b for _, b in params]).to(members.dtype)  # [s,k]
-        scores = torch.einsum("skc,skbchw->skbhw", weight, members) + bias[:, :, None, None, None]
-        attention = scores.softmax(dim=1)
-        return (attention.unsqueeze(3) * members).sum(dim=1)
+    def _add(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("sn,nbchw->sbchw", self.membership.to(x.dtype), x)
+
+    def _mul(self, x: torch.Tensor) -> torch.Tensor:
+        products: dict[tuple[int, ...], torch.Tensor] = {}
+        for s in self.subsets:
+            head = products[s[:-1]] if len(s) > 2 else x[s[0]]
+            products[s] = head * x[s[-1]]
+        return torch.stack(list(products.values()))
+
+    def _scatter(self, per_subset: list[torch.Tensor]) -> torch.Tensor:
+        """Per-subset tensors ``[k, ...]`` → one ``[subsets, n, ...]`` with zeros for non-members."""
+        full = []
+        for s, values in zip(self.subsets, per_subset):
+            index = torch.tensor(s, device=values.device)
+            full.append(values.new_zeros(self.num_maps, *values.shape[1:]).index_copy(0, index, values))
+        return torch.stack(full)
+
+    def _concat(self, x: torch.Tensor) -> torch.Tensor:
+        modules = [self.concat[_key(s)] for s in self.subsets]
+        weight = self._scatter([m.member_weights() for m in modules]).to(x.dtype)  # [s, n, O, C]
+        bias = torch.stack([m.conv.bias for m in modules]).to(x.dtype)  # [s, O]
+        return torch.einsum("snoc,nbchw->sbohw", weight, x) + bias[:, None, :, None, None]
+
+    def _wf(self, x: torch.Tensor) -> torch.Tensor:
+        params = [self.wf[_key(s)].member_weights() for s in self.subsets]
+        weight = self._scatter([w for w, _ in params]).to(x.dtype)  # [s, n, C]
+        bias = self._scatter([b for _, b in params]).to(x.dtype)  # [s, n]
+        scores = torch.einsum("snc,nbchw->snbhw", weight, x) + bias[:, :, None, None, None]
+        scores = scores.masked_fill(~self.membership[:, :, None, None, None], float("-inf"))
+        attention = scores.softmax(dim=1)  # non-members get exactly 0
+        return sum(attention[:, i, :, None] * x[i] for i in range(self.num_maps))

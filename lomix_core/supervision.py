@@ -216,8 +216,10 @@ class LoMixLoss(nn.Module):
         # Accumulate in fp32 whatever the autocast dtype: the Dice sums run over B·H·W pixels.
         log_probs = maps.float().log_softmax(dim=2)
         index = target[None, :, None].expand(maps.shape[0], -1, 1, -1, -1)
-        ce = -log_probs.gather(2, index).mean(dim=(1, 2, 3, 4))
-        return self.ce_weight * ce + self.dice_weight * soft_dice_loss(log_probs.exp(), target)
+        log_p_true = log_probs.gather(2, index)  # [M,B,1,H,W]: log-probability of the true class
+        ce = -log_p_true.mean(dim=(1, 2, 3, 4))
+        dice = soft_dice_loss(log_probs.exp(), log_p_true.exp(), target)
+        return self.ce_weight * ce + self.dice_weight * dice
 
     def forward(self, logits: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         return self.weighting(self.per_map_losses(logits, target))
@@ -264,16 +266,19 @@ class LoMixLoss(nn.Module):
             raise ValueError("logits contain NaN or inf; check the learning rate, the inputs, or use AMP with a GradScaler")
 
 
-def soft_dice_loss(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """TransUNet's soft Dice for a stack of maps: ``probs [M,B,C,H,W]``, ``target [B,H,W]`` → ``[M]``.
+def soft_dice_loss(probs: torch.Tensor, p_true: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """TransUNet's soft Dice for a stack of maps → ``[M]``.
 
     Per class over the whole batch, ``(2Σpy + ε) / (Σp² + Σy² + ε)``, background included, then
-    ``1 - mean`` over classes.
+    ``1 - mean`` over classes. ``probs [M,B,C,H,W]`` are the softmax probabilities and
+    ``p_true [M,B,1,H,W]`` the probability of each pixel's true class: with a one-hot y,
+    ``Σpy`` for class c is the sum of ``p_true`` over the pixels labelled c, which avoids a
+    pass over all C channels.
     """
-    num_classes = probs.shape[2]
-    onehot = F.one_hot(target, num_classes).permute(0, 3, 1, 2).to(probs.dtype)  # [B,C,H,W]
-    intersection = torch.einsum("mbchw,bchw->mc", probs, onehot)
-    prob_sq = (probs * probs).sum(dim=(1, 3, 4))
-    label_sum = onehot.sum(dim=(0, 2, 3))
+    num_maps, num_classes = probs.shape[0], probs.shape[2]
+    labels = target.reshape(1, -1).expand(num_maps, -1)
+    intersection = p_true.new_zeros(num_maps, num_classes).scatter_add_(1, labels, p_true.reshape(num_maps, -1))
+    prob_sq = torch.linalg.vector_norm(probs, dim=(1, 3, 4)) ** 2
+    label_sum = torch.bincount(target.reshape(-1), minlength=num_classes).to(probs.dtype)
     dice = (2 * intersection + DICE_SMOOTH) / (prob_sq + label_sum + DICE_SMOOTH)
     return 1 - dice.mean(dim=1)

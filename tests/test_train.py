@@ -1,0 +1,100 @@
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+import lomix_core as lx
+from lomix_core.train import fit
+
+TINY_DATA = dict(num_subjects=6, num_slices=8, size=32, num_val=1, num_test=1)
+
+
+def tiny_config(tmp_path, **overrides):
+    settings = dict(epochs=2, batch_size=8, lr=3e-3, progress=False, out_dir=str(tmp_path),
+                    model_kwargs={"width": 8}, data_kwargs=TINY_DATA)
+    settings.update(overrides)
+    return lx.TrainConfig(**settings)
+
+
+@pytest.fixture(scope="module")
+def lomix_run(tmp_path_factory):
+    return lx.train(tiny_config(tmp_path_factory.mktemp("runs"), supervision="lomix", epochs=3))
+
+
+def test_training_lowers_the_loss(lomix_run):
+    epochs = lomix_run.epochs
+    assert list(epochs["epoch"]) == [1, 2, 3]
+    assert epochs["train_loss"].iloc[-1] < epochs["train_loss"].iloc[0]
+    assert 0.0 <= lomix_run.record["metrics"]["test_dice"] <= 1.0
+
+
+def test_history_records_loss_and_every_map_weight_per_step(lomix_run):
+    history = lomix_run.history
+    weight_columns = [c for c in history.columns if c.startswith("w:")]
+    assert len(weight_columns) == 48 and "w:wf(p4,p3,p2,p1)" in weight_columns
+    assert len(history) == lomix_run.record["metrics"]["steps"] == 3 * 4  # 32 slices / batch 8
+    assert history["loss"].notna().all()
+    # softplus weights start at log 2 and are trained, so they move (down) from the first step
+    assert history["w:p1"].iloc[0] < math.log(2) and history["w:p1"].iloc[-1] < history["w:p1"].iloc[0]
+
+
+def test_loss_parameters_are_trained(lomix_run):
+    fresh = lx.LoMixLoss(4, 9, supervision="lomix")
+    trained = lomix_run.loss_fn.state_dict()
+    for key in ("weighting.theta", "mutant_generator.concat.0_1.conv.weight", "mutant_generator.wf.0_1.scorers.0.weight"):
+        assert key in trained
+    assert not torch.equal(trained["weighting.theta"].cpu(), fresh.state_dict()["weighting.theta"])
+
+
+def test_run_record_is_written_and_model_is_selected_on_validation(lomix_run):
+    run_dir = lomix_run.run_dir
+    for name in ("record.json", "history.csv", "epochs.csv", "test.csv", "best.pt"):
+        assert (run_dir / name).exists(), name
+    record = json.loads((run_dir / "record.json").read_text())
+    assert record["config"]["supervision"] == "lomix" and record["metrics"]["num_supervised_maps"] == 48
+    assert "TransUNet" in record["evaluation"]
+    epochs = pd.read_csv(run_dir / "epochs.csv")
+    best = int(epochs["val_dice"].idxmax())
+    assert record["metrics"]["best_epoch"] == epochs["epoch"][best]
+    # the returned model is the selected one: re-scoring validation reproduces its Dice
+    val = lx.data.load("synthetic", split="val", **TINY_DATA)
+    assert lx.mean_dice(lx.evaluate(lomix_run.model, val)) == pytest.approx(epochs["val_dice"][best])
+    checkpoint = torch.load(run_dir / "best.pt", weights_only=False)
+    assert checkpoint["epoch"] == record["metrics"]["best_epoch"]
+
+
+def test_model_returns_to_train_mode_after_validation(tmp_path):
+    config = tiny_config(tmp_path, supervision="deep_supervision", epochs=3)
+    torch.manual_seed(0)
+    train_set = lx.data.load("synthetic", split="train", **TINY_DATA)
+    val_set = lx.data.load("synthetic", split="val", **TINY_DATA)
+    model = lx.models.build("unet_small", 1, 9, width=8)
+    calls = []
+    model.register_forward_pre_hook(lambda module, args: calls.append((torch.is_grad_enabled(), module.training)))
+    bn = model.encoder[0][1]
+    running_means = []
+    model.encoder[0].register_forward_hook(
+        lambda module, args, out: running_means.append(bn.running_mean.clone()) if module.training else None)
+    fit(model, lx.LoMixLoss(4, 9, supervision="deep_supervision"), train_set, val_set, config)
+    training_calls = [mode for grad, mode in calls if grad]
+    validation_calls = [mode for grad, mode in calls if not grad]
+    assert len(training_calls) == 3 * 4 and all(training_calls)
+    assert validation_calls and not any(validation_calls)
+    # BatchNorm keeps updating its statistics after the first validation (epochs 2 and 3)
+    assert not torch.equal(running_means[4], running_means[-1])
+
+
+def test_every_preset_trains(tmp_path):
+    for preset in lx.PRESETS:
+        run = lx.train(tiny_config(tmp_path, supervision=preset, epochs=1, max_steps_per_epoch=2))
+        assert len(run.history) == 2 and run.record["metrics"]["num_supervised_maps"] == run.loss_fn.num_supervised
+        assert math.isfinite(run.history["loss"].iloc[-1])
+
+
+def test_same_seed_same_result(tmp_path):
+    a = lx.train(tiny_config(tmp_path / "a", supervision="mutation", epochs=1, max_steps_per_epoch=3))
+    b = lx.train(tiny_config(tmp_path / "b", supervision="mutation", epochs=1, max_steps_per_epoch=3))
+    assert a.history["loss"].tolist() == b.history["loss"].tolist()
+    assert a.test["dice"].tolist() == b.test["dice"].tolist()
