@@ -37,6 +37,10 @@ def save_json(obj: Any, path: str | Path) -> Path:
     return _atomic(path, write)
 
 
+def save_text(text: str, path: str | Path) -> Path:
+    return _atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
 def save_csv(frame: pd.DataFrame, path: str | Path) -> Path:
     return _atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
 

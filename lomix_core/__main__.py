@@ -1,0 +1,91 @@
+"""Command line: ``python -m lomix_core {train,evaluate,reproduce} --help``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import data, models, profiles, supervision
+from .evaluate import DICE_CONVENTION, evaluate, mean_dice
+from .train import TrainConfig, train
+
+
+def _train(args) -> int:
+    config = TrainConfig(supervision=args.supervision, model=args.model, dataset=args.dataset,
+                         operators=args.operators, weighting=args.weighting, epochs=args.epochs,
+                         max_steps_per_epoch=args.max_steps_per_epoch, batch_size=args.batch_size, lr=args.lr,
+                         weight_decay=args.weight_decay, seed=args.seed, device=args.device, amp=args.amp,
+                         data_kwargs=json.loads(args.data_kwargs), model_kwargs=json.loads(args.model_kwargs),
+                         out_dir=args.out_dir, run_name=args.run_name)
+    run = train(config)
+    metrics = run.record["metrics"]
+    print(f"{config.name}: best epoch {metrics['best_epoch']}, val Dice {metrics['val_dice']:.4f}, "
+          f"test Dice {metrics['test_dice']:.4f} -> {run.run_dir}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    import torch
+
+    checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    config = TrainConfig(**checkpoint["config"])
+    dataset = data.load(config.dataset, split=args.split, **config.data_kwargs)
+    model = models.build(config.model, dataset.in_channels, dataset.num_classes, **config.model_kwargs)
+    model.load_state_dict(checkpoint["model"])
+    results = evaluate(model, dataset)
+    print(results.groupby("class_name", sort=False)["dice"].mean().round(4).to_string())
+    print(f"mean Dice ({args.split}): {mean_dice(results):.4f}\n{DICE_CONVENTION}")
+    return 0
+
+
+def _reproduce(args) -> int:
+    from .reproduce import reproduce
+
+    return reproduce(args.profile, notebooks_dir=args.notebooks, output_root=args.output_root, only=args.only)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m lomix_core", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+    defaults = TrainConfig()
+
+    p = sub.add_parser("train", help="train one model with one supervision preset")
+    p.add_argument("--supervision", default=defaults.supervision, choices=list(supervision.PRESETS))
+    p.add_argument("--model", default=defaults.model, choices=models.available())
+    p.add_argument("--dataset", default=defaults.dataset, choices=data.available())
+    p.add_argument("--operators", nargs="+", default=None, help="fusion operators (default: per preset)")
+    p.add_argument("--weighting", default=None, help=f"one of {supervision.WEIGHTINGS} (default: per preset)")
+    for name in ("epochs", "batch_size", "seed"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
+    p.add_argument("--max-steps-per-epoch", type=int, default=None)
+    p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    p.add_argument("--device", default=defaults.device, help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--amp", action="store_true", help="mixed precision on CUDA")
+    p.add_argument("--data-kwargs", default="{}", help='JSON, e.g. \'{"size": 64}\'')
+    p.add_argument("--model-kwargs", default="{}", help='JSON, e.g. \'{"width": 8}\'')
+    p.add_argument("--out-dir", default=defaults.out_dir)
+    p.add_argument("--run-name", default=None)
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", help="score a saved checkpoint on a split")
+    p.add_argument("checkpoint", help="a best.pt written by train")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("reproduce", help="run the notebook series with papermill and write SUMMARY.md")
+    p.add_argument("--profile", default="auto", choices=list(profiles.PROFILES))
+    p.add_argument("--notebooks", default="notebooks", help="folder of NN_name.ipynb notebooks")
+    p.add_argument("--output-root", default="outputs", help="results go to OUTPUT_ROOT/<profile>/")
+    p.add_argument("--only", nargs="+", default=None, help="run only these notebooks (stem or number prefix)")
+    p.set_defaults(func=_reproduce)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Experiments that train several runs and gather their results into tidy tables."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Sequence
+
+import pandas as pd
+
+from .train import Run, TrainConfig, train
+
+
+@dataclass
+class Comparison:
+    """Results of training every preset with every seed under one budget."""
+
+    results: pd.DataFrame  # tidy test results: preset, seed, subject, class_name, dice
+    runs: pd.DataFrame  # one row per run: preset, seed, test/val Dice, train time, maps
+    models: dict[tuple[str, int], Run]
+
+    def summary(self) -> pd.DataFrame:
+        """Mean ± std over seeds of each run's mean test Dice, one row per preset."""
+        grouped = self.runs.groupby("preset", sort=False)
+        return pd.DataFrame({
+            "test_dice_mean": grouped["test_dice"].mean(), "test_dice_std": grouped["test_dice"].std(),
+            "seeds": grouped["seed"].count(), "supervised_maps": grouped["supervised_maps"].first(),
+            "train_time_s": grouped["train_time_s"].mean(),
+        })
+
+    def paired_differences(self, method: str = "lomix") -> pd.DataFrame:
+        """``method`` minus each other preset, per seed. Runs with the same seed share data order
+        and initial network, so the per-seed difference removes most of the seed-to-seed noise."""
+        by_seed = self.runs.pivot(index="seed", columns="preset", values="test_dice")
+        return by_seed.drop(columns=method).rsub(by_seed[method], axis=0)
+
+    def verdict(self, method: str = "lomix") -> str:
+        """A plain-language reading of the paired differences, for as many seeds as were run."""
+        diffs = self.paired_differences(method)
+        lines = []
+        for baseline in diffs.columns:
+            d = diffs[baseline]
+            if len(d) < 2:
+                consistency = "one seed only: no claim can be made"
+            elif (d > 0).all() or (d < 0).all():
+                consistency = f"same sign on all {len(d)} seeds"
+            else:
+                consistency = f"sign changes across {len(d)} seeds: no consistent difference"
+            lines.append(f"{method} - {baseline}: {d.mean():+.4f} mean Dice (paired sd {d.std():.4f}); {consistency}")
+        return "\n".join(lines)
+
+    def per_class(self) -> pd.DataFrame:
+        """Mean test Dice per preset (rows) and class (columns), averaged over subjects and seeds."""
+        return self.results.pivot_table(index="preset", columns="class_name", values="dice", aggfunc="mean",
+                                        sort=False)
+
+
+def compare_supervision(base: TrainConfig, presets: Sequence[str], seeds: Sequence[int]) -> Comparison:
+    """Train ``base`` once per preset and seed: same data, same budget, same initial network."""
+    results, rows, models = [], [], {}
+    for preset in presets:
+        for seed in seeds:
+            run = train(dataclasses.replace(base, supervision=preset, seed=seed, run_name=None))
+            models[preset, seed] = run
+            results.append(run.test.assign(preset=preset, seed=seed))
+            metrics = run.record["metrics"]
+            rows.append({"preset": preset, "seed": seed, "test_dice": metrics["test_dice"],
+                         "val_dice": metrics["val_dice"], "best_epoch": metrics["best_epoch"],
+                         "train_time_s": metrics["train_time_s"], "steps": metrics["steps"],
+                         "supervised_maps": metrics["num_supervised_maps"]})
+    results = pd.concat(results, ignore_index=True)[["preset", "seed", "subject", "class_name", "dice"]]
+    return Comparison(results, pd.DataFrame(rows), models)

@@ -1,0 +1,60 @@
+"""What a notebook hands to the series summary: headline numbers, tables and figures.
+
+A notebook calls :func:`record` at its end; ``python -m lomix_core reproduce`` collects every
+record into ``SUMMARY.md``. Records are JSON files next to the executed notebooks.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from .records import save_json
+
+
+def record(output_dir: str | Path, notebook: str, headline: dict | None = None,
+           tables: dict[str, pd.DataFrame] | None = None, figures: list[str | Path] = ()) -> Path:
+    """Write ``<output_dir>/<notebook>.summary.json`` for the series summary."""
+    output_dir = Path(output_dir)
+    figures = [str(Path(f).resolve().relative_to(output_dir.resolve())) for f in figures]
+    payload = {"notebook": notebook, "headline": headline or {},
+               "tables": {name: markdown_table(t) for name, t in (tables or {}).items()}, "figures": figures}
+    return save_json(payload, output_dir / f"{notebook}.summary.json")
+
+
+def load_record(output_dir: str | Path, notebook: str) -> dict | None:
+    path = Path(output_dir) / f"{notebook}.summary.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
+    """A GitHub-flavoured markdown table (pandas' own needs the optional ``tabulate``)."""
+    frame = frame.reset_index() if frame.index.name or not isinstance(frame.index, pd.RangeIndex) else frame
+
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return "" if math.isnan(value) else f"{value:.{digits}f}"
+        return str(value)
+
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+def machine() -> str:
+    """One line naming the hardware and software that produced the numbers."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    device = f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"
+    return (f"{cpu}, {os.cpu_count()} cores, {device}; Python {platform.python_version()}, "
+            f"torch {torch.__version__}, {platform.system()} {platform.machine()}")

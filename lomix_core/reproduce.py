@@ -1,0 +1,86 @@
+"""Run the notebook series with papermill and summarise it in ``outputs/<profile>/SUMMARY.md``.
+
+Each notebook runs in its own kernel with ``PROFILE`` and ``OUTPUT_DIR`` injected into its
+``parameters`` cell. A failing notebook does not stop the series: the summary names its cell
+and error, the other notebooks still run, and the command exits non-zero.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import profiles, report
+from .records import save_text
+
+
+@dataclass
+class NotebookResult:
+    name: str
+    ok: bool
+    seconds: float
+    error: str = ""
+
+
+def find_notebooks(notebooks_dir: str | Path, only: list[str] | None = None) -> list[Path]:
+    """Numbered notebooks (``03_name.ipynb``) in order; ``only`` filters by stem or number prefix."""
+    found = sorted(p for p in Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb"))
+    if not found:
+        raise FileNotFoundError(f"no numbered notebooks (NN_name.ipynb) in {Path(notebooks_dir).resolve()}")
+    if only:
+        chosen = [p for p in found if any(p.stem == o or p.stem.startswith(o) or p.name == o for o in only)]
+        if not chosen:
+            raise ValueError(f"--only {only} matches none of {[p.stem for p in found]}")
+        found = chosen
+    return found
+
+
+def run_notebook(path: Path, output_dir: Path, profile: str) -> NotebookResult:
+    import papermill as pm  # imported here: the core kit does not need Jupyter
+
+    (output_dir / f"{path.stem}.summary.json").unlink(missing_ok=True)  # no stale record on failure
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(str(path), str(output_dir / path.name), cwd=str(path.parent), kernel_name="python3",
+                            parameters={"PROFILE": profile, "OUTPUT_DIR": str(output_dir.resolve())},
+                            progress_bar=False)
+    except pm.PapermillExecutionError as error:
+        message = f"cell {error.exec_count} (index {error.cell_index}): {error.ename}: {error.evalue}"
+        return NotebookResult(path.stem, False, time.perf_counter() - start, message.strip().splitlines()[0])
+    return NotebookResult(path.stem, True, time.perf_counter() - start)
+
+
+def reproduce(profile: str = "cpu", notebooks_dir: str | Path = "notebooks", output_root: str | Path = "outputs",
+              only: list[str] | None = None) -> int:
+    """Run the series; returns the process exit code (0 only if every notebook succeeded)."""
+    profile = profiles.resolve(profile)
+    output_dir = Path(output_root) / profile
+    output_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    results = []
+    for path in find_notebooks(notebooks_dir, only):
+        print(f"[{profile}] {path.name} ...", flush=True)
+        results.append(run_notebook(path, output_dir, profile))
+        print(f"[{profile}] {path.name}: {'ok' if results[-1].ok else 'FAILED ' + results[-1].error}"
+              f" ({results[-1].seconds:.0f} s)", flush=True)
+    summary = write_summary(output_dir, profile, results, time.perf_counter() - start)
+    print(f"summary: {summary}")
+    return 0 if all(r.ok for r in results) else 1
+
+
+def write_summary(output_dir: Path, profile: str, results: list[NotebookResult], seconds: float) -> Path:
+    lines = [f"# LoMix kit: `{profile}` profile", "",
+             f"- Machine: {report.machine()}", f"- Wall time: {seconds / 60:.1f} min", "",
+             "| notebook | status | time (s) |", "|---|---|---|"]
+    lines += [f"| [{r.name}]({r.name}.ipynb) | {'ok' if r.ok else 'FAILED: ' + r.error.replace('|', '/')} | "
+              f"{r.seconds:.0f} |" for r in results]
+    for r in results:
+        rec = report.load_record(output_dir, r.name)
+        if rec is None:
+            continue
+        lines += ["", f"## {r.name}", ""]
+        lines += [f"- {key}: {value}" for key, value in rec["headline"].items()]
+        for title, table in rec["tables"].items():
+            lines += ["", f"**{title}**", "", table]
+        lines += [""] + [f"![{Path(f).stem}]({f})" for f in rec["figures"]]
+    return save_text("\n".join(lines) + "\n", output_dir / "SUMMARY.md")

@@ -1,0 +1,103 @@
+"""Plots of results and of what the LoMix loss learned. Each returns its matplotlib Figure."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from .fusion import OPERATORS
+from .supervision import LoMixLoss
+
+
+def save(fig: plt.Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path
+
+
+def plot_dice(runs: pd.DataFrame, ax: plt.Axes | None = None) -> plt.Figure:
+    """Mean test Dice per preset: bars are the mean over seeds, dots the individual seeds."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    sns.barplot(data=runs, x="preset", y="test_dice", errorbar="sd", ax=ax, color="#9ecae1")
+    sns.stripplot(data=runs, x="preset", y="test_dice", ax=ax, color="black", size=4)
+    ax.set(xlabel="", ylabel="test Dice (3-D, mean over classes)",
+           title=f"Supervision presets, {runs['seed'].nunique()} seed(s): mean ± sd")
+    return ax.figure
+
+
+def map_weight_table(loss_fn: LoMixLoss) -> tuple[pd.Series, pd.DataFrame]:
+    """The decoder maps' weights, and the mutants' weights as an operator × subset table."""
+    weights = pd.Series(loss_fn.map_weights())
+    originals = weights[[n for n in weights.index if "(" not in n]]
+    mutants = weights.drop(originals.index)
+    table = pd.DataFrame({"operator": [n.split("(")[0] for n in mutants.index],
+                          "subset": [n.split("(")[1].rstrip(")") for n in mutants.index],
+                          "weight": mutants.values})
+    order = [op for op in OPERATORS if op in set(table["operator"])]
+    pivot = table.pivot(index="operator", columns="subset", values="weight").loc[order]
+    return originals, pivot[list(dict.fromkeys(table["subset"]))]
+
+
+def plot_map_weights(loss_fn: LoMixLoss) -> plt.Figure:
+    """Heatmap of the learned mutant weights (operator × subset) beside the decoder maps' weights."""
+    originals, mutants = map_weight_table(loss_fn)
+    fig, (ax_orig, ax_mut) = plt.subplots(1, 2, figsize=(12, 3.2), width_ratios=[1, 4])
+    vmin, vmax = min(originals.min(), mutants.min().min()), max(originals.max(), mutants.max().max())
+    sns.heatmap(originals.to_frame("decoder").T, annot=True, fmt=".3f", cbar=False, vmin=vmin, vmax=vmax,
+                cmap="viridis", ax=ax_orig)
+    sns.heatmap(mutants, annot=True, fmt=".3f", vmin=vmin, vmax=vmax, cmap="viridis", ax=ax_mut,
+                cbar_kws={"label": "weight"})
+    ax_mut.set(xlabel="subset", ylabel="")
+    ax_orig.set(xlabel="map", ylabel="")
+    fig.suptitle(f"Learned map weights ({loss_fn.weighting_name})")
+    return fig
+
+
+def plot_weight_trajectories(history: pd.DataFrame, ax: plt.Axes | None = None) -> plt.Figure:
+    """Every map's weight over training steps, coloured by operator (decoder maps in black)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.5))
+    columns = [c for c in history.columns if c.startswith("w:")]
+    palette = dict(zip(OPERATORS, sns.color_palette("tab10", len(OPERATORS))))
+    for column in columns:
+        name = column[2:]
+        operator = name.split("(")[0] if "(" in name else None
+        ax.plot(history["step"], history[column], lw=0.8, alpha=0.8,
+                color=palette.get(operator, "black"), label=operator or "decoder map")
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    ax.legend(unique.values(), unique.keys(), fontsize=8)
+    ax.set(xlabel="step", ylabel="weight", title="Map weights during training")
+    return ax.figure
+
+
+def plot_training_curves(runs: dict, ax: plt.Axes | None = None) -> plt.Figure:
+    """Validation Dice per epoch for each run (``{label: Run}``)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    for label, run in runs.items():
+        ax.plot(run.epochs["epoch"], run.epochs["val_dice"], marker="o", ms=3, label=str(label))
+    ax.set(xlabel="epoch", ylabel="validation Dice", title="Validation Dice per epoch")
+    ax.legend(fontsize=8)
+    return ax.figure
+
+
+def plot_slices(dataset, indices, alpha: float = 0.45) -> plt.Figure:
+    """Images of a dataset with their labels overlaid, one column per index."""
+    cmap = plt.get_cmap("tab10", dataset.num_classes)
+    fig, axes = plt.subplots(2, len(indices), figsize=(2.2 * len(indices), 4.6), squeeze=False)
+    for col, i in enumerate(indices):
+        image, label = dataset.images[i, 0], dataset.labels[i]
+        for row in range(2):
+            axes[row, col].imshow(image, cmap="gray")
+            axes[row, col].axis("off")
+        axes[1, col].imshow(label.float().masked_fill(label == 0, float("nan")),
+                            cmap=cmap, vmin=0, vmax=dataset.num_classes - 1, alpha=alpha, interpolation="nearest")
+        axes[0, col].set_title(f"{dataset.subjects[i]} z={dataset.slice_index[i]}", fontsize=8)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(c)) for c in range(1, dataset.num_classes)]
+    fig.legend(handles, dataset.class_names[1:], loc="lower center", ncol=min(8, len(handles)), fontsize=8)
+    return fig
