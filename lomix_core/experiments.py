@@ -33,20 +33,19 @@ class Comparison:
         by_seed = self.runs.pivot(index="seed", columns="preset", values="test_dice")
         return by_seed.drop(columns=method).rsub(by_seed[method], axis=0)
 
-    def verdict(self, method: str = "lomix") -> str:
+    def verdict(self, method: str = "lomix") -> dict[str, str]:
         """A plain-language reading of the paired differences, for as many seeds as were run."""
-        diffs = self.paired_differences(method)
-        lines = []
-        for baseline in diffs.columns:
-            d = diffs[baseline]
+        verdicts = {}
+        for baseline, d in self.paired_differences(method).items():
             if len(d) < 2:
                 consistency = "one seed only: no claim can be made"
             elif (d > 0).all() or (d < 0).all():
                 consistency = f"same sign on all {len(d)} seeds"
             else:
                 consistency = f"sign changes across {len(d)} seeds: no consistent difference"
-            lines.append(f"{method} - {baseline}: {d.mean():+.4f} mean Dice (paired sd {d.std():.4f}); {consistency}")
-        return "\n".join(lines)
+            verdicts[f"{method} - {baseline}"] = (f"{d.mean():+.4f} mean Dice (paired sd {d.std():.4f}); "
+                                                   f"{consistency}")
+        return verdicts
 
     def per_class(self) -> pd.DataFrame:
         """Mean test Dice per preset (rows) and class (columns), averaged over subjects and seeds."""

@@ -29,7 +29,7 @@ def resolve(profile: str) -> str:
 _COMPARISON = {
     "smoke": (dict(epochs=2, max_steps_per_epoch=3, batch_size=8, lr=1e-3, model_kwargs={"width": 8},
                    data_kwargs=dict(num_subjects=6, num_slices=8, size=32, num_val=1, num_test=1)), [0]),
-    "cpu": (dict(epochs=6, batch_size=8, lr=1e-3,
+    "cpu": (dict(epochs=8, batch_size=8, lr=1e-3,
                  data_kwargs=dict(num_subjects=20, num_slices=16, size=64, num_val=4, num_test=4)), [0, 1, 2]),
     "full": (dict(epochs=60, batch_size=16, lr=1e-4, amp=True,
                   data_kwargs=dict(num_subjects=48, num_slices=24, size=128, num_val=8, num_test=8)), [0, 1, 2, 3, 4]),

@@ -45,9 +45,20 @@ def run_notebook(path: Path, output_dir: Path, profile: str) -> NotebookResult:
                             parameters={"PROFILE": profile, "OUTPUT_DIR": str(output_dir.resolve())},
                             progress_bar=False)
     except pm.PapermillExecutionError as error:
-        message = f"cell {error.exec_count} (index {error.cell_index}): {error.ename}: {error.evalue}"
+        cell = source_cell_number(output_dir / path.name, error.cell_index)
+        message = f"cell {cell} (index {cell - 1}): {error.ename}: {error.evalue}"
         return NotebookResult(path.stem, False, time.perf_counter() - start, message.strip().splitlines()[0])
     return NotebookResult(path.stem, True, time.perf_counter() - start)
+
+
+def source_cell_number(executed: Path, cell_index: int) -> int:
+    """1-based number of a cell in the *source* notebook: papermill's injected parameters cell,
+    which exists only in the executed copy, is not counted."""
+    import nbformat
+
+    cells = nbformat.read(str(executed), as_version=4).cells[:cell_index]
+    injected = sum("injected-parameters" in c.metadata.get("tags", []) for c in cells)
+    return cell_index - injected + 1
 
 
 def reproduce(profile: str = "cpu", notebooks_dir: str | Path = "notebooks", output_root: str | Path = "outputs",

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
@@ -45,14 +46,14 @@ def map_weight_table(loss_fn: LoMixLoss) -> tuple[pd.Series, pd.DataFrame]:
 def plot_map_weights(loss_fn: LoMixLoss) -> plt.Figure:
     """Heatmap of the learned mutant weights (operator × subset) beside the decoder maps' weights."""
     originals, mutants = map_weight_table(loss_fn)
-    fig, (ax_orig, ax_mut) = plt.subplots(1, 2, figsize=(12, 3.2), width_ratios=[1, 4])
+    fig, (ax_orig, ax_mut) = plt.subplots(1, 2, figsize=(12, 3.2), width_ratios=[1, 8])
     vmin, vmax = min(originals.min(), mutants.min().min()), max(originals.max(), mutants.max().max())
-    sns.heatmap(originals.to_frame("decoder").T, annot=True, fmt=".3f", cbar=False, vmin=vmin, vmax=vmax,
+    sns.heatmap(originals.to_frame("decoder"), annot=True, fmt=".3f", cbar=False, vmin=vmin, vmax=vmax,
                 cmap="viridis", ax=ax_orig)
     sns.heatmap(mutants, annot=True, fmt=".3f", vmin=vmin, vmax=vmax, cmap="viridis", ax=ax_mut,
                 cbar_kws={"label": "weight"})
     ax_mut.set(xlabel="subset", ylabel="")
-    ax_orig.set(xlabel="map", ylabel="")
+    ax_orig.set(xlabel="", ylabel="decoder map")
     fig.suptitle(f"Learned map weights ({loss_fn.weighting_name})")
     return fig
 
@@ -91,11 +92,11 @@ def plot_slices(dataset, indices, alpha: float = 0.45) -> plt.Figure:
     cmap = plt.get_cmap("tab10", dataset.num_classes)
     fig, axes = plt.subplots(2, len(indices), figsize=(2.2 * len(indices), 4.6), squeeze=False)
     for col, i in enumerate(indices):
-        image, label = dataset.images[i, 0], dataset.labels[i]
+        image, label = dataset.images[i, 0].numpy(), dataset.labels[i].numpy()
         for row in range(2):
             axes[row, col].imshow(image, cmap="gray")
             axes[row, col].axis("off")
-        axes[1, col].imshow(label.float().masked_fill(label == 0, float("nan")),
+        axes[1, col].imshow(np.where(label == 0, np.nan, label),
                             cmap=cmap, vmin=0, vmax=dataset.num_classes - 1, alpha=alpha, interpolation="nearest")
         axes[0, col].set_title(f"{dataset.subjects[i]} z={dataset.slice_index[i]}", fontsize=8)
     handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(c)) for c in range(1, dataset.num_classes)]

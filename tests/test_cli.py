@@ -1,0 +1,32 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lomix_core.__main__ import main
+
+TINY = ["--epochs", "1", "--max-steps-per-epoch", "2", "--model-kwargs", '{"width": 8}', "--data-kwargs",
+        json.dumps(dict(num_subjects=6, num_slices=8, size=32, num_val=1, num_test=1))]
+
+
+def test_help_runs_as_a_module():
+    out = subprocess.run([sys.executable, "-m", "lomix_core", "--help"], capture_output=True, text=True, check=True)
+    for command in ("train", "evaluate", "reproduce"):
+        assert command in out.stdout
+
+
+def test_train_then_evaluate(tmp_path, capsys):
+    assert main(["train", "--supervision", "mutation", "--out-dir", str(tmp_path), "--run-name", "cli", *TINY]) == 0
+    assert "cli: best epoch 1" in capsys.readouterr().out
+    record = json.loads((tmp_path / "cli" / "record.json").read_text())
+    assert record["config"]["supervision"] == "mutation" and record["metrics"]["num_supervised_maps"] == 15
+    assert main(["evaluate", str(tmp_path / "cli" / "best.pt"), "--split", "val"]) == 0
+    out = capsys.readouterr().out
+    assert "mean Dice (val):" in out and "aorta" in out
+
+
+def test_bad_choice_is_rejected(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--supervision", "lomixx"])
+    assert "invalid choice: 'lomixx'" in capsys.readouterr().err

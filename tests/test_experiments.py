@@ -1,0 +1,65 @@
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+import lomix_core as lx  # noqa: E402
+
+TINY = dict(epochs=1, max_steps_per_epoch=2, batch_size=8, lr=3e-3, progress=False, model_kwargs={"width": 8},
+            data_kwargs=dict(num_subjects=6, num_slices=8, size=32, num_val=1, num_test=1))
+
+
+@pytest.fixture(scope="module")
+def comparison(tmp_path_factory):
+    base = lx.TrainConfig(out_dir=str(tmp_path_factory.mktemp("runs")), **TINY)
+    return lx.experiments.compare_supervision(base, ["last_layer", "lomix"], seeds=[0, 1])
+
+
+def test_comparison_tables(comparison):
+    runs = comparison.runs
+    assert len(runs) == 4 and set(runs["preset"]) == {"last_layer", "lomix"}
+    summary = comparison.summary()
+    assert list(summary.index) == ["last_layer", "lomix"]
+    assert summary.loc["lomix", "supervised_maps"] == 48 and summary.loc["lomix", "seeds"] == 2
+    lomix = runs[runs.preset == "lomix"]["test_dice"]
+    assert summary.loc["lomix", "test_dice_mean"] == pytest.approx(lomix.mean())
+    assert summary.loc["lomix", "test_dice_std"] == pytest.approx(lomix.std())
+    per_class = comparison.per_class()
+    assert per_class.shape == (2, 8) and "aorta" in per_class.columns
+    diffs = comparison.paired_differences("lomix")
+    by = runs.set_index(["preset", "seed"])["test_dice"]
+    assert diffs.loc[1, "last_layer"] == pytest.approx(by["lomix", 1] - by["last_layer", 1])
+    verdict = comparison.verdict("lomix")
+    assert list(verdict) == ["lomix - last_layer"] and "mean Dice (paired sd" in verdict["lomix - last_layer"]
+
+
+def test_same_seed_means_same_initial_network(tmp_path, monkeypatch):
+    """Presets trained with one seed start from identical weights: only the supervision differs."""
+    initial, build = [], lx.models.build
+
+    def build_and_capture(*args, **kwargs):
+        model = build(*args, **kwargs)
+        initial.append({k: v.clone() for k, v in model.state_dict().items()})
+        return model
+
+    monkeypatch.setattr(lx.models, "build", build_and_capture)
+    base = lx.TrainConfig(out_dir=str(tmp_path), **TINY)
+    lx.experiments.compare_supervision(base, ["last_layer", "lomix"], seeds=[3])
+    assert len(initial) == 2 and all(torch.equal(initial[0][k], initial[1][k]) for k in initial[0])
+
+
+def test_plots(comparison):
+    run = comparison.models["lomix", 0]
+    originals, mutants = lx.viz.map_weight_table(run.loss_fn)
+    assert list(originals.index) == ["p4", "p3", "p2", "p1"]
+    assert mutants.shape == (4, 11) and list(mutants.index) == ["add", "mul", "concat", "wf"]
+    assert mutants.columns[0] == "p4,p3" and mutants.columns[-1] == "p4,p3,p2,p1"
+    assert mutants.loc["wf", "p2,p1"] == pytest.approx(run.loss_fn.map_weights()["wf(p2,p1)"])
+    figures = [lx.viz.plot_dice(comparison.runs), lx.viz.plot_map_weights(run.loss_fn),
+               lx.viz.plot_weight_trajectories(run.history),
+               lx.viz.plot_training_curves({"lomix": run}),
+               lx.viz.plot_slices(lx.data.load("synthetic", split="val", **TINY["data_kwargs"]), [0, 3])]
+    assert len(figures[1].axes) == 3  # decoder maps, mutants, colour bar
+    assert len(figures[2].axes[0].lines) == 48
+    assert len(figures[4].axes) == 4
