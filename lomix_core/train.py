@@ -57,6 +57,15 @@ class TrainConfig:
     run_name: str | None = None
     progress: bool = True
 
+    def __post_init__(self):
+        for field_name in ("epochs", "batch_size"):
+            if getattr(self, field_name) < 1:
+                raise ValueError(f"{field_name} must be >= 1, got {getattr(self, field_name)}")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            raise ValueError(f"max_steps_per_epoch must be >= 1 or None, got {self.max_steps_per_epoch}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
     @property
     def name(self) -> str:
         return self.run_name or f"{self.dataset}-{self.model}-{self.supervision}-seed{self.seed}"

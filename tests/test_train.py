@@ -98,3 +98,9 @@ def test_same_seed_same_result(tmp_path):
     b = lx.train(tiny_config(tmp_path / "b", supervision="mutation", epochs=1, max_steps_per_epoch=3))
     assert a.history["loss"].tolist() == b.history["loss"].tolist()
     assert a.test["dice"].tolist() == b.test["dice"].tolist()
+
+
+@pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", 0), ("lr", 0.0), ("max_steps_per_epoch", 0)])
+def test_bad_config_is_rejected(field, value):
+    with pytest.raises(ValueError, match=field):
+        lx.TrainConfig(**{field: value})

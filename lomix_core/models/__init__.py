@@ -1,7 +1,8 @@
 """U-shaped segmentation models that return their multi-scale logits, coarse → fine.
 
 Every model built here returns a list of ``num_maps`` tensors ``[B, C, H, W]`` at the input's
-size, in train and eval mode alike. Inference uses only the last (finest) one.
+size, in train and eval mode alike, and has a ``num_maps`` attribute saying how many. Inference
+uses only the last (finest) one.
 """
 from .registry import available, build, register
 from . import unet  # noqa: F401  (registers its models)
