@@ -13,10 +13,11 @@ mutation            decoder maps + add-mutants (MERIT/EMCAD)       equal       1
 lomix               decoder maps + add/mul/concat/wf mutants       softplus    48
 ==================  =============================================  ==========  ======
 
-The loss is computed for all maps at once on a ``[M, B, C, H, W]`` stack: one log-softmax, one
-gather for the cross-entropy and one set of per-class sums for the Dice. No Python loop over
-maps or classes and no host synchronisation (the official code makes 432 ``.item()`` calls per
-step). The per-map loop lives in the tests as the readable reference.
+The loss is computed for all maps at once on a ``[M, B, C, H, W]`` stack by
+:func:`lomix_core.map_loss.ce_dice_losses`: one softmax, one gather for the cross-entropy and one
+set of per-class sums for the Dice, with a closed-form backward. No Python loop over maps or
+classes and no host synchronisation (the official code makes 432 ``.item()`` calls per step).
+The per-map loop lives in the tests as the readable reference.
 """
 from __future__ import annotations
 
@@ -27,8 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .fusion import OPERATORS, MutantGenerator, check_operators, original_names
-
-DICE_SMOOTH = 1e-5
+from .map_loss import ce_dice_losses
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,13 +213,7 @@ class LoMixLoss(nn.Module):
         sources = self._sources(logits)
         target = self._check_target(target, sources)
         maps = self._supervised_maps(sources)
-        # Accumulate in fp32 whatever the autocast dtype: the Dice sums run over B·H·W pixels.
-        log_probs = maps.float().log_softmax(dim=2)
-        index = target[None, :, None].expand(maps.shape[0], -1, 1, -1, -1)
-        log_p_true = log_probs.gather(2, index)  # [M,B,1,H,W]: log-probability of the true class
-        ce = -log_p_true.mean(dim=(1, 2, 3, 4))
-        dice = soft_dice_loss(log_probs.exp(), log_p_true.exp(), target)
-        return self.ce_weight * ce + self.dice_weight * dice
+        return ce_dice_losses(maps, target, self.ce_weight, self.dice_weight)
 
     def forward(self, logits: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         return self.weighting(self.per_map_losses(logits, target))
@@ -264,21 +258,3 @@ class LoMixLoss(nn.Module):
             raise ValueError(f"target values must be in [0, {self.num_classes}), found min {lo} and max {hi}")
         if flags[2]:
             raise ValueError("logits contain NaN or inf; check the learning rate, the inputs, or use AMP with a GradScaler")
-
-
-def soft_dice_loss(probs: torch.Tensor, p_true: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """TransUNet's soft Dice for a stack of maps → ``[M]``.
-
-    Per class over the whole batch, ``(2Σpy + ε) / (Σp² + Σy² + ε)``, background included, then
-    ``1 - mean`` over classes. ``probs [M,B,C,H,W]`` are the softmax probabilities and
-    ``p_true [M,B,1,H,W]`` the probability of each pixel's true class: with a one-hot y,
-    ``Σpy`` for class c is the sum of ``p_true`` over the pixels labelled c, which avoids a
-    pass over all C channels.
-    """
-    num_maps, num_classes = probs.shape[0], probs.shape[2]
-    labels = target.reshape(1, -1).expand(num_maps, -1)
-    intersection = p_true.new_zeros(num_maps, num_classes).scatter_add_(1, labels, p_true.reshape(num_maps, -1))
-    prob_sq = torch.linalg.vector_norm(probs, dim=(1, 3, 4)) ** 2
-    label_sum = torch.bincount(target.reshape(-1), minlength=num_classes).to(probs.dtype)
-    dice = (2 * intersection + DICE_SMOOTH) / (prob_sq + label_sum + DICE_SMOOTH)
-    return 1 - dice.mean(dim=1)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from lomix_core.fusion import _key
-from lomix_core.supervision import DICE_SMOOTH
+from lomix_core.map_loss import DICE_SMOOTH
 
 
 def reference_maps(loss_fn, logits):

@@ -224,3 +224,27 @@ def test_loss_accepts_other_integer_target_dtypes():
     logits, target = make_inputs()
     loss_fn = lx.LoMixLoss(4, C, supervision="mutation")
     torch.testing.assert_close(loss_fn(logits, target.to(torch.uint8)), loss_fn(logits, target))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_loss_under_autocast_accumulates_in_fp32(preset, dtype):
+    logits, target = make_inputs(seed=2)
+    loss_fn = lx.LoMixLoss(4, C, supervision=preset)
+    exact = loss_fn(logits, target)
+    with torch.autocast("cpu", dtype=dtype):
+        low = [m.to(dtype) for m in logits]  # what a model returns under autocast
+        loss = loss_fn(low, target)
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, exact, rtol=3e-2, atol=0)
+    loss.backward()
+    assert all(m.grad is not None and torch.isfinite(m.grad).all() for m in logits[-1:])
+    assert all(torch.isfinite(p.grad).all() for p in loss_fn.parameters())
+
+
+def test_closed_form_gradient_matches_autograd():
+    from lomix_core.map_loss import ce_dice_losses
+    torch.manual_seed(0)
+    maps = torch.randn(3, 2, 4, 5, 6, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, 4, (2, 5, 6))
+    assert torch.autograd.gradcheck(lambda z: ce_dice_losses(z, target, 0.3, 0.7), (maps,))
