@@ -6,5 +6,6 @@ uses only the last (finest) one.
 """
 from .registry import available, build, register
 from . import unet  # noqa: F401  (registers its models)
+from . import timm_unet  # noqa: F401  (registers the timm + EMCAD models)
 
 __all__ = ["available", "build", "register"]

@@ -1,4 +1,4 @@
-"""The LoMix loss written the way the official code computes it, as a timing baseline.
+"""The LoMix loss written the way the official code computes it: a timing baseline only.
 
 One map at a time: cross-entropy, then a Dice loss that loops over classes and calls
 ``.item()`` on every class Dice for logging, which forces a host synchronisation per class
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lomix_core.fusion import _key
+from .fusion import _key
 
 
 class OfficialStyleLoMixLoss:

@@ -1,0 +1,146 @@
+"""A timm encoder with the EMCAD decoder: the LoMix paper's network and its relatives.
+
+The paper's network is PVT-v2-b2 + EMCAD (``pvt_v2_b2_emcad``). The other PVT-v2 sizes and
+three ResNets are registered too, so the effect of the encoder can be studied with the same
+decoder. The encoder is ``timm.create_model(..., features_only=True)``, which yields features at
+strides 4, 8, 16 and 32; the decoder (:mod:`.emcad`) turns them into four logits maps.
+
+Weights. ``pretrained=False`` (the default) never touches the network. ``pretrained=True`` asks
+timm for the ImageNet weights, which come from the Hugging Face cache or the internet.
+``weights=PATH`` loads a local file instead, either the ``state_dict`` of this encoder or a
+whole timm (or original PVT-v2) classifier checkpoint. When no weights can be had the error
+says how to get them; the model is never silently left random.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from .emcad import EMCADDecoder
+from .registry import register
+
+# timm's feature stages at strides 4, 8, 16, 32. PVT-v2 starts at stride 4; a ResNet's stage 0
+# is the stride-2 stem, so its last four stages are 1..4.
+ENCODERS: dict[str, tuple[int, ...]] = {
+    **{f"pvt_v2_b{i}": (0, 1, 2, 3) for i in range(6)},
+    **{f"resnet{depth}": (1, 2, 3, 4) for depth in (18, 34, 50)},
+}
+
+
+def _pretrained_error(arch: str) -> RuntimeError:
+    return RuntimeError(
+        f"ImageNet weights for {arch} are not available offline: pass weights=PATH to a timm {arch} "
+        f"state_dict, or run once with internet so timm caches it (or use pretrained=False)")
+
+
+def create_encoder(arch: str, pretrained: bool = False, weights: str | Path | None = None,
+                   **timm_kwargs) -> nn.Module:
+    """A timm feature extractor giving 4 maps at strides 4, 8, 16, 32; ``weights`` wins over ``pretrained``."""
+    if arch not in ENCODERS:
+        raise ValueError(f"unknown encoder {arch!r}; expected one of {sorted(ENCODERS)}")
+
+    def make(**kw) -> nn.Module:
+        return timm.create_model(arch, features_only=True, out_indices=ENCODERS[arch], **timm_kwargs, **kw)
+
+    if weights is not None:
+        return _load_encoder_weights(make, arch, Path(weights))
+    if not pretrained:
+        return make(pretrained=False)
+    try:
+        return make(pretrained=True)
+    except OSError as err:  # what huggingface_hub raises offline or on a cache miss
+        raise _pretrained_error(arch) from err
+
+
+def _load_encoder_weights(make, arch: str, path: Path) -> nn.Module:
+    """Load a local file with strict key matching, in either of the two layouts timm uses.
+
+    The encoder's own ``state_dict`` (keys such as ``stages_0.blocks.0...``) is loaded as is. A
+    whole classifier's (``stages.0.blocks.0...``, plus a head) is checked key by key against the
+    classifier and then handed to timm, which loads it into the full model before cutting that
+    down to the feature stages. The check is ours because timm loads feature extractors with
+    ``strict=False``, which would leave any missing layer silently random.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    state = timm.models.load_state_dict(str(path))  # unwraps "state_dict"/"model", strips "module."
+    encoder = make(pretrained=False)
+    encoder_keys = set(encoder.state_dict())
+    if set(state) == encoder_keys:
+        encoder.load_state_dict(state)
+        return encoder
+    with torch.device("meta"):  # only the key names are needed, so allocate nothing
+        classifier = timm.create_model(arch)
+    head = classifier.pretrained_cfg["classifier"] + "."
+    body_keys = {k for k in classifier.state_dict() if not k.startswith(head)}
+    body_state = {k for k in state if not k.startswith(head)}
+    if body_state == body_keys:
+        return make(pretrained=True, pretrained_cfg_overlay=dict(state_dict=state))
+    # Report against whichever layout the file resembles more, so the list is about real gaps.
+    expected = max([encoder_keys, body_keys], key=lambda keys: len(keys & body_state))
+    missing, unexpected = sorted(expected - body_state), sorted(body_state - expected)
+    raise RuntimeError(
+        f"{path} does not fit {arch}: {len(missing)} keys missing {missing[:4]}, {len(unexpected)} "
+        f"unexpected {unexpected[:4]}; expected the state_dict of a timm {arch} (features_only encoder or "
+        f"full classifier)")
+
+
+class GrayToRGB(nn.Module):
+    """A learned 1×1 conv from ``in_channels`` to the 3 channels an ImageNet encoder expects.
+
+    Learned rather than a fixed repeat because medical images are not photographs: the conv can
+    rescale the intensities towards what the encoder's first filters were trained on, and with
+    several input channels (MRI sequences) it can learn how to mix them. It starts as the channel
+    mean copied to R, G and B, which for one channel is exactly the usual repeat, so pretrained
+    filters see a familiar input on step one.
+    """
+
+    def __init__(self, in_channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 3, 1)
+        nn.init.constant_(self.conv.weight, 1.0 / in_channels)
+        nn.init.zeros_(self.conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class EncoderDecoder(nn.Module):
+    """timm encoder → EMCAD decoder; forward gives 4 logits maps at input size, coarse → fine."""
+
+    num_maps = 4
+    stride = 32
+
+    def __init__(self, arch: str, in_channels: int, num_classes: int, pretrained: bool = False,
+                 weights: str | Path | None = None, **timm_kwargs):
+        super().__init__()
+        self.name = f"{arch}_emcad"
+        self.stem = nn.Identity() if in_channels == 3 else GrayToRGB(in_channels)
+        self.encoder = create_encoder(arch, pretrained, weights, **timm_kwargs)
+        reductions = self.encoder.feature_info.reduction()
+        if reductions != [4, 8, 16, 32]:
+            raise ValueError(f"{arch}'s features are at strides {reductions}, expected [4, 8, 16, 32]")
+        self.decoder = EMCADDecoder(self.encoder.feature_info.channels(), num_classes)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        size = x.shape[-2:]
+        if size[0] % self.stride or size[1] % self.stride:
+            raise ValueError(f"input size {tuple(size)} must be divisible by {self.stride} for {self.name}")
+        return self.decoder(self.encoder(self.stem(x)), size)
+
+
+def _register(arch: str) -> None:
+    def build(in_channels: int, num_classes: int, pretrained: bool = False,
+              weights: str | Path | None = None, **timm_kwargs) -> EncoderDecoder:
+        return EncoderDecoder(arch, in_channels, num_classes, pretrained, weights, **timm_kwargs)
+
+    build.__doc__ = (f"timm {arch} encoder + EMCAD decoder. Extra keyword arguments go to "
+                     f"timm.create_model (e.g. drop_path_rate).")
+    register(f"{arch}_emcad")(build)
+
+
+for _arch in ENCODERS:
+    _register(_arch)

@@ -1,0 +1,46 @@
+"""The benchmark code runs and reports what it claims; it asserts structure, never timings."""
+import subprocess
+import sys
+from pathlib import Path
+
+import lomix_core as lx
+from lomix_core.benchmark import inference_overhead, step_times
+
+TINY = dict(size=32, classes=4, steps=1, warmup=0)
+
+
+def test_step_times_table():
+    table = step_times("unet_small", ["lomix", "mutation"], "cpu", batch=2, official=True, **TINY)
+    assert list(table["preset"]) == ["last_layer", "lomix", "mutation"]  # last_layer added and first
+    assert list(table["maps"]) == [1, 48, 15]
+    assert table["step_vs_last_layer"].iloc[0] == 1.0
+    assert (table[["step_ms", "loss_ms"]] > 0).all().all()
+    assert table.loc[table.preset == "lomix", "official_loss_ms"].iloc[0] > 0
+    assert table["step_peak_mib"].isna().all()  # CPU: no allocator statistics, reported as n/a
+
+
+def test_inference_overhead_model_is_the_same_for_every_preset():
+    table = inference_overhead("unet_small", list(lx.PRESETS), "cpu", **TINY)
+    assert table["model_parameters"].nunique() == 1
+    training_only = dict(zip(table["preset"], table["training_only_parameters"]))
+    assert training_only["last_layer"] == 0 and training_only["mutation"] == 0
+    assert training_only["lomix"] == sum(p.numel() for p in lx.LoMixLoss(4, 4, supervision="lomix").parameters()) > 48
+
+
+def test_official_style_loss_matches_the_kit():
+    import torch
+    from lomix_core.official_style import OfficialStyleLoMixLoss
+
+    torch.manual_seed(0)
+    logits = [torch.randn(2, 4, 8, 8) for _ in range(4)]
+    target = torch.randint(0, 4, (2, 8, 8))
+    loss_fn = lx.LoMixLoss(4, 4, supervision="lomix")
+    torch.testing.assert_close(OfficialStyleLoMixLoss(loss_fn)(logits, target), loss_fn(logits, target))
+
+
+def test_scripts_print_a_table():
+    for script in ("benchmarks/step_time.py", "benchmarks/inference_overhead.py"):
+        out = subprocess.run([sys.executable, str(Path(__file__).parents[1] / script), "--device", "cpu", "--size", "32", "--steps", "1",
+                              "--warmup", "0", "--presets", "last_layer", "lomix"],
+                             capture_output=True, text=True, check=True).stdout
+        assert "| preset |" in out and "| lomix |" in out
