@@ -58,3 +58,13 @@ class OfficialStyleLoMixLoss:
             ce = F.cross_entropy(m, target)
             total = total + weights[i] * (self.loss_fn.ce_weight * ce + self.loss_fn.dice_weight * self.dice_loss(m, target))
         return total
+
+
+def untrained_concat(maps):
+    """The official concat mutant: a *new* randomly initialised 1×1 conv on every call.
+
+    It is never registered, trained or saved, so each call returns different noise. Shown in
+    notebook 02 next to the kit's learned concat.
+    """
+    conv = torch.nn.Conv2d(sum(m.shape[1] for m in maps), maps[0].shape[1], kernel_size=1).to(maps[0].device)
+    return conv(torch.cat(list(maps), dim=1))

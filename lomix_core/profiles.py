@@ -41,3 +41,33 @@ def comparison(profile: str, **overrides) -> tuple[TrainConfig, list[int]]:
     settings, seeds = _COMPARISON[resolve(profile)]
     config = TrainConfig(**{**settings, "progress": resolve(profile) != "smoke"})
     return dataclasses.replace(config, **overrides), list(seeds)
+
+
+# A briefly trained model whose logits the teaching notebooks look at (notebook 02).
+_DEMO = {
+    "smoke": dict(epochs=1, max_steps_per_epoch=3, batch_size=8, lr=1e-3, model_kwargs={"width": 8},
+                  data_kwargs=dict(num_subjects=6, num_slices=8, size=32, num_val=1, num_test=1)),
+    "cpu": dict(epochs=4, batch_size=8, lr=1e-3,
+                data_kwargs=dict(num_subjects=20, num_slices=16, size=64, num_val=4, num_test=4)),
+    "full": dict(epochs=20, batch_size=16, lr=1e-4, amp=True,
+                 data_kwargs=dict(num_subjects=48, num_slices=24, size=128, num_val=8, num_test=8)),
+}
+
+
+def demo(profile: str, **overrides) -> TrainConfig:
+    """A short LoMix training run for looking at real multi-scale logits."""
+    settings = _DEMO[resolve(profile)]
+    return TrainConfig(**{**settings, "supervision": "lomix", "progress": resolve(profile) != "smoke", **overrides})
+
+
+# Settings of the cost benchmarks (notebook 07 and benchmarks/*.py).
+_BENCHMARK = {
+    "smoke": dict(model="unet_small", batch=2, size=32, steps=2, warmup=1),
+    "cpu": dict(model="unet_small", batch=2, size=96, steps=10, warmup=3),
+    "full": dict(model="unet_small", batch=6, size=224, steps=50, warmup=10, amp=False),
+}
+
+
+def benchmark(profile: str, **overrides) -> dict:
+    """Keyword arguments for :func:`lomix_core.benchmark.step_times` under ``profile``."""
+    return {**_BENCHMARK[resolve(profile)], **overrides}

@@ -102,3 +102,34 @@ def plot_slices(dataset, indices, alpha: float = 0.45) -> plt.Figure:
     handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(c)) for c in range(1, dataset.num_classes)]
     fig.legend(handles, dataset.class_names[1:], loc="lower center", ncol=min(8, len(handles)), fontsize=8)
     return fig
+
+
+def plot_map_gallery(maps: "torch.Tensor", names: list[str], image=None, ncols: int = 8) -> plt.Figure:
+    """The arg-max segmentation of every map (``maps [M, C, H, W]`` for one slice), one panel each."""
+    labels = maps.argmax(dim=1).cpu().numpy()
+    num_classes = maps.shape[1]
+    nrows = -(-len(names) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, 1.75 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, name, label in zip(axes.flat, names, labels):
+        if image is not None:
+            ax.imshow(image, cmap="gray")
+        ax.imshow(np.where(label == 0, np.nan, label), cmap="tab10", vmin=0, vmax=num_classes - 1,
+                  alpha=0.6 if image is not None else 1.0, interpolation="nearest")
+        ax.set_title(name, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_step_times(table: pd.DataFrame) -> plt.Figure:
+    """Training-step and loss-only time per preset, from :func:`lomix_core.benchmark.step_times`."""
+    long = table.melt(id_vars="preset", value_vars=["step_ms", "loss_ms"], var_name="what", value_name="ms")
+    long["what"] = long["what"].map({"step_ms": "training step", "loss_ms": "loss fwd+bwd"})
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    sns.barplot(data=long, x="preset", y="ms", hue="what", ax=ax)
+    for preset, ratio in zip(table["preset"], table["step_vs_last_layer"]):
+        ax.annotate(f"{ratio:.2f}×", (list(table["preset"]).index(preset), 0), xytext=(0, -24),
+                    textcoords="offset points", ha="center", fontsize=8)
+    ax.set(xlabel="", ylabel="milliseconds (median)", title="Cost per training step (ratio: step / last_layer)")
+    return fig

@@ -30,6 +30,14 @@ def test_registry_lists_all_emcad_models():
     assert set(PVT_NAMES + RESNET_NAMES) <= set(lx.models.available())
 
 
+def test_pvt_v2_b2_emcad_matches_the_official_parameter_counts():
+    with torch.device("meta"):  # shapes only: counting needs no memory and no initialisation
+        model = lx.models.build("pvt_v2_b2_emcad", in_channels=3, num_classes=9)
+    count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
+    assert count(model.encoder) == 24_849_856
+    assert count(model.decoder) - count(model.decoder.heads) == 1_913_515
+
+
 def test_pvt_v2_b2_encoder_gives_the_papers_four_feature_maps(pvt_b2_gray):
     encoder = pvt_b2_gray.encoder
     assert encoder.feature_info.channels() == [64, 128, 320, 512]
@@ -103,8 +111,9 @@ def test_pretrained_without_network_or_cache_says_how_to_get_weights(monkeypatch
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     with pytest.raises(RuntimeError, match=r"pass weights=PATH to a timm pvt_v2_b2 state_dict, or run once with "
-                                           r"internet so timm caches it"):
+                                           r"internet so timm caches it") as err:
         lx.models.build("pvt_v2_b2_emcad", 1, 9, pretrained=True)
+    assert "\n" not in str(err.value)
 
 
 def test_weights_path_loads_an_encoder_state_dict(tmp_path):

@@ -7,9 +7,9 @@ strides 4, 8, 16 and 32; the decoder (:mod:`.emcad`) turns them into four logits
 
 Weights. ``pretrained=False`` (the default) never touches the network. ``pretrained=True`` asks
 timm for the ImageNet weights, which come from the Hugging Face cache or the internet.
-``weights=PATH`` loads a local file instead, either the ``state_dict`` of this encoder or a
-whole timm (or original PVT-v2) classifier checkpoint. When no weights can be had the error
-says how to get them; the model is never silently left random.
+``weights=PATH`` loads a local file instead, either the ``state_dict`` of this encoder or that
+of a whole timm classifier, with strict key matching. When no weights can be had the error says
+how to get them; a model asked for weights is never silently left random.
 """
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ ENCODERS: dict[str, tuple[int, ...]] = {
 
 def _pretrained_error(arch: str) -> RuntimeError:
     return RuntimeError(
-        f"ImageNet weights for {arch} are not available offline: pass weights=PATH to a timm {arch} "
-        f"state_dict, or run once with internet so timm caches it (or use pretrained=False)")
+        f"ImageNet weights for {arch} could not be downloaded nor found in the local Hugging Face cache: "
+        f"pass weights=PATH to a timm {arch} state_dict, or run once with internet so timm caches it")
 
 
 def create_encoder(arch: str, pretrained: bool = False, weights: str | Path | None = None,
@@ -121,6 +121,7 @@ class EncoderDecoder(nn.Module):
         self.stem = nn.Identity() if in_channels == 3 else GrayToRGB(in_channels)
         self.encoder = create_encoder(arch, pretrained, weights, **timm_kwargs)
         reductions = self.encoder.feature_info.reduction()
+        # e.g. output_stride=16 passed on to timm would break the decoder's ×2 steps
         if reductions != [4, 8, 16, 32]:
             raise ValueError(f"{arch}'s features are at strides {reductions}, expected [4, 8, 16, 32]")
         self.decoder = EMCADDecoder(self.encoder.feature_info.channels(), num_classes)

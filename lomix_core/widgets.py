@@ -1,0 +1,46 @@
+"""ipywidgets for exploring the mutants interactively in JupyterLab or Colab."""
+from __future__ import annotations
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from .fusion import original_names, subsets
+from .supervision import LoMixLoss
+
+
+def mutant_picker(loss_fn: LoMixLoss, maps: torch.Tensor, image: np.ndarray | None = None) -> widgets.VBox:
+    """Pick an operator and a subset; see the member maps and the mutant they make.
+
+    ``maps [M, C, H, W]`` are one slice's supervised maps in ``loss_fn.map_names`` order (for
+    example ``loss_fn.mutants(logits)[:, 0]``).
+    """
+    names = loss_fn.map_names
+    operators = list(loss_fn.operators)
+    n = loss_fn.num_maps
+    subset_labels = [",".join(original_names(n)[i] for i in s) for s in subsets(n)]
+    operator = widgets.Dropdown(options=operators, description="operator")
+    subset = widgets.Dropdown(options=subset_labels, description="subset")
+    output = widgets.Output()
+
+    def show(*_):
+        members = subset.value.split(",")
+        panels = members + [f"{operator.value}({subset.value})"]
+        with output:
+            output.clear_output(wait=True)
+            fig, axes = plt.subplots(1, len(panels), figsize=(2.4 * len(panels), 2.6))
+            for ax, name in zip(np.atleast_1d(axes), panels):
+                label = maps[names.index(name)].argmax(dim=0).cpu().numpy()
+                if image is not None:
+                    ax.imshow(image, cmap="gray")
+                ax.imshow(np.where(label == 0, np.nan, label), cmap="tab10", vmin=0, vmax=maps.shape[1] - 1,
+                          alpha=0.6, interpolation="nearest")
+                ax.set_title(name, fontsize=8)
+                ax.axis("off")
+            plt.show()
+
+    operator.observe(show, names="value")
+    subset.observe(show, names="value")
+    show()
+    return widgets.VBox([widgets.HBox([operator, subset]), output])
