@@ -126,7 +126,12 @@ class MutantGenerator(nn.Module):
         return len(self.names)
 
     def forward(self, stacked: torch.Tensor) -> torch.Tensor:
-        return torch.cat([getattr(self, f"_{op}")(stacked) for op in self.operators])
+        return torch.cat(self.per_operator(stacked))
+
+    def per_operator(self, stacked: torch.Tensor) -> list[torch.Tensor]:
+        """The mutants as one ``[num_subsets, B, C, H, W]`` tensor per operator (no concatenation:
+        the loss consumes them group by group, which saves copying every mutant once more)."""
+        return [getattr(self, f"_{op}")(stacked) for op in self.operators]
 
     def _add(self, x: torch.Tensor) -> torch.Tensor:
         return torch.einsum("sn,nbchw->sbchw", self.membership.to(x.dtype), x)

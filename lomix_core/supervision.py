@@ -198,10 +198,16 @@ class LoMixLoss(nn.Module):
         used = range(self.num_maps) if self.mutant_generator is not None else self.original_indices
         return torch.stack([logits[i] for i in used])
 
-    def _supervised_maps(self, sources: torch.Tensor) -> torch.Tensor:
+    def _supervised_groups(self, sources: torch.Tensor) -> list[torch.Tensor]:
+        """The supervised maps in :attr:`map_names` order, as a few stacked groups: the decoder
+        maps, then one group per operator."""
         if self.mutant_generator is None:
-            return sources
-        return torch.cat([sources[self.original_indices], self.mutant_generator(sources)])
+            return [sources]
+        originals = sources if len(self.original_indices) == self.num_maps else sources[-1:]
+        return [originals, *self.mutant_generator.per_operator(sources)]
+
+    def _supervised_maps(self, sources: torch.Tensor) -> torch.Tensor:
+        return torch.cat(self._supervised_groups(sources))
 
     def map_weights(self) -> dict[str, float]:
         """Current weight of every supervised map (a host sync: for logging, not the hot path)."""
@@ -212,8 +218,8 @@ class LoMixLoss(nn.Module):
         """Unweighted ``ce_weight·CE + dice_weight·Dice`` of every supervised map, shape ``[M]``."""
         sources = self._sources(logits)
         target = self._check_target(target, sources)
-        maps = self._supervised_maps(sources)
-        return ce_dice_losses(maps, target, self.ce_weight, self.dice_weight)
+        return torch.cat([ce_dice_losses(group, target, self.ce_weight, self.dice_weight)
+                          for group in self._supervised_groups(sources)])
 
     def forward(self, logits: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         return self.weighting(self.per_map_losses(logits, target))
