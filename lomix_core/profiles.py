@@ -2,7 +2,7 @@
 
 * ``smoke`` — seconds to a few minutes on a CPU; what CI and nbval run. Numbers are meaningless.
 * ``cpu``   — meaningful results on a 2-core laptop within minutes per notebook.
-* ``full``  — a GPU, larger images and longer training.
+* ``full``  — a GPU: the paper's PVT-v2-b2 + EMCAD network at 224², longer training.
 * ``auto``  — ``full`` when CUDA is available, else ``cpu``.
 """
 from __future__ import annotations
@@ -31,15 +31,21 @@ _COMPARISON = {
                    data_kwargs=dict(num_subjects=6, num_slices=8, size=32, num_val=1, num_test=1)), [0]),
     "cpu": (dict(epochs=8, batch_size=8, lr=1e-3,
                  data_kwargs=dict(num_subjects=20, num_slices=16, size=64, num_val=4, num_test=4)), [0, 1, 2]),
-    "full": (dict(epochs=60, batch_size=16, lr=1e-4, amp=True,
-                  data_kwargs=dict(num_subjects=48, num_slices=24, size=128, num_val=8, num_test=8)), [0, 1, 2, 3, 4]),
+    # The paper's network and image size; paper batch 6 and constant lr 1e-4.
+    "full": (dict(model="pvt_v2_b2_emcad", epochs=30, batch_size=6, lr=1e-4, amp=True,
+                  data_kwargs=dict(num_subjects=48, num_slices=24, size=224, num_val=8, num_test=8)), [0, 1, 2]),
 }
 
 
-def comparison(profile: str, **overrides) -> tuple[TrainConfig, list[int]]:
-    """The base config and seeds of the supervision comparison for ``profile``."""
+def comparison(profile: str, model: str | None = None, **overrides) -> tuple[TrainConfig, list[int]]:
+    """The base config and seeds of the supervision comparison for ``profile``.
+
+    ``model=None`` keeps the profile's network (``unet_small``, or ``pvt_v2_b2_emcad`` on full).
+    """
     settings, seeds = _COMPARISON[resolve(profile)]
     config = TrainConfig(**{**settings, "progress": resolve(profile) != "smoke"})
+    if model is not None:
+        overrides["model"] = model
     return dataclasses.replace(config, **overrides), list(seeds)
 
 
@@ -49,8 +55,8 @@ _DEMO = {
                   data_kwargs=dict(num_subjects=6, num_slices=8, size=32, num_val=1, num_test=1)),
     "cpu": dict(epochs=4, batch_size=8, lr=1e-3,
                 data_kwargs=dict(num_subjects=20, num_slices=16, size=64, num_val=4, num_test=4)),
-    "full": dict(epochs=20, batch_size=16, lr=1e-4, amp=True,
-                 data_kwargs=dict(num_subjects=48, num_slices=24, size=128, num_val=8, num_test=8)),
+    "full": dict(model="pvt_v2_b2_emcad", epochs=10, batch_size=6, lr=1e-4, amp=True,
+                 data_kwargs=dict(num_subjects=48, num_slices=24, size=224, num_val=8, num_test=8)),
 }
 
 
@@ -64,7 +70,7 @@ def demo(profile: str, **overrides) -> TrainConfig:
 _BENCHMARK = {
     "smoke": dict(model="unet_small", batch=2, size=32, steps=2, warmup=1),
     "cpu": dict(model="unet_small", batch=2, size=96, steps=10, warmup=3),
-    "full": dict(model="unet_small", batch=6, size=224, steps=50, warmup=10, amp=False),
+    "full": dict(model="pvt_v2_b2_emcad", batch=6, size=224, steps=50, warmup=10),
 }
 
 

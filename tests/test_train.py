@@ -104,3 +104,17 @@ def test_same_seed_same_result(tmp_path):
 def test_bad_config_is_rejected(field, value):
     with pytest.raises(ValueError, match=field):
         lx.TrainConfig(**{field: value})
+
+
+def test_trains_a_timm_encoder_model(tmp_path):
+    run = lx.train(tiny_config(tmp_path, model="pvt_v2_b0_emcad", supervision="lomix", epochs=1,
+                               max_steps_per_epoch=2, model_kwargs={}))
+    assert run.record["metrics"]["model_parameters"] > 3_000_000 and len(run.history) == 2
+
+
+def test_comparison_profile_takes_a_model():
+    config, _ = lx.profiles.comparison("smoke", model="pvt_v2_b2_emcad")
+    assert config.model == "pvt_v2_b2_emcad"
+    assert lx.profiles.comparison("smoke")[0].model == "unet_small"
+    assert lx.profiles.comparison("full")[0].model == "pvt_v2_b2_emcad"
+    assert lx.profiles.comparison("full")[0].data_kwargs["size"] == 224
