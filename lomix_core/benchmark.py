@@ -1,9 +1,9 @@
 """Measurements of cost: training-step time and memory per preset, and inference overhead.
 
-Used by ``benchmarks/*.py`` (command line, tables) and notebook 07 (plots). Every measurement
-runs the presets one after another in the same process, so compare them as ratios within one
-run: absolute times on shared machines are noisy. Timing uses CUDA events on a GPU and
-``perf_counter`` on a CPU, after warm-up steps, and reports the median.
+Used by ``benchmarks/*.py`` (command line, tables) and notebook 07 (plots). All presets are
+built first and then timed in round-robin, after warm-up rounds, so that drift of the machine
+hits them alike; compare them as ratios within one run. Timing uses CUDA events on a GPU and
+``perf_counter`` on a CPU and reports the median.
 """
 from __future__ import annotations
 
@@ -19,34 +19,44 @@ from .official_style import OfficialStyleLoMixLoss
 from .supervision import PRESETS, LoMixLoss
 
 
-def median_ms(fn: Callable[[], None], device: torch.device, steps: int = 10, warmup: int = 3) -> float:
-    for _ in range(warmup):
+def _time_once_ms(fn: Callable[[], None], device: torch.device) -> float:
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
         fn()
-    times = []
+        end.record()
+        torch.cuda.synchronize(device)
+        return start.elapsed_time(end)
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1000
+
+
+def interleaved_median_ms(fns: dict[str, Callable[[], None]], device: torch.device, steps: int = 10,
+                          warmup: int = 3) -> dict[str, float]:
+    """Median time of each callable, measured in round-robin so that drift of the machine
+    (clock, caches, a neighbour's load) hits every candidate alike."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(steps):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize(device)
-            times.append(start.elapsed_time(end))
-        else:
-            start = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            times[name].append(_time_once_ms(fn, device))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def peak_memory_mib(fn: Callable[[], None], device: torch.device) -> float | None:
-    """Peak CUDA memory allocated while ``fn`` runs; None on a CPU (no allocator statistics)."""
+    """CUDA memory ``fn`` allocates at its peak on top of what was already resident (weights,
+    optimiser state); None on a CPU, which has no allocator statistics."""
     if device.type != "cuda":
         return None
     torch.cuda.synchronize(device)
+    resident = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
     fn()
     torch.cuda.synchronize(device)
-    return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    return (torch.cuda.max_memory_allocated(device) - resident) / 2 ** 20
 
 
 def step_times(model: str = "unet_small", presets: Sequence[str] = tuple(PRESETS), device: str | torch.device = "cpu",
@@ -62,43 +72,50 @@ def step_times(model: str = "unet_small", presets: Sequence[str] = tuple(PRESETS
     presets = ["last_layer", *[p for p in presets if p != "last_layer"]]
     images = torch.randn(batch, in_channels, size, size, device=device)
     target = torch.randint(0, classes, (batch, size, size), device=device)
-    rows = []
+    train_steps, loss_steps, maps = {}, {}, {}
     for preset in presets:
         torch.manual_seed(0)
         net = models.build(model, in_channels, classes).to(device)
         loss_fn = LoMixLoss(net.num_maps, classes, supervision=preset).to(device)
         optimizer = torch.optim.AdamW(list(net.parameters()) + list(loss_fn.parameters()), lr=1e-4)
-
-        def train_step():
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = loss_fn(net(images), target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = [m.detach().requires_grad_() for m in net(images)]
-
-        def loss_step(fn=loss_fn):
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = fn(logits, target)
-            loss.backward()
-
-        row = {"preset": preset, "maps": loss_fn.num_supervised,
-               "step_ms": median_ms(train_step, device, steps, warmup),
-               "loss_ms": median_ms(loss_step, device, steps, warmup),
-               "step_peak_mib": peak_memory_mib(train_step, device),
-               "loss_peak_mib": peak_memory_mib(loss_step, device),
-               "official_loss_ms": None}
+        train_steps[preset] = _train_step(net, loss_fn, optimizer, images, target, amp)
+        loss_steps[preset] = _loss_step(loss_fn, logits, target, amp)
         if official and preset == "lomix":
-            row["official_loss_ms"] = median_ms(lambda: loss_step(OfficialStyleLoMixLoss(loss_fn)), device, steps, warmup)
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    base = table.iloc[0]
-    table["step_vs_last_layer"] = table["step_ms"] / base["step_ms"]
+            loss_steps["official"] = _loss_step(OfficialStyleLoMixLoss(loss_fn), logits, target, amp)
+        maps[preset] = loss_fn.num_supervised
+    step_ms = interleaved_median_ms(train_steps, device, steps, warmup)
+    loss_ms = interleaved_median_ms(loss_steps, device, steps, warmup)
+    table = pd.DataFrame({
+        "preset": presets, "maps": [maps[p] for p in presets],
+        "step_ms": [step_ms[p] for p in presets], "loss_ms": [loss_ms[p] for p in presets],
+        "official_loss_ms": [loss_ms["official"] if p == "lomix" and official else None for p in presets],
+        "step_peak_mib": [peak_memory_mib(train_steps[p], device) for p in presets],
+        "loss_peak_mib": [peak_memory_mib(loss_steps[p], device) for p in presets],
+    })
+    table["step_vs_last_layer"] = table["step_ms"] / table["step_ms"].iloc[0]
     if device.type == "cuda":
-        table["loss_extra_mib"] = table["loss_peak_mib"] - base["loss_peak_mib"]
+        table["loss_extra_mib"] = table["loss_peak_mib"] - table["loss_peak_mib"].iloc[0]
     return table
+
+
+def _train_step(net, loss_fn, optimizer, images, target, amp: bool) -> Callable[[], None]:
+    def step():
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = loss_fn(net(images), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def _loss_step(loss_fn, logits, target, amp: bool) -> Callable[[], None]:
+    def step():
+        with torch.autocast(target.device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = loss_fn(logits, target)
+        loss.backward()
+    return step
 
 
 def inference_overhead(model: str = "unet_small", presets: Sequence[str] = tuple(PRESETS),
@@ -112,23 +129,25 @@ def inference_overhead(model: str = "unet_small", presets: Sequence[str] = tuple
     device = torch.device(device)
     images = torch.randn(batch, in_channels, size, size, device=device)
     target = torch.randint(0, classes, (batch, size, size), device=device)
-    rows = []
+    inferences, rows = {}, []
     for preset in presets:
         torch.manual_seed(0)
         net = models.build(model, in_channels, classes).to(device)
         loss_fn = LoMixLoss(net.num_maps, classes, supervision=preset).to(device)
         optimizer = torch.optim.AdamW(list(net.parameters()) + list(loss_fn.parameters()), lr=1e-4)
-        loss_fn(net(images), target).backward()
-        optimizer.step()
-        net.eval()
-
-        @torch.no_grad()
-        def infer():
-            net(images)[-1].argmax(dim=1)
-
+        _train_step(net, loss_fn, optimizer, images, target, amp=False)()
+        inferences[preset] = _inference(net.eval(), images)
         rows.append({"preset": preset, "model_parameters": sum(p.numel() for p in net.parameters()),
-                     "training_only_parameters": sum(p.numel() for p in loss_fn.parameters()),
-                     "inference_ms": median_ms(infer, device, steps, warmup)})
+                     "training_only_parameters": sum(p.numel() for p in loss_fn.parameters())})
+    latency = interleaved_median_ms(inferences, device, steps, warmup)
     table = pd.DataFrame(rows)
+    table["inference_ms"] = [latency[p] for p in presets]
     table["inference_vs_last_layer"] = table["inference_ms"] / table["inference_ms"].iloc[0]
     return table
+
+
+def _inference(net, images) -> Callable[[], None]:
+    @torch.no_grad()
+    def infer():
+        net(images)[-1].argmax(dim=1)
+    return infer
