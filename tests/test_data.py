@@ -70,3 +70,9 @@ def test_augmented_dataset_differs_between_draws():
     torch.manual_seed(1)
     draws = [train[3][1] for _ in range(8)]
     assert any(not torch.equal(draws[0], d) for d in draws[1:])
+
+
+def test_busiest_slice_shows_the_most_classes():
+    val = lx.data.load("synthetic", split="val", **SMALL)
+    counts = [len(val.labels[i].unique()) for i in range(len(val))]
+    assert counts[val.busiest_slice()] == max(counts) > 2

@@ -52,6 +52,12 @@ class SliceDataset(Dataset):
             out.setdefault(self.subjects[i], []).append(i)
         return out
 
+    def busiest_slice(self) -> int:
+        """Index of the slice showing the most classes: a good one to look at."""
+        present = torch.zeros(len(self), self.num_classes, dtype=torch.bool)
+        present.scatter_(1, self.labels.flatten(1), True)
+        return int(present.sum(1).argmax())
+
     def __repr__(self) -> str:
         return (f"SliceDataset({self.name!r}, split={self.split!r}, slices={len(self)}, "
                 f"subjects={len(set(self.subjects))}, size={tuple(self.images.shape[-2:])}, "
