@@ -44,3 +44,11 @@ def test_scripts_print_a_table():
                               "--warmup", "0", "--presets", "last_layer", "lomix"],
                              capture_output=True, text=True, check=True).stdout
         assert "| preset |" in out and "| lomix |" in out
+
+
+def test_full_profile_script_runs_every_preset_through_train(tmp_path):
+    out = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "benchmarks/full_profile_steps.py"),
+                          "--steps", "1", "--model", "unet_small", "--size", "32", "--device", "cpu",
+                          "--presets", "lomix", "--out-dir", str(tmp_path)], capture_output=True, text=True, check=True).stdout
+    assert "| last_layer | 1 | 1 |" in out and "| lomix | 48 | 1 |" in out
+    assert (tmp_path / "synthetic-unet_small-lomix-seed0" / "record.json").exists()

@@ -1,0 +1,55 @@
+"""A short run of the full profile: the paper's network trained for a few hundred steps per preset.
+
+    python benchmarks/full_profile_steps.py --steps 300            # on a GPU: pvt_v2_b2_emcad, 224², AMP
+    python benchmarks/full_profile_steps.py --steps 2 --model unet_small --size 64 --device cpu   # plumbing check
+
+Each preset trains from the same seed and initial network through ``lx.train`` (so validation,
+model selection and the run record are the real ones) for ``--steps`` steps, and the table gives
+the wall time per step, its ratio to last_layer, and the validation and test Dice reached.
+Wall time per step includes data loading and the one validation pass, so it is an upper bound
+on the step itself; ``benchmarks/step_time.py`` isolates the step.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+import pandas as pd
+
+import lomix_core as lx
+from lomix_core.report import machine, markdown_table
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--model", default=None, help="default: the full profile's (pvt_v2_b2_emcad)")
+    parser.add_argument("--size", type=int, default=None, help="default: the full profile's (224)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--presets", nargs="+", default=list(lx.PRESETS), choices=list(lx.PRESETS))
+    parser.add_argument("--out-dir", default="outputs/full_profile_steps")
+    args = parser.parse_args(argv)
+
+    base, _ = lx.profiles.comparison("full", model=args.model, device=args.device, out_dir=args.out_dir)
+    if args.size is not None:
+        base = dataclasses.replace(base, data_kwargs={**base.data_kwargs, "size": args.size})
+    base = dataclasses.replace(base, epochs=1, max_steps_per_epoch=args.steps, progress=False)
+    rows = []
+    for preset in ["last_layer", *[p for p in args.presets if p != "last_layer"]]:
+        run = lx.train(dataclasses.replace(base, supervision=preset, seed=0))
+        metrics = run.record["metrics"]
+        rows.append({"preset": preset, "maps": metrics["num_supervised_maps"], "steps": metrics["steps"],
+                     "s_per_step": metrics["train_time_s"] / metrics["steps"],
+                     "val_dice": metrics["val_dice"], "test_dice": metrics["test_dice"]})
+        print(f"{preset}: {rows[-1]['s_per_step']:.3f} s/step", file=sys.stderr, flush=True)
+    table = pd.DataFrame(rows)
+    table["vs_last_layer"] = table["s_per_step"] / table["s_per_step"].iloc[0]
+    device = run.record["environment"]["device_name"]
+    print(f"{base.model}, batch {base.batch_size}, {base.data_kwargs['size']}², amp={base.amp}, {device}\n{machine()}\n")
+    print(markdown_table(table.set_index("preset"), digits=3))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
