@@ -47,6 +47,18 @@ class Comparison:
                                                    f"{consistency}")
         return verdicts
 
+    def selection_bias(self) -> pd.DataFrame:
+        """Per preset, mean over seeds: the test Dice of the epoch chosen on validation, the test
+        Dice of the epoch that is best *on test* (the official protocol), and the optimism of the
+        latter. Needs runs trained with ``track_test=True``."""
+        if self.runs["test_dice_if_selected_on_test"].isna().any():
+            raise ValueError("selection_bias needs runs trained with TrainConfig(track_test=True)")
+        grouped = self.runs.groupby("preset", sort=False)
+        table = pd.DataFrame({"selected_on_validation": grouped["test_dice"].mean(),
+                              "selected_on_test": grouped["test_dice_if_selected_on_test"].mean()})
+        table["optimism"] = table["selected_on_test"] - table["selected_on_validation"]
+        return table
+
     def per_class(self) -> pd.DataFrame:
         """Mean test Dice per preset (rows) and class (columns), averaged over subjects and seeds."""
         return self.results.pivot_table(index="preset", columns="class_name", values="dice", aggfunc="mean",
@@ -64,6 +76,7 @@ def compare_supervision(base: TrainConfig, presets: Sequence[str], seeds: Sequen
             metrics = run.record["metrics"]
             rows.append({"preset": preset, "seed": seed, "test_dice": metrics["test_dice"],
                          "val_dice": metrics["val_dice"], "best_epoch": metrics["best_epoch"],
+                         "test_dice_if_selected_on_test": metrics["test_dice_if_selected_on_test"],
                          "train_time_s": metrics["train_time_s"], "steps": metrics["steps"],
                          "supervised_maps": metrics["num_supervised_maps"]})
     results = pd.concat(results, ignore_index=True)[["preset", "seed", "subject", "class_name", "dice"]]

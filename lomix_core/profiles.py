@@ -43,7 +43,7 @@ def comparison(profile: str, model: str | None = None, **overrides) -> tuple[Tra
     ``model=None`` keeps the profile's network (``unet_small``, or ``pvt_v2_b2_emcad`` on full).
     """
     settings, seeds = _COMPARISON[resolve(profile)]
-    config = TrainConfig(**{**settings, "progress": resolve(profile) != "smoke"})
+    config = TrainConfig(**{**settings, "track_test": True, "progress": resolve(profile) != "smoke"})
     if model is not None:
         overrides["model"] = model
     return dataclasses.replace(config, **overrides), list(seeds)

@@ -53,6 +53,9 @@ class TrainConfig:
     augment: bool = True
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     data_kwargs: dict[str, Any] = field(default_factory=dict)
+    # Score the test split after every epoch too, for reporting only: it shows how much picking
+    # the epoch by test Dice (as the official code does) flatters a method. Never used to select.
+    track_test: bool = False
     out_dir: str = "outputs/runs"
     run_name: str | None = None
     progress: bool = True
@@ -98,11 +101,13 @@ def seed_everything(seed: int) -> None:
 
 
 def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_set: data.SliceDataset,
-        config: TrainConfig, checkpoint_path: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        config: TrainConfig, checkpoint_path: Path | None = None,
+        test_set: data.SliceDataset | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train ``model`` with ``loss_fn``; validate each epoch; keep the best-validation weights.
 
     Returns the per-step history and the per-epoch table. On return, ``model`` and ``loss_fn``
-    hold the state of the best validation epoch.
+    hold the state of the best validation epoch. A ``test_set`` is only scored and reported
+    per epoch (``test_dice`` column), never used to select.
     """
     device = next(model.parameters()).device
     use_amp = config.amp and device.type == "cuda"
@@ -150,6 +155,8 @@ def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_
                 save_torch(best_state, checkpoint_path)
         epoch_rows.append({"epoch": epoch, "train_loss": float(epoch_losses.mean()), "val_dice": val_dice,
                            "best": is_best, "train_time_s": train_time})
+        if test_set is not None:
+            epoch_rows[-1]["test_dice"] = mean_dice(evaluate(model, test_set, amp=use_amp))
         progress.set_postfix(loss=f"{float(epoch_losses[-1]):.3f}", val_dice=f"{val_dice:.3f}")
     progress.close()
 
@@ -181,7 +188,8 @@ def train(config: TrainConfig) -> Run:
 
     run_dir = Path(config.out_dir) / config.name
     start = time.perf_counter()
-    history, epochs = fit(model, loss_fn, train_set, val_set, config, checkpoint_path=run_dir / "best.pt")
+    history, epochs = fit(model, loss_fn, train_set, val_set, config, checkpoint_path=run_dir / "best.pt",
+                          test_set=test_set if config.track_test else None)
     train_time = time.perf_counter() - start
     test = evaluate(model, test_set, amp=config.amp and device.type == "cuda")
 
@@ -191,6 +199,7 @@ def train(config: TrainConfig) -> Run:
         "metrics": {
             "best_epoch": int(best["epoch"]), "val_dice": float(best["val_dice"]), "test_dice": mean_dice(test),
             "test_dice_per_class": test.groupby("class_name", sort=False)["dice"].mean().to_dict(),
+            "test_dice_if_selected_on_test": float(epochs["test_dice"].max()) if config.track_test else None,
             "train_time_s": train_time, "steps": len(history),
             "num_supervised_maps": loss_fn.num_supervised,
             "model_parameters": sum(p.numel() for p in model.parameters()),

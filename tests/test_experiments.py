@@ -12,7 +12,7 @@ TINY = dict(epochs=1, max_steps_per_epoch=2, batch_size=8, lr=3e-3, progress=Fal
 
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory):
-    base = lx.TrainConfig(out_dir=str(tmp_path_factory.mktemp("runs")), **TINY)
+    base = lx.TrainConfig(out_dir=str(tmp_path_factory.mktemp("runs")), track_test=True, **TINY)
     return lx.experiments.compare_supervision(base, ["last_layer", "lomix"], seeds=[0, 1])
 
 
@@ -63,3 +63,17 @@ def test_plots(comparison):
     assert len(figures[1].axes) == 3  # decoder maps, mutants, colour bar
     assert len(figures[2].axes[0].lines) == 48
     assert len(figures[4].axes) == 4
+
+
+def test_selection_bias_is_never_negative(comparison):
+    bias = comparison.selection_bias()
+    assert list(bias.columns) == ["selected_on_validation", "selected_on_test", "optimism"]
+    # the best-on-test epoch can only match or beat the validation-selected one on test
+    assert (bias["optimism"] >= 0).all()
+
+
+def test_selection_bias_needs_tracked_test(tmp_path):
+    base = lx.TrainConfig(out_dir=str(tmp_path), **{**TINY, "track_test": False})
+    untracked = lx.experiments.compare_supervision(base, ["last_layer"], seeds=[0])
+    with pytest.raises(ValueError, match="track_test=True"):
+        untracked.selection_bias()

@@ -118,3 +118,13 @@ def test_comparison_profile_takes_a_model():
     assert lx.profiles.comparison("smoke")[0].model == "unet_small"
     assert lx.profiles.comparison("full")[0].model == "pvt_v2_b2_emcad"
     assert lx.profiles.comparison("full")[0].data_kwargs["size"] == 224
+
+
+def test_tracked_test_is_reported_but_never_selects(tmp_path):
+    run = lx.train(tiny_config(tmp_path, supervision="last_layer", epochs=3, track_test=True))
+    epochs = run.epochs
+    assert "test_dice" in epochs.columns
+    best = epochs.loc[epochs["best"]].iloc[-1]
+    assert best["val_dice"] == epochs["val_dice"].max()  # selected on validation
+    assert run.record["metrics"]["test_dice"] == pytest.approx(best["test_dice"])
+    assert run.record["metrics"]["test_dice_if_selected_on_test"] == epochs["test_dice"].max()
