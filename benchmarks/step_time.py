@@ -7,7 +7,8 @@ For each preset, on one fixed random batch: the median training step (forward, l
 AdamW step), its ratio to the last-layer step in the same run, the loss-only forward + backward
 on fixed logits and, on CUDA, peak memory and the loss's extra memory over last-layer.
 ``--official`` also times the LoMix loss computed the way the official code does it (a loop over
-maps and classes with a ``.item()`` per class). The table is printed last; ``--json`` keeps it.
+maps and classes with a ``.item()`` per class); ``--compile`` runs the losses through
+``torch.compile``. The table is printed last; ``--json`` keeps it.
 """
 from __future__ import annotations
 
@@ -35,15 +36,17 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="timed steps per measurement (median)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--official", action="store_true", help="also time the official-style LoMix loss loop")
+    parser.add_argument("--compile", action="store_true", help="run every loss through torch.compile")
     parser.add_argument("--json", type=Path, default=None, help="write the table and setting here")
     args = parser.parse_args(argv)
 
     device = resolve_device(args.device)
     table = step_times(args.model, args.presets, device, batch=args.batch, size=args.size, classes=args.classes,
                        in_channels=args.in_channels, amp=args.amp, steps=args.steps, warmup=args.warmup,
-                       official=args.official)
+                       official=args.official, compile_loss=args.compile)
     setting = (f"{args.model}, batch {args.batch}, {args.size}², {args.classes} classes, "
-               f"{'bf16 autocast' if args.amp else 'fp32'}, {device.type}")
+               f"{'bf16 autocast' if args.amp else 'fp32'}, {'compiled loss' if args.compile else 'eager loss'}, "
+               f"{device.type}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"setting": setting, "machine": machine(),

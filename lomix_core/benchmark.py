@@ -61,12 +61,15 @@ def peak_memory_mib(fn: Callable[[], None], device: torch.device) -> float | Non
 
 def step_times(model: str = "unet_small", presets: Sequence[str] = tuple(PRESETS), device: str | torch.device = "cpu",
                batch: int = 2, size: int = 96, classes: int = 9, in_channels: int = 1, amp: bool = False,
-               steps: int = 10, warmup: int = 3, official: bool = False) -> pd.DataFrame:
+               steps: int = 10, warmup: int = 3, official: bool = False, compile_loss: bool = False) -> pd.DataFrame:
     """One row per preset: training-step and loss-only times, memory, and ratios to last_layer.
 
     The training step is forward, loss, backward and an AdamW step on one fixed random batch.
     The loss-only time is the loss's forward + backward on fixed logits from that model. With
-    ``official``, the LoMix row also times the official-style loop over maps and classes.
+    ``official``, the LoMix row also times the official-style loop over maps and classes. With
+    ``compile_loss``, every loss runs through ``torch.compile`` (value checks off: their host
+    sync would split the graph); where compilation fails the error propagates, so a table never
+    silently mixes compiled and eager rows.
     """
     device = torch.device(device)
     presets = ["last_layer", *[p for p in presets if p != "last_layer"]]
@@ -76,12 +79,13 @@ def step_times(model: str = "unet_small", presets: Sequence[str] = tuple(PRESETS
     for preset in presets:
         torch.manual_seed(0)
         net = models.build(model, in_channels, classes).to(device)
-        loss_fn = LoMixLoss(net.num_maps, classes, supervision=preset).to(device)
+        loss_fn = LoMixLoss(net.num_maps, classes, supervision=preset, check_values=not compile_loss).to(device)
         optimizer = torch.optim.AdamW(list(net.parameters()) + list(loss_fn.parameters()), lr=1e-4)
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = [m.detach().requires_grad_() for m in net(images)]
-        train_steps[preset] = _train_step(net, loss_fn, optimizer, images, target, amp)
-        loss_steps[preset] = _loss_step(loss_fn, logits, target, amp)
+        loss = torch.compile(loss_fn) if compile_loss else loss_fn
+        train_steps[preset] = _train_step(net, loss, optimizer, images, target, amp)
+        loss_steps[preset] = _loss_step(loss, logits, target, amp)
         if official and preset == "lomix":
             loss_steps["official"] = _loss_step(OfficialStyleLoMixLoss(loss_fn), logits, target, amp)
         maps[preset] = loss_fn.num_supervised
