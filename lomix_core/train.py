@@ -56,6 +56,9 @@ class TrainConfig:
     # Score the test split after every epoch too, for reporting only: it shows how much picking
     # the epoch by test Dice (as the official code does) flatters a method. Never used to select.
     track_test: bool = False
+    # Reproduce the official code's defect for demonstration: after the first validation the
+    # model stays in eval mode, so BatchNorm statistics freeze and dropout/drop-path switch off.
+    official_eval_mode_bug: bool = False
     out_dir: str = "outputs/runs"
     run_name: str | None = None
     progress: bool = True
@@ -124,7 +127,8 @@ def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_
     best_dice, best_state = -1.0, None
     progress = tqdm(total=config.epochs * steps_per_epoch, disable=not config.progress, desc=config.name)
     for epoch in range(1, config.epochs + 1):
-        model.train()
+        frozen = config.official_eval_mode_bug and epoch > 1
+        model.train(not frozen)
         loss_fn.train()
         start, epoch_losses = time.perf_counter(), []
         for step, (images, labels) in enumerate(loader):

@@ -65,8 +65,9 @@ def test_run_record_is_written_and_model_is_selected_on_validation(lomix_run):
     assert checkpoint["epoch"] == record["metrics"]["best_epoch"]
 
 
-def test_model_returns_to_train_mode_after_validation(tmp_path):
-    config = tiny_config(tmp_path, supervision="deep_supervision", epochs=3)
+@pytest.mark.parametrize("official_bug", [False, True])
+def test_model_returns_to_train_mode_after_validation(tmp_path, official_bug):
+    config = tiny_config(tmp_path, supervision="deep_supervision", epochs=3, official_eval_mode_bug=official_bug)
     torch.manual_seed(0)
     train_set = lx.data.load("synthetic", split="train", **TINY_DATA)
     val_set = lx.data.load("synthetic", split="val", **TINY_DATA)
@@ -80,10 +81,15 @@ def test_model_returns_to_train_mode_after_validation(tmp_path):
     fit(model, lx.LoMixLoss(4, 9, supervision="deep_supervision"), train_set, val_set, config)
     training_calls = [mode for grad, mode in calls if grad]
     validation_calls = [mode for grad, mode in calls if not grad]
-    assert len(training_calls) == 3 * 4 and all(training_calls)
+    assert len(training_calls) == 3 * 4 and all(training_calls[:4])
     assert validation_calls and not any(validation_calls)
-    # BatchNorm keeps updating its statistics after the first validation (epochs 2 and 3)
-    assert not torch.equal(running_means[4], running_means[-1])
+    if official_bug:
+        # the official defect: eval mode from epoch 2 on, BatchNorm statistics frozen
+        assert not any(training_calls[4:]) and len(running_means) == 4
+    else:
+        assert all(training_calls[4:])
+        # BatchNorm keeps updating its statistics after the first validation (epochs 2 and 3)
+        assert not torch.equal(running_means[4], running_means[-1])
 
 
 def test_every_preset_trains(tmp_path):
