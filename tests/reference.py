@@ -5,33 +5,14 @@ The kit's vectorised loss must match this to 1e-5 relative. Nothing here is fast
 import torch
 import torch.nn.functional as F
 
-from lomix_core.fusion import _key
 from lomix_core.map_loss import DICE_SMOOTH
+from lomix_core.official_style import OfficialStyleLoMixLoss
 
 
 def reference_maps(loss_fn, logits):
-    """Every supervised map, built one subset at a time from the per-subset modules."""
-    maps = [logits[i] for i in loss_fn.original_indices]
-    gen = loss_fn.mutant_generator
-    if gen is None:
-        return maps
-    for op in gen.operators:
-        for subset in gen.subsets:
-            members = [logits[i] for i in subset]
-            if op == "add":
-                out = members[0]
-                for m in members[1:]:
-                    out = out + m
-            elif op == "mul":
-                out = members[0]
-                for m in members[1:]:
-                    out = out * m
-            elif op == "concat":
-                out = gen.concat[_key(subset)](members)
-            else:
-                out = gen.wf[_key(subset)](members)
-            maps.append(out)
-    return maps
+    """Every supervised map, built one subset at a time from the per-subset modules (the loop
+    the official-style baseline also uses)."""
+    return OfficialStyleLoMixLoss(loss_fn).maps(logits)
 
 
 def reference_dice_loss(logits, target):
