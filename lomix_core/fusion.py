@@ -117,6 +117,10 @@ class MutantGenerator(nn.Module):
         for row, subset in enumerate(self.subsets):
             membership[row, list(subset)] = True
         self.register_buffer("membership", membership, persistent=False)
+        # Where each subset's members sit in a flattened [subsets × n] table (see _scatter); a
+        # buffer, so it moves with the module and no index is copied to the device per call.
+        positions = [row * num_maps + j for row, subset in enumerate(self.subsets) for j in subset]
+        self.register_buffer("member_positions", torch.tensor(positions), persistent=False)
         if "concat" in self.operators:
             self.concat = nn.ModuleDict({_key(s): LearnedConcat(len(s), num_classes) for s in self.subsets})
         if "wf" in self.operators:
@@ -145,11 +149,10 @@ class MutantGenerator(nn.Module):
 
     def _scatter(self, per_subset: list[torch.Tensor]) -> torch.Tensor:
         """Per-subset tensors ``[k, ...]`` → one ``[subsets, n, ...]`` with zeros for non-members."""
-        full = []
-        for s, values in zip(self.subsets, per_subset):
-            index = torch.tensor(s, device=values.device)
-            full.append(values.new_zeros(self.num_maps, *values.shape[1:]).index_copy(0, index, values))
-        return torch.stack(full)
+        values = torch.cat(per_subset)
+        rows, shape = len(self.subsets), values.shape[1:]
+        full = values.new_zeros(rows * self.num_maps, *shape).index_copy(0, self.member_positions, values)
+        return full.view(rows, self.num_maps, *shape)
 
     def _concat(self, x: torch.Tensor) -> torch.Tensor:
         modules = [self.concat[_key(s)] for s in self.subsets]

@@ -46,7 +46,9 @@ def _class_sums(p_true: torch.Tensor, probs: torch.Tensor, target: torch.Tensor)
     labels = target.reshape(1, -1).expand(num_maps, -1)
     intersection = p_true.new_zeros(num_maps, num_classes).scatter_add_(1, labels, p_true.reshape(num_maps, -1))
     prob_sq = torch.linalg.vector_norm(probs, dim=(1, 3, 4)).square()
-    label_sum = torch.bincount(target.reshape(-1), minlength=num_classes).to(probs.dtype)
+    # A scatter, not torch.bincount: on CUDA bincount reads the maximum back to the host.
+    flat = target.reshape(-1)
+    label_sum = probs.new_zeros(num_classes).scatter_add_(0, flat, probs.new_ones(()).expand(flat.numel()))
     return intersection, prob_sq, label_sum
 
 
