@@ -77,3 +77,21 @@ def test_selection_bias_needs_tracked_test(tmp_path):
     untracked = lx.experiments.compare_supervision(base, ["last_layer"], seeds=[0])
     with pytest.raises(ValueError, match="track_test=True"):
         untracked.selection_bias()
+
+
+def test_mutant_picker_widget(comparison):
+    run = comparison.models["lomix", 0]
+    val = lx.data.load("synthetic", split="val", **TINY["data_kwargs"])
+    image = val.images[val.busiest_slice()]
+    with torch.no_grad():
+        maps = run.loss_fn.mutants(run.model.eval()(image[None]))[:, 0]
+    widget = lx.widgets.mutant_picker(run.loss_fn, maps, image=image[0].numpy())
+    operator, subset = widget.children[0].children
+    assert list(operator.options) == ["add", "mul", "concat", "wf"] and len(subset.options) == 11
+    import matplotlib.pyplot as plt
+
+    before = len(plt.get_fignums())
+    operator.value, subset.value = "wf", "p2,p1"  # each change re-renders through an observer
+    assert len(plt.get_fignums()) == before + 2
+    titles = [ax.get_title() for ax in plt.figure(plt.get_fignums()[-1]).axes]
+    assert titles == ["p2", "p1", "wf(p2,p1)"]
