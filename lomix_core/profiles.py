@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import torch
@@ -24,16 +25,20 @@ def resolve(profile: str) -> str:
     return profile
 
 
+# The synthetic phantom per profile: subjects of `num_slices` slices, split by subject.
+_DATA = {
+    "smoke": dict(num_subjects=6, num_slices=8, size=32, num_val=1, num_test=1),
+    "cpu": dict(num_subjects=20, num_slices=16, size=64, num_val=4, num_test=4),
+    "full": dict(num_subjects=48, num_slices=24, size=224, num_val=8, num_test=8),
+}
+
 # Budgets of the supervision comparison (notebook 03): a TrainConfig template and the seeds.
 # cpu and smoke use lr 1e-3 instead of the paper's 1e-4 so that a few epochs get somewhere.
 _COMPARISON = {
-    "smoke": (dict(epochs=2, max_steps_per_epoch=3, batch_size=8, lr=1e-3, model_kwargs={"width": 8},
-                   data_kwargs=dict(num_subjects=6, num_slices=8, size=32, num_val=1, num_test=1)), [0]),
-    "cpu": (dict(epochs=8, batch_size=8, lr=1e-3,
-                 data_kwargs=dict(num_subjects=20, num_slices=16, size=64, num_val=4, num_test=4)), [0, 1, 2]),
+    "smoke": (dict(epochs=2, max_steps_per_epoch=3, batch_size=8, lr=1e-3, model_kwargs={"width": 8}), [0]),
+    "cpu": (dict(epochs=8, batch_size=8, lr=1e-3), [0, 1, 2]),
     # The paper's network and image size; paper batch 6 and constant lr 1e-4.
-    "full": (dict(model="pvt_v2_b2_emcad", epochs=30, batch_size=6, lr=1e-4, amp=True,
-                  data_kwargs=dict(num_subjects=48, num_slices=24, size=224, num_val=8, num_test=8)), [0, 1, 2]),
+    "full": (dict(model="pvt_v2_b2_emcad", epochs=30, batch_size=6, lr=1e-4, amp=True), [0, 1, 2]),
 }
 
 
@@ -42,8 +47,9 @@ def comparison(profile: str, model: str | None = None, **overrides) -> tuple[Tra
 
     ``model=None`` keeps the profile's network (``unet_small``, or ``pvt_v2_b2_emcad`` on full).
     """
-    settings, seeds = _COMPARISON[resolve(profile)]
-    config = TrainConfig(**{**settings, "track_test": True, "progress": resolve(profile) != "smoke"})
+    profile = resolve(profile)
+    settings, seeds = copy.deepcopy(_COMPARISON[profile])  # configs must not share the tables' dicts
+    config = TrainConfig(**settings, data_kwargs=dict(_DATA[profile]), track_test=True, progress=profile != "smoke")
     if model is not None:
         overrides["model"] = model
     return dataclasses.replace(config, **overrides), list(seeds)
@@ -51,19 +57,18 @@ def comparison(profile: str, model: str | None = None, **overrides) -> tuple[Tra
 
 # A briefly trained model whose logits the teaching notebooks look at (notebook 02).
 _DEMO = {
-    "smoke": dict(epochs=1, max_steps_per_epoch=3, batch_size=8, lr=1e-3, model_kwargs={"width": 8},
-                  data_kwargs=dict(num_subjects=6, num_slices=8, size=32, num_val=1, num_test=1)),
-    "cpu": dict(epochs=4, batch_size=8, lr=1e-3,
-                data_kwargs=dict(num_subjects=20, num_slices=16, size=64, num_val=4, num_test=4)),
-    "full": dict(model="pvt_v2_b2_emcad", epochs=10, batch_size=6, lr=1e-4, amp=True,
-                 data_kwargs=dict(num_subjects=48, num_slices=24, size=224, num_val=8, num_test=8)),
+    "smoke": dict(epochs=1, max_steps_per_epoch=3, batch_size=8, lr=1e-3, model_kwargs={"width": 8}),
+    "cpu": dict(epochs=4, batch_size=8, lr=1e-3),
+    "full": dict(model="pvt_v2_b2_emcad", epochs=10, batch_size=6, lr=1e-4, amp=True),
 }
 
 
 def demo(profile: str, **overrides) -> TrainConfig:
     """A short LoMix training run for looking at real multi-scale logits."""
-    settings = _DEMO[resolve(profile)]
-    return TrainConfig(**{**settings, "supervision": "lomix", "progress": resolve(profile) != "smoke", **overrides})
+    profile = resolve(profile)
+    settings = {**copy.deepcopy(_DEMO[profile]), "data_kwargs": dict(_DATA[profile]), "supervision": "lomix",
+                "progress": profile != "smoke"}
+    return TrainConfig(**{**settings, **overrides})
 
 
 # Settings of the cost benchmarks (notebook 07 and benchmarks/*.py).

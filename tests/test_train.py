@@ -134,3 +134,12 @@ def test_tracked_test_is_reported_but_never_selects(tmp_path):
     assert best["val_dice"] == epochs["val_dice"].max()  # selected on validation
     assert run.record["metrics"]["test_dice"] == pytest.approx(best["test_dice"])
     assert run.record["metrics"]["test_dice_if_selected_on_test"] == epochs["test_dice"].max()
+
+
+def test_profile_configs_do_not_share_mutable_settings():
+    first, _ = lx.profiles.comparison("smoke")
+    first.data_kwargs["size"] = 999
+    first.model_kwargs["width"] = 999
+    second, _ = lx.profiles.comparison("smoke")
+    assert second.data_kwargs["size"] == 32 and second.model_kwargs["width"] == 8
+    assert lx.profiles.demo("smoke").data_kwargs["size"] == 32
