@@ -55,8 +55,7 @@ def _class_sums(p_true: torch.Tensor, probs: torch.Tensor, target: torch.Tensor)
 class _StackedCEDice(torch.autograd.Function):
     @staticmethod
     def forward(ctx, maps, target, ce_weight, dice_weight):
-        num_maps, num_classes = maps.shape[0], maps.shape[2]
-        index = _true_class_index(target, num_maps)
+        index = _true_class_index(target, maps.shape[0])
         log_probs = maps.log_softmax(dim=2)
         log_p_true = log_probs.gather(2, index)
         probs = log_probs.exp_()  # reuses the buffer: log_probs is not needed any more

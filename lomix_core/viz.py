@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+import torch
 
 from .fusion import OPERATORS
 from .supervision import LoMixLoss
@@ -104,7 +105,7 @@ def plot_slices(dataset, indices, alpha: float = 0.45) -> plt.Figure:
     return fig
 
 
-def plot_map_gallery(maps: "torch.Tensor", names: list[str], image=None, ncols: int = 8) -> plt.Figure:
+def plot_map_gallery(maps: torch.Tensor, names: list[str], image=None, ncols: int = 8) -> plt.Figure:
     """The arg-max segmentation of every map (``maps [M, C, H, W]`` for one slice), one panel each."""
     labels = maps.argmax(dim=1).cpu().numpy()
     num_classes = maps.shape[1]

@@ -91,7 +91,7 @@ def test_liver_takes_a_fifth_of_the_body_where_present():
 
 
 def test_aorta_is_a_small_circle_near_the_midline():
-    for image, label in _subjects():
+    for _, label in _subjects():
         area = (label == AORTA).sum(axis=(1, 2))
         radius = np.sqrt(area / np.pi) / label.shape[-1]
         assert 0.02 < radius.mean() < 0.06
