@@ -15,13 +15,22 @@ def _train(args) -> int:
                          operators=args.operators, weighting=args.weighting, epochs=args.epochs,
                          max_steps_per_epoch=args.max_steps_per_epoch, batch_size=args.batch_size, lr=args.lr,
                          weight_decay=args.weight_decay, seed=args.seed, device=args.device, amp=args.amp,
-                         data_kwargs=json.loads(args.data_kwargs), model_kwargs=json.loads(args.model_kwargs),
+                         data_kwargs=json.loads(args.data_kwargs), model_kwargs=_model_kwargs(args),
                          out_dir=args.out_dir, run_name=args.run_name)
     run = train(config)
     metrics = run.record["metrics"]
     print(f"{config.name}: best epoch {metrics['best_epoch']}, val Dice {metrics['val_dice']:.4f}, "
           f"test Dice {metrics['test_dice']:.4f} -> {run.run_dir}")
     return 0
+
+
+def _model_kwargs(args) -> dict:
+    kwargs = json.loads(args.model_kwargs)
+    if args.pretrained:
+        kwargs["pretrained"] = True
+    if args.weights:
+        kwargs["weights"] = args.weights
+    return kwargs
 
 
 def _evaluate(args) -> int:
@@ -64,6 +73,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", action="store_true", help="mixed precision on CUDA")
     p.add_argument("--data-kwargs", default="{}", help='JSON, e.g. \'{"size": 64}\'')
     p.add_argument("--model-kwargs", default="{}", help='JSON, e.g. \'{"width": 8}\'')
+    p.add_argument("--pretrained", action="store_true",
+                   help="ImageNet weights for a timm encoder (needs internet or the Hugging Face cache)")
+    p.add_argument("--weights", default=None, metavar="PATH", help="encoder weights from a local timm state_dict")
     p.add_argument("--out-dir", default=defaults.out_dir)
     p.add_argument("--run-name", default=None)
     p.set_defaults(func=_train)

@@ -30,3 +30,19 @@ def test_bad_choice_is_rejected(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--supervision", "lomixx"])
     assert "invalid choice: 'lomixx'" in capsys.readouterr().err
+
+
+def test_train_with_local_encoder_weights(tmp_path, capsys):
+    import timm
+    import torch
+
+    encoder = timm.create_model("pvt_v2_b0", pretrained=False, features_only=True, out_indices=(0, 1, 2, 3))
+    torch.save(encoder.state_dict(), tmp_path / "encoder.pth")
+    args = ["train", "--model", "pvt_v2_b0_emcad", "--weights", str(tmp_path / "encoder.pth"), "--out-dir",
+            str(tmp_path), "--run-name", "pvt", "--epochs", "1", "--max-steps-per-epoch", "1", "--data-kwargs",
+            json.dumps(dict(num_subjects=6, num_slices=8, size=32, num_val=1, num_test=1))]
+    assert main(args) == 0
+    record = json.loads((tmp_path / "pvt" / "record.json").read_text())
+    assert record["config"]["model_kwargs"] == {"weights": str(tmp_path / "encoder.pth")}
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        main(args[:4] + [str(tmp_path / "missing.pth")] + args[5:])

@@ -37,3 +37,8 @@ def test_model_feeds_the_loss_end_to_end():
     loss = loss_fn(model(torch.randn(2, 3, 32, 32)), torch.randint(0, 4, (2, 32, 32)))
     loss.backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_unknown_model_option_is_named():
+    with pytest.raises(ValueError, match=r"model 'unet_small' does not take \['pretrained'\]; its options are \['width'\]"):
+        lx.models.build("unet_small", 1, 9, pretrained=True)
