@@ -4,11 +4,21 @@ Data flows one way: ``data`` → ``models`` → logits → ``supervision`` (``Lo
 ``train`` → ``evaluate`` → ``viz``.
 """
 from . import data, fusion, models, supervision
-from . import benchmark, experiments, profiles, report, viz, widgets
+from . import benchmark, experiments, profiles, report
 from .evaluate import DICE_CONVENTION, evaluate, mean_dice
 from .supervision import PRESETS, LoMixLoss
 from .train import Run, TrainConfig, train
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # The plotting modules pull in matplotlib, seaborn and ipywidgets; training, the CLI and the
+    # tests' subprocesses start faster when they load on first use (lx.viz, lx.widgets).
+    if name in ("viz", "widgets"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'lomix_core' has no attribute {name!r}")
 __all__ = ["DICE_CONVENTION", "LoMixLoss", "PRESETS", "Run", "TrainConfig", "benchmark", "data", "evaluate",
            "experiments", "fusion", "mean_dice", "models", "profiles", "report", "supervision", "train", "viz", "widgets"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import timm
 import torch
 from torch import nn
 
@@ -39,6 +38,8 @@ def _pretrained_error(arch: str) -> RuntimeError:
 def create_encoder(arch: str, pretrained: bool = False, weights: str | Path | None = None,
                    **timm_kwargs) -> nn.Module:
     """A timm feature extractor giving 4 maps at strides 4, 8, 16, 32; ``weights`` wins over ``pretrained``."""
+    import timm  # here, not at the top: importing timm takes a second and only these models need it
+
     if arch not in ENCODERS:
         raise ValueError(f"unknown encoder {arch!r}; expected one of {sorted(ENCODERS)}")
 
@@ -66,6 +67,8 @@ def _load_encoder_weights(make, arch: str, path: Path) -> nn.Module:
     """
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist")
+    import timm
+
     state = timm.models.load_state_dict(str(path))  # unwraps "state_dict"/"model", strips "module."
     encoder = make(pretrained=False)
     encoder_keys = set(encoder.state_dict())
