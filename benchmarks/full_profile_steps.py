@@ -18,6 +18,7 @@ import sys
 import pandas as pd
 
 import lomix_core as lx
+from lomix_core.benchmark import with_last_layer_first
 from lomix_core.report import machine, markdown_table
 
 
@@ -36,7 +37,7 @@ def main(argv=None) -> int:
         base = dataclasses.replace(base, data_kwargs={**base.data_kwargs, "size": args.size})
     base = dataclasses.replace(base, epochs=1, max_steps_per_epoch=args.steps, progress=False)
     rows = []
-    for preset in ["last_layer", *[p for p in args.presets if p != "last_layer"]]:
+    for preset in with_last_layer_first(args.presets):
         run = lx.train(dataclasses.replace(base, supervision=preset, seed=0))
         metrics = run.record["metrics"]
         rows.append({"preset": preset, "maps": metrics["num_supervised_maps"], "steps": metrics["steps"],

@@ -72,15 +72,12 @@ def step_times(model: str = "unet_small", presets: Sequence[str] = tuple(PRESETS
     silently mixes compiled and eager rows.
     """
     device = torch.device(device)
-    presets = ["last_layer", *[p for p in presets if p != "last_layer"]]
+    presets = with_last_layer_first(presets)
     images = torch.randn(batch, in_channels, size, size, device=device)
     target = torch.randint(0, classes, (batch, size, size), device=device)
     train_steps, loss_steps, maps = {}, {}, {}
     for preset in presets:
-        torch.manual_seed(0)
-        net = models.build(model, in_channels, classes).to(device)
-        loss_fn = LoMixLoss(net.num_maps, classes, supervision=preset, check_values=not compile_loss).to(device)
-        optimizer = torch.optim.AdamW(list(net.parameters()) + list(loss_fn.parameters()), lr=1e-4)
+        net, loss_fn, optimizer = _build(model, preset, in_channels, classes, device, check_values=not compile_loss)
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = [m.detach().requires_grad_() for m in net(images)]
         loss = torch.compile(loss_fn) if compile_loss else loss_fn
@@ -102,6 +99,20 @@ def step_times(model: str = "unet_small", presets: Sequence[str] = tuple(PRESETS
     if device.type == "cuda":
         table["loss_extra_mib"] = table["loss_peak_mib"] - table["loss_peak_mib"].iloc[0]
     return table
+
+
+def with_last_layer_first(presets: Sequence[str]) -> list[str]:
+    """The presets with last_layer added if missing and put first: every ratio is against it."""
+    return ["last_layer", *[p for p in presets if p != "last_layer"]]
+
+
+def _build(model: str, preset: str, in_channels: int, classes: int, device: torch.device, check_values: bool = True):
+    """A fresh network (same initial weights for every preset), its loss and their optimiser."""
+    torch.manual_seed(0)
+    net = models.build(model, in_channels, classes).to(device)
+    loss_fn = LoMixLoss(net.num_maps, classes, supervision=preset, check_values=check_values).to(device)
+    optimizer = torch.optim.AdamW(list(net.parameters()) + list(loss_fn.parameters()), lr=1e-4)
+    return net, loss_fn, optimizer
 
 
 def _train_step(net, loss_fn, optimizer, images, target, amp: bool) -> Callable[[], None]:
@@ -131,14 +142,12 @@ def inference_overhead(model: str = "unet_small", presets: Sequence[str] = tuple
     that is deployed is the same network whatever the preset; this measures that it is.
     """
     device = torch.device(device)
+    presets = with_last_layer_first(presets)
     images = torch.randn(batch, in_channels, size, size, device=device)
     target = torch.randint(0, classes, (batch, size, size), device=device)
     inferences, rows = {}, []
     for preset in presets:
-        torch.manual_seed(0)
-        net = models.build(model, in_channels, classes).to(device)
-        loss_fn = LoMixLoss(net.num_maps, classes, supervision=preset).to(device)
-        optimizer = torch.optim.AdamW(list(net.parameters()) + list(loss_fn.parameters()), lr=1e-4)
+        net, loss_fn, optimizer = _build(model, preset, in_channels, classes, device)
         _train_step(net, loss_fn, optimizer, images, target, amp=False)()
         inferences[preset] = _inference(net.eval(), images)
         rows.append({"preset": preset, "model_parameters": sum(p.numel() for p in net.parameters()),

@@ -47,14 +47,17 @@ def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
     return "\n".join([header, rule, *rows])
 
 
-def machine() -> str:
-    """One line naming the hardware and software that produced the numbers."""
-    cpu = platform.processor() or platform.machine()
+def cpu_name() -> str:
+    """The processor's model name (from /proc/cpuinfo where there is one)."""
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
-        pass
+        return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    """One line naming the hardware and software that produced the numbers."""
     device = f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"
-    return (f"{cpu}, {os.cpu_count()} cores, {device}; Python {platform.python_version()}, "
+    return (f"{cpu_name()}, {os.cpu_count()} cores, {device}; Python {platform.python_version()}, "
             f"torch {torch.__version__}, {platform.system()} {platform.machine()}")

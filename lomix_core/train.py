@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from . import data, models
 from .evaluate import DICE_CONVENTION, evaluate, mean_dice
 from .records import save_csv, save_json, save_torch
+from .report import cpu_name
 from .supervision import LoMixLoss
 
 
@@ -212,7 +213,7 @@ def train(config: TrainConfig) -> Run:
         "map_weights_at_best_epoch": loss_fn.map_weights(),
         "evaluation": DICE_CONVENTION,
         "environment": {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
-                        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()},
+                        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()},
     }
     save_json(record, run_dir / "record.json")
     save_csv(history, run_dir / "history.csv")

@@ -19,6 +19,11 @@ def test_step_times_table():
     assert table["step_peak_mib"].isna().all()  # CPU: no allocator statistics, reported as n/a
 
 
+def test_inference_overhead_compares_against_last_layer_even_if_not_asked():
+    table = inference_overhead("unet_small", ["lomix"], "cpu", **TINY)
+    assert list(table["preset"]) == ["last_layer", "lomix"] and table["inference_vs_last_layer"].iloc[0] == 1.0
+
+
 def test_inference_overhead_model_is_the_same_for_every_preset():
     table = inference_overhead("unet_small", list(lx.PRESETS), "cpu", **TINY)
     assert table["model_parameters"].nunique() == 1
