@@ -196,7 +196,7 @@ def train(config: TrainConfig) -> Run:
     history, epochs = fit(model, loss_fn, train_set, val_set, config, checkpoint_path=run_dir / "best.pt",
                           test_set=test_set if config.track_test else None)
     train_time = time.perf_counter() - start
-    test = evaluate(model, test_set, amp=config.amp and device.type == "cuda")
+    test = evaluate(model, test_set, amp=config.amp)  # evaluate uses autocast on CUDA only
 
     best = epochs.loc[epochs["best"]].iloc[-1]
     record = {
