@@ -1,0 +1,140 @@
+"""From prepared files on disk to a :class:`SliceDataset` at model size.
+
+Every file-backed loader (the paper benchmarks, the generic NIfTI folder) goes through here,
+so they share one rule for where data lives, one set of error messages for bad files, and one
+way of resampling: images bilinear, labels nearest neighbour, slice by slice in-plane only.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .augment import RandomRotFlip
+from .slices import SliceDataset
+
+DATA_ROOT_ENV = "LOMIX_DATA"
+
+
+def data_root() -> Path:
+    """Where prepared datasets live: ``$LOMIX_DATA``, else ``./data``."""
+    return Path(os.environ.get(DATA_ROOT_ENV, "data"))
+
+
+def prepared_dir(name: str, root: str | os.PathLike | None, prepare_hint: str) -> Path:
+    """The folder of prepared dataset ``name``, or a one-line error saying how to prepare it.
+
+    ``root=None`` means ``data_root() / name``.
+    """
+    folder = Path(root) if root is not None else data_root() / name
+    if not folder.is_dir():
+        raise FileNotFoundError(f"dataset {name!r} not found at {folder}: prepare it with `{prepare_hint}` "
+                                f"or pass root=<folder> (or set ${DATA_ROOT_ENV})")
+    if not any(folder.iterdir()):
+        raise FileNotFoundError(f"dataset {name!r} folder {folder} is empty: prepare it with `{prepare_hint}`")
+    return folder
+
+
+def read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, ...]]:
+    """A NIfTI volume as an array in the file's voxel order, and its voxel spacing (mm).
+
+    A missing, truncated or non-NIfTI file raises one line naming the file.
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"NIfTI file {path} does not exist")
+    try:
+        image = nib.load(str(path))
+        array = np.asarray(image.dataobj)
+    except Exception as error:  # nibabel raises many types; the user needs the file name
+        raise ValueError(f"cannot read NIfTI file {path}: {type(error).__name__}: {error} "
+                         f"(expected a valid .nii or .nii.gz)") from None
+    return array, tuple(float(s) for s in image.header.get_zooms()[:array.ndim])
+
+
+def check_labels(label: np.ndarray, num_classes: int, where: str) -> None:
+    """Raise one line if ``label`` holds a value outside ``[0, num_classes)`` or a non-integer."""
+    if label.size == 0:
+        raise ValueError(f"{where}: label is empty")
+    if np.issubdtype(label.dtype, np.floating) and not np.array_equal(label, np.round(label)):
+        raise ValueError(f"{where}: label holds non-integer values; expected class indices in [0, {num_classes})")
+    low, high = label.min(), label.max()
+    if low < 0 or high >= num_classes:
+        raise ValueError(f"{where}: label values span [{low}, {high}], expected [0, {num_classes - 1}] "
+                         f"for {num_classes} classes")
+
+
+def check_finite(image: np.ndarray, where: str) -> None:
+    if not np.isfinite(image).all():
+        raise ValueError(f"{where}: image holds {int((~np.isfinite(image)).sum())} NaN or inf values; "
+                         f"expected finite intensities")
+
+
+def resize_slices(stack: np.ndarray | torch.Tensor, size: int | tuple[int, int], label: bool) -> torch.Tensor:
+    """Resample every slice of ``stack`` to ``size`` in-plane; the slice axis is untouched.
+
+    ``stack`` is ``[D, H, W]`` (one channel) or ``[D, C, H, W]``. Images come back float32
+    ``[D, C, h, w]`` (bilinear, antialiased when shrinking); labels int64 ``[D, h, w]`` (nearest,
+    so class values stay exact).
+    """
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    tensor = torch.as_tensor(np.ascontiguousarray(stack) if isinstance(stack, np.ndarray) else stack)
+    if label:
+        if tensor.dim() != 3:
+            raise ValueError(f"a label stack must be [D,H,W], got {tuple(tensor.shape)}")
+        if tuple(tensor.shape[-2:]) == size:
+            return tensor.long()
+        return F.interpolate(tensor[:, None].float(), size=size, mode="nearest-exact")[:, 0].long()
+    if tensor.dim() == 3:
+        tensor = tensor[:, None]
+    if tensor.dim() != 4:
+        raise ValueError(f"an image stack must be [D,H,W] or [D,C,H,W], got {tuple(tensor.shape)}")
+    tensor = tensor.float()
+    if tuple(tensor.shape[-2:]) == size:
+        return tensor
+    return F.interpolate(tensor, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def stack_subjects(subjects: Iterable[tuple[str, np.ndarray | torch.Tensor, np.ndarray | torch.Tensor]],
+                   size: int | tuple[int, int], class_names: Sequence[str], name: str, split: str,
+                   augment: bool = False) -> SliceDataset:
+    """One SliceDataset from ``(subject_id, image [D,(C,)H,W], label [D,H,W])`` triples.
+
+    Each subject's slices keep their order, so evaluation can restack them into the volume.
+    A 2-D dataset (polyp, skin) passes every image as a one-slice subject.
+    """
+    images, labels, subject_ids, slice_index = [], [], [], []
+    for subject, image, label in subjects:
+        image, label = resize_slices(image, size, label=False), resize_slices(label, size, label=True)
+        if image.shape[0] != label.shape[0]:
+            raise ValueError(f"{name}/{subject}: image has {image.shape[0]} slices but label has {label.shape[0]}")
+        images.append(image)
+        labels.append(label)
+        subject_ids += [subject] * image.shape[0]
+        slice_index += list(range(image.shape[0]))
+    if not images:
+        raise ValueError(f"dataset {name!r} split {split!r} has no subjects")
+    channels = {image.shape[1] for image in images}
+    if len(channels) != 1:
+        raise ValueError(f"dataset {name!r}: subjects have different channel counts {sorted(channels)}")
+    return SliceDataset(torch.cat(images), torch.cat(labels), subject_ids, slice_index, class_names,
+                        transform=RandomRotFlip() if augment else None, name=name, split=split)
+
+
+def pick_subjects(subjects: Sequence[str], count: int | None, seed: int) -> list[str]:
+    """``count`` of ``subjects`` chosen by ``seed`` (all when None), in their original order.
+
+    Low-data subsets take whole subjects, never a fraction of one subject's slices.
+    """
+    if count is None:
+        return list(subjects)
+    if not 1 <= count <= len(subjects):
+        raise ValueError(f"num_train_subjects must be in [1, {len(subjects)}], got {count}")
+    keep = set(np.random.default_rng(seed).permutation(len(subjects))[:count].tolist())
+    return [s for i, s in enumerate(subjects) if i in keep]
