@@ -5,7 +5,7 @@ Data flows one way: ``data`` → ``models`` → logits → ``supervision`` (``Lo
 """
 from . import data, fusion, models, supervision
 from . import benchmark, experiments, profiles, report
-from .evaluate import DICE_CONVENTION, evaluate, mean_dice
+from .evaluate import CONVENTION, evaluate, mean_dice, mean_hd95
 from .supervision import PRESETS, LoMixLoss
 from .train import Run, TrainConfig, train
 
@@ -20,5 +20,5 @@ def __getattr__(name: str):
 
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'lomix_core' has no attribute {name!r}")
-__all__ = ["DICE_CONVENTION", "LoMixLoss", "PRESETS", "Run", "TrainConfig", "benchmark", "data", "evaluate",
-           "experiments", "fusion", "mean_dice", "models", "profiles", "report", "supervision", "train", "viz", "widgets"]
+__all__ = ["CONVENTION", "LoMixLoss", "PRESETS", "Run", "TrainConfig", "benchmark", "data", "evaluate",
+           "experiments", "fusion", "mean_dice", "mean_hd95", "models", "profiles", "report", "supervision", "train", "viz", "widgets"]

@@ -1,4 +1,4 @@
-"""Command line: ``python -m lomix_core {train,evaluate,reproduce} --help``."""
+"""Command line: ``python -m lomix_core {train,evaluate,reproduce,check} --help``."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,7 @@ import json
 import sys
 
 from . import data, models, profiles, supervision
-from .evaluate import DICE_CONVENTION, evaluate, mean_dice
+from .evaluate import CONVENTION, evaluate, mean_dice, mean_hd95, per_class
 from .train import TrainConfig, train
 
 
@@ -42,8 +42,8 @@ def _evaluate(args) -> int:
     model = models.build(config.model, dataset.in_channels, dataset.num_classes, **config.model_kwargs)
     model.load_state_dict(checkpoint["model"])
     results = evaluate(model, dataset)
-    print(results.groupby("class_name", sort=False)["dice"].mean().round(4).to_string())
-    print(f"mean Dice ({args.split}): {mean_dice(results):.4f}\n{DICE_CONVENTION}")
+    print(per_class(results).round(4).to_string())
+    print(f"mean Dice ({args.split}): {mean_dice(results):.4f}, mean HD95: {mean_hd95(results):.2f}\n{CONVENTION}")
     return 0
 
 
@@ -51,6 +51,14 @@ def _reproduce(args) -> int:
     from .reproduce import reproduce
 
     return reproduce(args.profile, notebooks_dir=args.notebooks, output_root=args.output_root, only=args.only)
+
+
+def _check(args) -> int:
+    from .data.nifti_folder import check_folder, folder_summary
+
+    problems = check_folder(args.path)
+    print("\n".join(problems) if problems else folder_summary(args.path))
+    return 1 if problems else 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -91,6 +99,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output-root", default="outputs", help="results go to OUTPUT_ROOT/<profile>/")
     p.add_argument("--only", nargs="+", default=None, help="run only these notebooks (stem or number prefix)")
     p.set_defaults(func=_reproduce)
+
+    p = sub.add_parser("check", help="list every problem in a NIfTI dataset folder (bring your own data)")
+    p.add_argument("path", help="folder with dataset.json, imagesTr/, labelsTr/ (and imagesTs/, labelsTs/)")
+    p.set_defaults(func=_check)
     return top
 
 

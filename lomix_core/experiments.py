@@ -14,15 +14,16 @@ from .train import Run, TrainConfig, train
 class Comparison:
     """Results of training every preset with every seed under one budget."""
 
-    results: pd.DataFrame  # tidy test results: preset, seed, subject, class_name, dice
+    results: pd.DataFrame  # tidy test results: preset, seed, volume, class_name, dice, hd95, gt_present
     runs: pd.DataFrame  # one row per run: preset, seed, test/val Dice, train time, maps
     models: dict[tuple[str, int], Run]
 
     def summary(self) -> pd.DataFrame:
-        """Mean ± std over seeds of each run's mean test Dice, one row per preset."""
+        """Mean ± std over seeds of each run's mean test Dice and HD95, one row per preset."""
         grouped = self.runs.groupby("preset", sort=False)
         return pd.DataFrame({
             "test_dice_mean": grouped["test_dice"].mean(), "test_dice_std": grouped["test_dice"].std(),
+            "test_hd95_mean": grouped["test_hd95"].mean(), "test_hd95_std": grouped["test_hd95"].std(),
             "seeds": grouped["seed"].count(), "supervised_maps": grouped["supervised_maps"].first(),
             "train_time_s": grouped["train_time_s"].mean(),
         })
@@ -59,10 +60,11 @@ class Comparison:
         table["optimism"] = table["selected_on_test"] - table["selected_on_validation"]
         return table
 
-    def per_class(self) -> pd.DataFrame:
-        """Mean test Dice per preset (rows) and class (columns), averaged over subjects and seeds."""
-        return self.results.pivot_table(index="preset", columns="class_name", values="dice", aggfunc="mean",
-                                        sort=False)
+    def per_class(self, metric: str = "dice") -> pd.DataFrame:
+        """Mean test ``metric`` ("dice" or "hd95") per preset (rows) and class (columns), over seeds
+        and the volumes whose ground truth holds the class."""
+        present = self.results[self.results["gt_present"]]
+        return present.pivot_table(index="preset", columns="class_name", values=metric, aggfunc="mean", sort=False)
 
 
 def compare_supervision(base: TrainConfig, presets: Sequence[str], seeds: Sequence[int]) -> Comparison:
@@ -75,9 +77,11 @@ def compare_supervision(base: TrainConfig, presets: Sequence[str], seeds: Sequen
             results.append(run.test.assign(preset=preset, seed=seed))
             metrics = run.record["metrics"]
             rows.append({"preset": preset, "seed": seed, "test_dice": metrics["test_dice"],
+                         "test_hd95": metrics["test_hd95"],
                          "val_dice": metrics["val_dice"], "best_epoch": metrics["best_epoch"],
                          "test_dice_if_selected_on_test": metrics["test_dice_if_selected_on_test"],
                          "train_time_s": metrics["train_time_s"], "steps": metrics["steps"],
                          "supervised_maps": metrics["num_supervised_maps"]})
-    results = pd.concat(results, ignore_index=True)[["preset", "seed", "subject", "class_name", "dice"]]
+    results = pd.concat(results, ignore_index=True)[["preset", "seed", "volume", "class_name", "dice", "hd95",
+                                                       "gt_present"]]
     return Comparison(results, pd.DataFrame(rows), models)

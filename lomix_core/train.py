@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from . import data, models
-from .evaluate import DICE_CONVENTION, evaluate, mean_dice
+from .evaluate import CONVENTION, evaluate, mean_dice, mean_hd95, per_class
 from .records import save_csv, save_json, save_torch
 from .report import cpu_name
 from .supervision import LoMixLoss
@@ -150,7 +150,8 @@ def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_
         step_losses.append(epoch_losses)
         train_time = time.perf_counter() - start
 
-        val_dice = mean_dice(evaluate(model, val_set, amp=use_amp))  # leaves the model in train mode
+        # Selection needs Dice only; HD95's distance transforms are kept for the final test.
+        val_dice = mean_dice(evaluate(model, val_set, amp=use_amp, with_hd95=False))  # model stays in train mode
         is_best = val_dice > best_dice
         if is_best:
             best_dice = val_dice
@@ -161,7 +162,7 @@ def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_
         epoch_rows.append({"epoch": epoch, "train_loss": float(epoch_losses.mean()), "val_dice": val_dice,
                            "best": is_best, "train_time_s": train_time})
         if test_set is not None:
-            epoch_rows[-1]["test_dice"] = mean_dice(evaluate(model, test_set, amp=use_amp))
+            epoch_rows[-1]["test_dice"] = mean_dice(evaluate(model, test_set, amp=use_amp, with_hd95=False))
         progress.set_postfix(loss=f"{float(epoch_losses[-1]):.3f}", val_dice=f"{val_dice:.3f}")
     progress.close()
 
@@ -203,7 +204,9 @@ def train(config: TrainConfig) -> Run:
         "config": dataclasses.asdict(config),
         "metrics": {
             "best_epoch": int(best["epoch"]), "val_dice": float(best["val_dice"]), "test_dice": mean_dice(test),
-            "test_dice_per_class": test.groupby("class_name", sort=False)["dice"].mean().to_dict(),
+            "test_hd95": mean_hd95(test),
+            "test_dice_per_class": per_class(test)["dice"].to_dict(),
+            "test_hd95_per_class": per_class(test)["hd95"].to_dict(),
             "test_dice_if_selected_on_test": float(epochs["test_dice"].max()) if config.track_test else None,
             "train_time_s": train_time, "steps": len(history),
             "num_supervised_maps": loss_fn.num_supervised,
@@ -211,7 +214,7 @@ def train(config: TrainConfig) -> Run:
             "loss_parameters": sum(p.numel() for p in loss_fn.parameters()),
         },
         "map_weights_at_best_epoch": loss_fn.map_weights(),
-        "evaluation": DICE_CONVENTION,
+        "evaluation": CONVENTION,
         "environment": {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
                         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()},
     }
