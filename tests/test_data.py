@@ -9,8 +9,8 @@ SMALL = dict(num_subjects=8, num_slices=8, size=32, num_val=2, num_test=2)
 
 def test_registry_lists_and_rejects():
     assert "synthetic" in lx.data.available()
-    with pytest.raises(ValueError, match="unknown dataset 'synapse'"):
-        lx.data.load("synapse")
+    with pytest.raises(ValueError, match="unknown dataset 'no_such_dataset'"):
+        lx.data.load("no_such_dataset")
     with pytest.raises(ValueError, match="unknown split 'dev'"):
         lx.data.load("synthetic", split="dev", **SMALL)
 

@@ -3,5 +3,7 @@ from .augment import RandomRotFlip
 from .registry import available, load, register
 from .slices import SliceDataset
 from . import synthetic  # noqa: F401  (registers "synthetic")
+from . import nifti_folder  # noqa: F401  (registers "nifti")
+from . import brain_aal  # noqa: F401  (registers "brain_aal")
 
 __all__ = ["RandomRotFlip", "SliceDataset", "available", "load", "register"]

@@ -66,8 +66,9 @@ def check_labels(label: np.ndarray, num_classes: int, where: str) -> None:
         raise ValueError(f"{where}: label holds non-integer values; expected class indices in [0, {num_classes})")
     low, high = label.min(), label.max()
     if low < 0 or high >= num_classes:
+        unexpected = np.unique(label[(label < 0) | (label >= num_classes)])[:10].tolist()
         raise ValueError(f"{where}: label values span [{low}, {high}], expected [0, {num_classes - 1}] "
-                         f"for {num_classes} classes")
+                         f"for {num_classes} classes (unexpected values: {unexpected})")
 
 
 def check_finite(image: np.ndarray, where: str) -> None:

@@ -1,0 +1,317 @@
+"""``nifti``: bring your own data as a folder of NIfTI image/label pairs (nnU-Net-like).
+
+The folder::
+
+    my_dataset/
+      dataset.json                 {"labels": {"background": 0, "liver": 1, "spleen": 2},
+                                    "modality": "CT",            (or "MRI", ...; optional)
+                                    "ct_window": [-125, 275]}    (optional, CT only)
+      imagesTr/liver_001_0000.nii.gz   one 3-D image per case; "_0000" is nnU-Net's channel
+      imagesTr/liver_002.nii.gz        suffix and may be left out for single-channel data
+      labelsTr/liver_001.nii.gz        the label of each case, same shape, values 0..C-1
+      labelsTr/liver_002.nii.gz
+      imagesTs/liver_101_0000.nii.gz   the test cases, same layout (optional)
+      labelsTs/liver_101.nii.gz
+
+``dataset.json`` follows nnU-Net: ``"labels"`` maps name → value (v2) or value → name (v1 / MSD);
+the values must be 0, 1, ..., C-1 with 0 the background. The modality comes from ``"modality"``
+or nnU-Net v2's ``"channel_names"``, as one name (``"CT"``) or one per channel
+(``{"0": "T1", "1": "T2"}``); several channels need the per-channel form and files
+``<case>_0000``, ``<case>_0001``, ... of the same shape. Files are ``.nii`` or ``.nii.gz``.
+Other keys (``"name"``, ``"file_ending"``, ``"numTraining"``, ...) are ignored.
+
+What the loader does with it:
+
+- **Splits.** train and val are the ``imagesTr`` cases, split by whole case: after sorting by
+  name, a permutation seeded by ``split_seed`` sends ``num_val`` cases (default 20%, at least 1)
+  to val and the rest to train. test is ``imagesTs``/``labelsTs``.
+- **Slicing.** Each 3-D volume is cut into 2-D slices along ``axis`` of the array in the file's
+  voxel order (default the last axis: axial slices for RAS-like scans; nothing is reoriented).
+  Every slice is kept, with or without foreground, as TransUNet does. Slices are resampled to
+  ``size`` × ``size`` in-plane and keep the case name as subject id, so evaluation can stack
+  them back into the volume.
+- **Intensities** go to [0, 1]. CT (any case): clipped to ``ct_window`` (Hounsfield units, default
+  [-125, 275], TransUNet's abdominal window), the same for every scan. Any other modality:
+  clipped per volume and channel to its 0.5th and 99.5th percentiles, since MRI intensities
+  have no fixed scale and a few hot voxels would otherwise squash the rest.
+
+Check a folder before training with ``python -m lomix_core check PATH``: it lists every problem
+at once (:func:`check_folder`); the loader stops at the first one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .registry import register
+from .slices import SliceDataset
+from .volumes import check_finite, check_labels, pick_subjects, prepared_dir, read_nifti, stack_subjects
+
+CHECK_HINT = "python -m lomix_core check <folder>"
+DEFAULT_CT_WINDOW = (-125.0, 275.0)
+CHANNEL_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
+
+
+@dataclass(frozen=True)
+class FolderSpec:
+    """What ``dataset.json`` declares."""
+    class_names: tuple[str, ...]
+    modalities: tuple[str, ...]  # one per image channel
+    ct_window: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Case:
+    images: tuple[Path, ...]  # one file per channel, in channel order
+    label: Path
+
+
+def _collect(problems: list[str], check: Callable, *args):
+    """Run ``check``; on a one-line error keep its message and go on, so all problems surface at once."""
+    try:
+        return check(*args)
+    except (ValueError, FileNotFoundError) as error:
+        problems.append(str(error))
+        return None
+
+
+# ---------------------------------------------------------------- dataset.json
+
+def _class_names(meta: dict, path: Path) -> tuple[str, ...]:
+    labels = meta.get("labels")
+    if not isinstance(labels, dict) or not labels:
+        raise ValueError(f'{path}: missing "labels"; expected e.g. {{"background": 0, "liver": 1}}')
+    if all(isinstance(name, str) for name in labels.values()):  # nnU-Net v1 / MSD: value -> name
+        labels = {name: value for value, name in labels.items()}
+    try:
+        by_value = {int(value): name for name, value in labels.items()}
+    except (TypeError, ValueError):
+        raise ValueError(f'{path}: "labels" values must be single integers, got {list(labels.values())} '
+                         f"(region-based labels are not supported)") from None
+    if sorted(by_value) != list(range(len(labels))) or len(labels) < 2:
+        raise ValueError(f'{path}: "labels" values are {sorted(by_value)}, expected 0, 1, ..., C-1 '
+                         f"(0 = background, at least one foreground class, no gaps or repeats)")
+    return tuple(by_value[value] for value in range(len(by_value)))
+
+
+def _modalities(meta: dict, path: Path) -> tuple[str, ...]:
+    declared = meta.get("channel_names", meta.get("modality", "unspecified"))
+    if isinstance(declared, str):
+        return (declared,)
+    if isinstance(declared, dict) and declared and set(declared) == {str(i) for i in range(len(declared))}:
+        return tuple(str(declared[str(i)]) for i in range(len(declared)))
+    raise ValueError(f'{path}: "modality"/"channel_names" must be a name like "CT" or {{"0": "T1", "1": "T2"}}, '
+                     f"got {declared!r}")
+
+
+def _ct_window(meta: dict, path: Path) -> tuple[float, float]:
+    window = meta.get("ct_window", DEFAULT_CT_WINDOW)
+    if not (isinstance(window, (list, tuple)) and len(window) == 2
+            and all(isinstance(v, (int, float)) for v in window) and window[0] < window[1]):
+        raise ValueError(f'{path}: "ct_window" must be [low, high] in HU with low < high, got {window!r}')
+    return float(window[0]), float(window[1])
+
+
+def _read_spec(root: Path) -> tuple[FolderSpec | None, list[str]]:
+    path = root / "dataset.json"
+    if not path.is_file():
+        return None, [f'missing {path}: expected {{"labels": {{"background": 0, ...}}, "modality": "CT" or "MRI" ...}}']
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        return None, [f"{path} is not valid JSON: {error}"]
+    if not isinstance(meta, dict):
+        return None, [f"{path} must hold a JSON object, got {type(meta).__name__}"]
+    problems: list[str] = []
+    fields = [_collect(problems, parse, meta, path) for parse in (_class_names, _modalities, _ct_window)]
+    if problems:
+        return None, problems
+    return FolderSpec(*fields), []
+
+
+# ---------------------------------------------------------------- files and cases
+
+def _nifti_stem(file_name: str) -> str | None:
+    for ending in (".nii.gz", ".nii"):
+        if file_name.endswith(ending):
+            return file_name[:-len(ending)]
+    return None
+
+
+def _nifti_files(folder: Path) -> tuple[dict[str, Path], list[str]]:
+    """File stem (name without .nii/.nii.gz) → path, and the problems of the folder's listing."""
+    files, problems = {}, []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith("."):  # .DS_Store and other hidden files are not data
+            continue
+        stem = _nifti_stem(path.name)
+        if stem is None or not path.is_file():
+            problems.append(f"{path} is not a .nii or .nii.gz file")
+        elif stem in files:
+            problems.append(f"{path} and {files[stem]} are the same case")
+        else:
+            files[stem] = path
+    if not files and not problems:
+        problems.append(f"{folder} is empty: expected .nii.gz files")
+    return files, problems
+
+
+def _pair_cases(root: Path, part: str, spec: FolderSpec | None) -> tuple[dict[str, Case], list[str]]:
+    """The image/label pairs of ``images{part}/`` and ``labels{part}/`` ("Tr" or "Ts"), and what is wrong.
+
+    A missing test part is fine (no test cases); a missing training part is not.
+    """
+    images_dir, labels_dir = root / f"images{part}", root / f"labels{part}"
+    if part == "Ts" and not images_dir.exists() and not labels_dir.exists():
+        return {}, []
+    missing = [f"missing folder {folder}" for folder in (images_dir, labels_dir) if not folder.is_dir()]
+    if missing:
+        return {}, missing
+    image_files, problems = _nifti_files(images_dir)
+    label_files, label_problems = _nifti_files(labels_dir)
+    problems += label_problems
+
+    channels: dict[str, dict[int, Path]] = {}
+    for stem, path in image_files.items():
+        match = CHANNEL_SUFFIX.match(stem)
+        case, channel = (match["case"], int(match["channel"])) if match else (stem, 0)
+        if channel in channels.setdefault(case, {}):
+            problems.append(f"{path} and {channels[case][channel]} are both channel {channel} of case {case!r}")
+        channels[case][channel] = path
+    num_channels = len(spec.modalities) if spec is not None else None
+
+    cases = {}
+    for case in sorted(channels):
+        found = sorted(channels[case])
+        if case not in label_files:
+            problems.append(f"{channels[case][found[0]]} has no label: expected {labels_dir / case}.nii.gz")
+        elif num_channels is not None and found != list(range(num_channels)):
+            problems.append(f"{images_dir}/{case}: found channels {[f'{c:04d}' for c in found]}, dataset.json "
+                            f"declares {num_channels} (expected _0000 to _{num_channels - 1:04d})")
+        else:
+            cases[case] = Case(tuple(channels[case][c] for c in found), label_files[case])
+    problems += [f"{path} has no image: expected {images_dir / stem}_0000.nii.gz"
+                 for stem, path in label_files.items() if stem not in channels]
+    return cases, problems
+
+
+def _read_volume(path: Path) -> np.ndarray:
+    array, _ = read_nifti(path)
+    if array.ndim != 3:
+        raise ValueError(f"{path}: {array.ndim}-D array of shape {array.shape}, expected a 3-D volume "
+                         f"(put each channel in its own file: _0000, _0001, ...)")
+    return array
+
+
+def _read_case(case: Case, spec: FolderSpec | None) -> tuple[list[np.ndarray], np.ndarray | None, list[str]]:
+    """The case's channel volumes and label volume as stored, and every problem found in them."""
+    problems: list[str] = []
+    channels = [_collect(problems, _read_volume, path) for path in case.images]
+    label = _collect(problems, _read_volume, case.label)
+    if problems:
+        return [], None, problems
+    for path, image in zip(case.images, channels):
+        if image.shape != label.shape:
+            problems.append(f"{path} has shape {image.shape} but its label {case.label} has shape {label.shape}")
+        _collect(problems, check_finite, image, str(path))
+    if spec is not None:
+        _collect(problems, check_labels, label, len(spec.class_names), str(case.label))
+    return channels, label, problems
+
+
+def _scale(volume: np.ndarray, modality: str, ct_window: tuple[float, float]) -> np.ndarray:
+    """Intensities to [0, 1]: a fixed HU window for CT, per-volume robust percentiles otherwise."""
+    if modality.upper() == "CT":
+        low, high = ct_window
+    else:
+        low, high = np.percentile(volume, [0.5, 99.5])
+    if high <= low:  # a constant volume carries no contrast to scale
+        return np.zeros(volume.shape, np.float32)
+    return ((np.clip(volume, low, high) - low) / (high - low)).astype(np.float32)
+
+
+def _stop_at(problem: str, root: Path):
+    raise ValueError(f"{problem} (run `python -m lomix_core check {root}` to list every problem)")
+
+
+def _slices(case: Case, spec: FolderSpec, axis: int, root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Image ``[D, C, H, W]`` in [0, 1] and label ``[D, H, W]``, slicing along ``axis``."""
+    channels, label, problems = _read_case(case, spec)
+    if problems:
+        _stop_at(problems[0], root)
+    image = np.stack([_scale(v, m, spec.ct_window) for v, m in zip(channels, spec.modalities)])
+    return np.moveaxis(image, axis + 1, 0), np.moveaxis(label.astype(np.int64), axis, 0)
+
+
+# ---------------------------------------------------------------- public API
+
+def check_folder(root: str | os.PathLike) -> list[str]:
+    """Every problem in the dataset folder ``root``, one line each; empty when it is ready to load.
+
+    Reads every file once, so it takes about as long as loading the data.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return [f"{root} is not a folder: expected dataset.json, imagesTr/, labelsTr/ (imagesTs/, labelsTs/)"]
+    spec, problems = _read_spec(root)
+    for part in ("Tr", "Ts"):
+        cases, pairing_problems = _pair_cases(root, part, spec)
+        problems += pairing_problems
+        for case in cases.values():
+            problems += _read_case(case, spec)[2]
+    return problems
+
+
+def folder_summary(root: str | os.PathLike) -> str:
+    """One line on a folder that :func:`check_folder` passed: case counts and class names."""
+    root = Path(root)
+    spec, _ = _read_spec(root)
+    num_train, num_test = (len(_pair_cases(root, part, spec)[0]) for part in ("Tr", "Ts"))
+    return (f"ok: {num_train} training cases, {num_test} test cases, "
+            f"{len(spec.class_names)} classes ({', '.join(spec.class_names)})")
+
+
+def split_train_val(cases: list[str], num_val: int | None, split_seed: int) -> dict[str, list[str]]:
+    """Whole cases to train and val: ``num_val`` (default 20%, at least 1) by a seeded permutation."""
+    num_val = max(1, round(0.2 * len(cases))) if num_val is None else num_val
+    if not 0 <= num_val < len(cases):
+        raise ValueError(f"num_val={num_val} must leave at least one of the {len(cases)} training cases to train on")
+    val = set(np.random.default_rng(split_seed).permutation(len(cases))[:num_val].tolist())
+    return {"train": [c for i, c in enumerate(cases) if i not in val],
+            "val": [c for i, c in enumerate(cases) if i in val]}
+
+
+@register("nifti")
+def load_nifti_folder(split: str, augment: bool = False, root: str | os.PathLike | None = None, size: int = 224,
+                      num_val: int | None = None, num_train_subjects: int | None = None, split_seed: int = 0,
+                      axis: int = 2) -> SliceDataset:
+    """The ``split`` of the NIfTI folder ``root`` (default ``$LOMIX_DATA/nifti``); see the module docstring.
+
+    ``num_train_subjects`` keeps that many training cases (chosen by ``split_seed``) for
+    low-data runs; val and test stay whole.
+    """
+    if axis not in (0, 1, 2, -1):
+        raise ValueError(f"axis must be 0, 1 or 2 (the NIfTI voxel axis to slice along), got {axis}")
+    folder = prepared_dir("nifti", root, CHECK_HINT)
+    spec, problems = _read_spec(folder)
+    part = "Ts" if split == "test" else "Tr"
+    cases, pairing_problems = _pair_cases(folder, part, spec)
+    problems += pairing_problems
+    if problems:
+        _stop_at(problems[0], folder)
+    if not cases:
+        raise FileNotFoundError(f"{folder} has no imagesTs/ and labelsTs/: the test split needs labelled test cases")
+    names = sorted(cases)
+    if split != "test":
+        names = split_train_val(names, num_val, split_seed)[split]
+    if split == "train":
+        names = pick_subjects(names, num_train_subjects, split_seed)
+    # A generator, so only one case's raw volumes are in memory at a time.
+    subjects = ((name, *_slices(cases[name], spec, axis % 3, folder)) for name in names)
+    return stack_subjects(subjects, size, spec.class_names, "nifti", split, augment)

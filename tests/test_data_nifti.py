@@ -1,0 +1,211 @@
+import json
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+import lomix_core as lx
+from lomix_core.data.nifti_folder import check_folder, split_train_val
+
+CLASSES = {"background": 0, "liver": 1, "spleen": 2}
+TRAIN_SHAPES = {"case_a": (40, 48, 6), "case_b": (40, 48, 5), "case_c": (44, 40, 6), "case_d": (40, 48, 7)}
+TEST_SHAPES = {"case_t1": (40, 48, 6), "case_t2": (36, 48, 4)}
+
+
+def save(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(np.asarray(array), np.eye(4)), str(path))
+
+
+def phantom(shape, seed):
+    """A CT-like volume in HU with a liver (1) and a spleen (2) block."""
+    rng = np.random.default_rng(seed)
+    label = np.zeros(shape, np.uint8)
+    label[5:20, 5:25, 1:] = 1
+    label[25:35, 30:40, :-1] = 2
+    image = np.choose(label, [-100, 60, 45]) + rng.normal(0, 20, shape)
+    image[0, 0, 0] = -1000  # air, outside the CT window
+    return image.astype(np.int16), label
+
+
+def make_folder(root, modality="CT", labels=CLASSES, train=TRAIN_SHAPES, test=TEST_SHAPES, **meta):
+    root.mkdir(parents=True, exist_ok=True)
+    meta = {"name": "toy", "labels": labels, "modality": modality, **meta}
+    (root / "dataset.json").write_text(json.dumps({key: value for key, value in meta.items() if value is not None}))
+    for part, shapes in (("Tr", train), ("Ts", test)):
+        for seed, (case, shape) in enumerate(shapes.items()):
+            image, label = phantom(shape, seed)
+            save(root / f"images{part}" / f"{case}_0000.nii.gz", image)
+            save(root / f"labels{part}" / f"{case}.nii.gz", label)
+    return root
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return make_folder(tmp_path_factory.mktemp("nifti") / "toy")
+
+
+def test_every_split_loads_whole_cases_with_classes_from_dataset_json(folder):
+    splits = {s: lx.data.load("nifti", split=s, root=folder, size=32) for s in ("train", "val", "test")}
+    for dataset in splits.values():
+        assert dataset.class_names == ("background", "liver", "spleen") and dataset.in_channels == 1
+        assert dataset.images.shape[1:] == (1, 32, 32) and dataset.labels.shape[1:] == (32, 32)
+        assert 0 <= dataset.images.min() and dataset.images.max() <= 1
+        assert set(dataset.labels.unique().tolist()) == {0, 1, 2}
+        for case, slices in dataset.subject_slices().items():  # every slice kept, along the last axis
+            assert len(slices) == {**TRAIN_SHAPES, **TEST_SHAPES}[case][2]
+    train, val = set(splits["train"].subjects), set(splits["val"].subjects)
+    assert len(val) == 1 and len(train) == 3 and train | val == set(TRAIN_SHAPES)  # 20%, at least 1
+    assert set(splits["test"].subjects) == set(TEST_SHAPES)
+
+
+def test_val_split_is_seeded_and_low_data_keeps_whole_training_cases(folder):
+    cases = sorted(TRAIN_SHAPES)
+    assert split_train_val(cases, None, 0) == split_train_val(cases, None, 0)
+    assert len({tuple(split_train_val(cases, 2, seed)["val"]) for seed in range(6)}) > 1
+    with pytest.raises(ValueError, match="num_val=4 must leave at least one"):
+        split_train_val(cases, 4, 0)
+    full = lx.data.load("nifti", split="train", root=folder, size=32, num_val=1)
+    few = lx.data.load("nifti", split="train", root=folder, size=32, num_val=1, num_train_subjects=2)
+    assert len(set(few.subjects)) == 2 and set(few.subjects) < set(full.subjects)
+    assert len(few) == sum(TRAIN_SHAPES[case][2] for case in set(few.subjects))
+
+
+def test_axis_chooses_the_slicing_direction(folder):
+    dataset = lx.data.load("nifti", split="test", root=folder, size=32, axis=0)
+    assert [len(s) for s in dataset.subject_slices().values()] == [40, 36]
+
+
+def test_ct_window_and_percentile_scaling(tmp_path):
+    shapes = {"a": (32, 32, 3), "b": (32, 32, 3)}
+    ct = make_folder(tmp_path / "ct", train=shapes, test={}, ct_window=[-100, 100])
+    image = np.zeros((32, 32, 3), np.int16)
+    image[:, :16], image[0, 0, 0], image[1, 0, 0] = 100, -1000, 1000
+    save(ct / "imagesTr" / "a_0000.nii.gz", image)
+    slices = lx.data.load("nifti", split="val", root=ct, size=32, num_val=1, split_seed=1)  # val = ["a"]
+    assert slices.subjects[0] == "a"
+    first = slices.images[0, 0]  # size 32 = in-plane size: no resampling, exact values
+    assert first[0, 0] == 0 and first[1, 0] == 1 and first[2, 0] == 1 and first[2, 20] == 0.5
+
+    mri = make_folder(tmp_path / "mri", modality="MRI", train=shapes, test={})
+    image = np.arange(32 * 32 * 3, dtype=np.float32).reshape(32, 32, 3)
+    image[0, 0, 0] = 1e6  # one hot voxel must not squash the rest
+    save(mri / "imagesTr" / "a_0000.nii.gz", image)
+    slices = lx.data.load("nifti", split="val", root=mri, size=32, num_val=1, split_seed=1)
+    assert slices.images.min() == 0 and slices.images.max() == 1
+    assert 0.45 < slices.images.median() < 0.55
+
+
+def test_nnunet_v1_labels_and_two_channels(tmp_path):
+    root = make_folder(tmp_path / "v1", labels={"0": "background", "1": "liver", "2": "spleen"},
+                       modality={"0": "CT", "1": "MRI"}, test={})
+    for case, shape in TRAIN_SHAPES.items():
+        save(root / "imagesTr" / f"{case}_0001.nii.gz", phantom(shape, 0)[0].astype(np.float32) * 3)
+    assert check_folder(root) == []
+    dataset = lx.data.load("nifti", split="val", root=root, size=32)
+    assert dataset.in_channels == 2 and dataset.class_names == ("background", "liver", "spleen")
+    (root / "imagesTr" / "case_a_0001.nii.gz").unlink()
+    assert check_folder(root) == [f"{root}/imagesTr/case_a: found channels ['0000'], dataset.json declares 2 "
+                                  f"(expected _0000 to _0001)"]
+
+
+def test_files_without_channel_suffix_and_nnunet_v2_channel_names(tmp_path):
+    root = make_folder(tmp_path / "v2", modality=None, channel_names={"0": "CT"}, test={})
+    (root / "imagesTr" / "case_a_0000.nii.gz").rename(root / "imagesTr" / "case_a.nii.gz")
+    assert check_folder(root) == []
+    assert len(set(lx.data.load("nifti", split="train", root=root, size=32, num_val=1).subjects)) == 3
+
+
+def test_check_folder_reports_every_problem_at_once(tmp_path, folder):
+    assert check_folder(folder) == []
+    root = make_folder(tmp_path / "broken", train={**TRAIN_SHAPES, "case_e": (40, 48, 6)})
+    (root / "labelsTr" / "case_a.nii.gz").unlink()  # image without label
+    save(root / "labelsTr" / "orphan.nii.gz", np.zeros((40, 48, 6), np.uint8))  # label without image
+    save(root / "labelsTr" / "case_b.nii.gz", np.zeros((40, 48, 6), np.uint8))  # image has 5 slices
+    label = phantom(TRAIN_SHAPES["case_c"], 0)[1]
+    label[0, 0, 0] = 7
+    save(root / "labelsTr" / "case_c.nii.gz", label)
+    data = (root / "imagesTr" / "case_d_0000.nii.gz").read_bytes()
+    (root / "imagesTr" / "case_d_0000.nii.gz").write_bytes(data[:len(data) // 2])
+    save(root / "imagesTr" / "case_e_0000.nii.gz", np.full((40, 48, 6), np.nan, np.float32))
+    save(root / "labelsTr" / "case_e.nii.gz", np.full((40, 48, 6), 0.5, np.float32))
+    save(root / "imagesTs" / "case_t1_0000.nii.gz", np.zeros((40, 48), np.int16))
+    save(root / "labelsTs" / "case_t2.nii.gz", np.zeros((36, 48, 4, 2), np.uint8))
+    (root / "imagesTs" / "notes.txt").write_text("not an image")
+
+    problems = check_folder(root)
+    expected = [
+        f"{root}/imagesTr/case_a_0000.nii.gz has no label: expected {root}/labelsTr/case_a.nii.gz",
+        f"{root}/labelsTr/orphan.nii.gz has no image: expected {root}/imagesTr/orphan_0000.nii.gz",
+        f"{root}/imagesTr/case_b_0000.nii.gz has shape (40, 48, 5) but its label {root}/labelsTr/case_b.nii.gz "
+        f"has shape (40, 48, 6)",
+        f"{root}/labelsTr/case_c.nii.gz: label values span [0, 7], expected [0, 2] for 3 classes "
+        f"(unexpected values: [7])",
+        f"cannot read NIfTI file {root}/imagesTr/case_d_0000.nii.gz",
+        f"{root}/imagesTr/case_e_0000.nii.gz: image holds 11520 NaN or inf values",
+        f"{root}/labelsTr/case_e.nii.gz: label holds non-integer values",
+        f"{root}/imagesTs/notes.txt is not a .nii or .nii.gz file",
+        f"{root}/imagesTs/case_t1_0000.nii.gz: 2-D array of shape (40, 48), expected a 3-D volume",
+        f"{root}/labelsTs/case_t2.nii.gz: 4-D array of shape (36, 48, 4, 2), expected a 3-D volume",
+    ]
+    for line in expected:
+        assert sum(problem.startswith(line) for problem in problems) == 1, (line, problems)
+    assert len(problems) == len(expected)
+
+    other = make_folder(tmp_path / "no_json", train={"x": (8, 8, 2)}, test={})
+    (other / "dataset.json").unlink()
+    assert check_folder(other) == [
+        f'missing {other}/dataset.json: expected {{"labels": {{"background": 0, ...}}, "modality": "CT" or "MRI" ...}}']
+    (other / "dataset.json").write_text('{"labels": {"background": 0, "liver": 2}, "ct_window": [1, 0]}')
+    problems = check_folder(other)
+    assert len(problems) == 2 and '"labels" values are [0, 2], expected 0, 1, ..., C-1' in problems[0]
+    assert '"ct_window" must be [low, high] in HU with low < high, got [1, 0]' in problems[1]
+
+
+def test_loader_stops_at_the_first_problem(tmp_path):
+    root = make_folder(tmp_path / "bad", test={})
+    label = phantom(TRAIN_SHAPES["case_a"], 0)[1]
+    label[0, 0, 0] = 7
+    save(root / "labelsTr" / "case_a.nii.gz", label)
+    with pytest.raises(ValueError, match=r"case_a.nii.gz: label values span \[0, 7\].*lomix_core check"):
+        lx.data.load("nifti", split="train", root=root, size=32)  # case_a is in train for split_seed 0
+    with pytest.raises(FileNotFoundError, match="the test split needs labelled test cases"):
+        lx.data.load("nifti", split="test", root=root, size=32)
+    (root / "dataset.json").write_text("{not json")
+    with pytest.raises(ValueError, match="dataset.json is not valid JSON"):
+        lx.data.load("nifti", split="val", root=root, size=32)
+
+
+def test_missing_or_empty_folder(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="dataset 'nifti' not found at .*lomix_core check"):
+        lx.data.load("nifti", root=tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="is empty"):
+        lx.data.load("nifti", root=tmp_path / "empty")
+    assert check_folder(tmp_path / "nowhere")[0].endswith("is not a folder: expected dataset.json, imagesTr/, "
+                                                          "labelsTr/ (imagesTs/, labelsTs/)")
+    empty = make_folder(tmp_path / "no_cases", train={}, test={})
+    (empty / "imagesTr").mkdir()
+    (empty / "labelsTr").mkdir()
+    assert check_folder(empty) == [f"{empty}/imagesTr is empty: expected .nii.gz files",
+                                   f"{empty}/labelsTr is empty: expected .nii.gz files"]
+    make_folder(tmp_path / "nifti", train={"a": (16, 16, 2), "b": (16, 16, 3)}, test={})
+    monkeypatch.setenv("LOMIX_DATA", str(tmp_path))  # root=None means $LOMIX_DATA/nifti
+    assert lx.data.load("nifti", split="val", size=16).subjects[0] in {"a", "b"}
+
+
+def test_check_command(folder, tmp_path):
+    def check(path):
+        return subprocess.run([sys.executable, "-m", "lomix_core", "check", str(path)], capture_output=True, text=True)
+
+    ok = check(folder)
+    assert ok.returncode == 0
+    assert ok.stdout == "ok: 4 training cases, 2 test cases, 3 classes (background, liver, spleen)\n"
+    broken = make_folder(tmp_path / "broken", test={})
+    (broken / "labelsTr" / "case_a.nii.gz").unlink()
+    save(broken / "imagesTr" / "case_b_0000.nii.gz", np.zeros((40, 48, 9), np.int16))
+    bad = check(broken)
+    assert bad.returncode == 1 and len(bad.stdout.splitlines()) == 2
+    assert "case_a_0000.nii.gz has no label" in bad.stdout and "has shape (40, 48, 9)" in bad.stdout
