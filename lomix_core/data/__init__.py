@@ -3,6 +3,10 @@ from .augment import RandomRotFlip
 from .registry import available, load, register
 from .slices import SliceDataset
 from . import synthetic  # noqa: F401  (registers "synthetic")
+from . import synapse  # noqa: F401  (registers "synapse")
+from . import acdc  # noqa: F401  (registers "acdc")
+from . import polyp  # noqa: F401  (registers "polyp")
+from . import isic  # noqa: F401  (registers "isic2018")
 from . import nifti_folder  # noqa: F401  (registers "nifti")
 from . import brain_aal  # noqa: F401  (registers "brain_aal")
 

@@ -1,0 +1,44 @@
+"""Prepare the Synapse multi-organ CT data (MICCAI 2015 Multi-Atlas Abdomen Labeling) for the kit.
+
+Get the data first (it cannot be redistributed, so the kit does not ship it):
+  https://www.synapse.org/#!Synapse:syn3193805/wiki/  (free Synapse account; accept the
+  challenge's data-use terms) -> Files -> Abdomen -> RawData.zip, then unzip it.
+
+The result is TransUNet's layout (train_npz/, test_vol_h5/, lists/) with the 8 organs of the
+paper; afterwards `lomix_core.data.load("synapse", split="train")` finds it in data/synapse
+(or $LOMIX_DATA/synapse). Classes, split and layout:
+``python -c "import lomix_core.data.synapse as s; help(s)"``.
+
+Examples:
+  python data_scripts/prepare_synapse.py --raw ~/Downloads/RawData
+  python data_scripts/prepare_synapse.py --raw RawData --out /tmp/synapse --cases case0005 case0039 case0001
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from lomix_core.data import synapse
+from lomix_core.data.volumes import data_root
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--raw", type=Path, required=True,
+                        help="the unzipped RawData folder (it holds Training/img and Training/label)")
+    parser.add_argument("--out", type=Path, default=data_root() / "synapse",
+                        help="where to write the prepared data (default: %(default)s)")
+    parser.add_argument("--force", action="store_true", help="rebuild even if --out holds a finished preparation")
+    parser.add_argument("--cases", nargs="+", metavar="CASE",
+                        help="prepare only these cases, e.g. case0005 case0039 case0001 "
+                             "(default: all 30 of TransUNet's train and test lists)")
+    args = parser.parse_args(argv)
+    try:
+        synapse.prepare(args.raw, args.out, force=args.force, cases=args.cases)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

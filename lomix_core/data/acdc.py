@@ -1,0 +1,180 @@
+"""``acdc``: cardiac cine-MRI, 3 structures, with the 70 / 10 / 20 patient split of MT-UNet and EMCAD.
+
+Source
+    Automated Cardiac Diagnosis Challenge (MICCAI 2017), https://www.creatis.insa-lyon.fr/Challenge/acdc/
+    (data on the Human Heart Project platform, https://humanheart-project.creatis.insa-lyon.fr/database/ ;
+    research use, non-commercial, CC BY-NC-SA 4.0 as distributed there; cite Bernard et al.,
+    IEEE TMI 37(11), 2018). This kit ships none of it. Unzipped, ``database/training`` holds
+    100 patients: ``patient001/Info.cfg`` (its ``ED:`` and ``ES:`` lines give the two labelled
+    frames) and ``patient001/patient001_frame01.nii.gz`` with ``patient001_frame01_gt.nii.gz``.
+
+Classes
+    The ground-truth values as the challenge defines them: 0 background, 1 right-ventricle
+    cavity, 2 left-ventricle myocardium, 3 left-ventricle cavity.
+
+Split
+    MT-UNet's lists, which EMCAD (and so LoMix) reuses with MT-UNet's loader (the copy read here:
+    sotiraslab/AgileFormer ``lists/lists_ACDC/{train,valid,test}.txt``): ``VAL_PATIENTS``
+    (10), ``TEST_PATIENTS`` (20), and the other 70 of ``database/training`` for training.
+    ``database/testing`` (patients 101-150) is not used.
+
+Subjects
+    Each patient gives two volumes, end-diastole and end-systole, scored as separate 3-D
+    subjects ``patient001_ED`` and ``patient001_ES``, as in MT-UNet's test lists. Low-data
+    subsets (``num_train_subjects``) count patients, so both frames of a patient stay together.
+
+Prepared layout (``prepare``)::
+
+    volumes/patient001_ED.h5   datasets image [D,H,W] float32 in [0,1], label [D,H,W] uint8 in 0..3
+    prepared.json              the manifest (splits by patient), written last
+
+ACDC volumes are small (about 10 slices each), so every split is stored as whole volumes.
+Intensities: each volume is clipped at its own 0.5th and 99.5th percentiles and scaled to
+[0, 1], which removes the scanner-dependent MRI scale and the few very bright voxels. A NIfTI
+volume ``[x, y, z]`` is transposed to ``[z, x, y]`` (short-axis slices first), as for Synapse;
+nothing is resampled here, and the loader resizes slices to the model size whatever their
+pixel spacing.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from .registry import register
+from .slices import SliceDataset
+from .synapse import already_prepared, load_volume_h5, read_manifest, save_volume_h5, start_writing, write_manifest
+from .volumes import check_finite, check_labels, data_root, pick_subjects, prepared_dir, read_nifti, stack_subjects
+
+SOURCE_URL = "https://www.creatis.insa-lyon.fr/Challenge/acdc/"
+DOWNLOAD = (f"download the ACDC database from {SOURCE_URL} (Human Heart Project platform; research use, "
+            f"CC BY-NC-SA 4.0) and unzip it")
+
+CLASS_NAMES = ("background", "right_ventricle", "myocardium", "left_ventricle")
+PHASES = ("ED", "ES")
+PERCENTILES = (0.5, 99.5)
+
+VAL_PATIENTS = tuple(f"patient{n:03d}" for n in (19, 21, 29, 33, 41, 50, 61, 71, 76, 80))
+TEST_PATIENTS = tuple(f"patient{n:03d}" for n in (2, 3, 8, 9, 12, 14, 17, 24, 42, 48, 49, 53, 55, 64, 67, 79,
+                                                   81, 88, 92, 95))
+TRAIN_PATIENTS = tuple(f"patient{n:03d}" for n in range(1, 101)
+                       if f"patient{n:03d}" not in VAL_PATIENTS + TEST_PATIENTS)
+
+
+# --- Preparation ----------------------------------------------------------------------------
+
+def _training_dir(raw_dir: Path) -> Path:
+    folder = raw_dir / "training"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"ACDC raw data not found: expected {folder}/patient001/Info.cfg and "
+                                f"patient001_frameNN[_gt].nii.gz; {DOWNLOAD}")
+    return folder
+
+
+def _choose_patients(training: Path, patients: Iterable[str] | None) -> list[str]:
+    """All 100 listed patients (``patients=None``), or the explicit subset; every one must exist."""
+    listed = set(TRAIN_PATIENTS + VAL_PATIENTS + TEST_PATIENTS)
+    found = {path.name for path in training.glob("patient*") if path.is_dir()}
+    for patient in sorted(found - listed):
+        print(f"acdc: note: skipping {patient}, which is in none of the split lists")
+    wanted = listed if patients is None else set(patients)
+    if wanted - listed:
+        raise ValueError(f"unknown ACDC patients {sorted(wanted - listed)}: expected patient001 … patient100")
+    missing = sorted(wanted - found)
+    if missing:
+        subset = "; or pass patients=[...] (--patients) to prepare only a subset" if patients is None else ""
+        raise FileNotFoundError(f"{len(missing)} ACDC patient folder(s) missing under {training}: "
+                                f"{', '.join(missing)}; {DOWNLOAD}{subset}")
+    return sorted(wanted)
+
+
+def _labelled_frames(patient_dir: Path) -> dict[str, int]:
+    """``{"ED": frame, "ES": frame}`` from the patient's ``Info.cfg`` (lines like ``ED: 1``)."""
+    info = patient_dir / "Info.cfg"
+    if not info.is_file():
+        raise FileNotFoundError(f"{info} does not exist; expected the ACDC patient file with 'ED:' and 'ES:' lines")
+    fields = dict(line.split(":", 1) for line in info.read_text().splitlines() if ":" in line)
+    try:
+        return {phase: int(fields[phase]) for phase in PHASES}
+    except (KeyError, ValueError):
+        raise ValueError(f"{info}: expected integer 'ED:' and 'ES:' lines, got {sorted(fields)}") from None
+
+
+def _read_volume(image_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One labelled frame: image [D,H,W] float32 in [0,1], label [D,H,W] uint8."""
+    image, _ = read_nifti(image_path)
+    label, _ = read_nifti(label_path)
+    if image.ndim != 3 or image.shape != label.shape:
+        raise ValueError(f"{image_path.name} is {image.shape} and {label_path.name} is {label.shape}; "
+                         f"expected two 3-D volumes on the same grid")
+    check_finite(image, str(image_path))
+    check_labels(label, len(CLASS_NAMES), str(label_path))
+    low, high = np.percentile(image, PERCENTILES)
+    image = (np.clip(image, low, high) - low) / (high - low) if high > low else np.zeros(image.shape)
+    return np.transpose(image, (2, 0, 1)).astype(np.float32), np.transpose(label, (2, 0, 1)).astype(np.uint8)
+
+
+def prepare(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, force: bool = False,
+            patients: Iterable[str] | None = None) -> Path:
+    """Convert the ACDC ``database`` folder into ``out_dir`` (see the module docstring).
+
+    ``patients=None`` converts all 100 listed patients and fails if any is missing; a list such
+    as ``["patient001", "patient019", "patient002"]`` converts only those (quick trials, tests).
+    A finished ``out_dir`` is left alone unless ``force``.
+    """
+    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    if already_prepared("acdc", out_dir, force):
+        return out_dir
+    training = _training_dir(raw_dir)
+    chosen = _choose_patients(training, patients)
+    start_writing(out_dir, ("volumes",))
+
+    frames = {}
+    for patient in chosen:
+        frames[patient] = _labelled_frames(training / patient)
+        for phase, frame in frames[patient].items():
+            name = f"{patient}_frame{frame:02d}"
+            image, label = _read_volume(training / patient / f"{name}.nii.gz", training / patient / f"{name}_gt.nii.gz")
+            save_volume_h5(out_dir / "volumes" / f"{patient}_{phase}.h5", image, label)
+        print(f"acdc: {patient}: ED frame {frames[patient]['ED']}, ES frame {frames[patient]['ES']}")
+
+    splits = {"train": [p for p in chosen if p in TRAIN_PATIENTS],
+              "val": [p for p in chosen if p in VAL_PATIENTS],
+              "test": [p for p in chosen if p in TEST_PATIENTS]}
+    write_manifest(out_dir, {
+        "dataset": "acdc", "source": SOURCE_URL, "raw_dir": str(raw_dir.resolve()),
+        "class_names": list(CLASS_NAMES), "intensity_percentiles": list(PERCENTILES),
+        "splits": splits, "frames": frames,
+    })
+    print(f"acdc: prepared {len(chosen)} patients in {out_dir}: "
+          + ", ".join(f"{len(v)} {k}" for k, v in splits.items()))
+    return out_dir
+
+
+# --- Loading --------------------------------------------------------------------------------
+
+@register("acdc")
+def load_acdc(split: str, augment: bool = False, root: str | os.PathLike | None = None, size: int = 224,
+              num_train_subjects: int | None = None, split_seed: int = 0) -> SliceDataset:
+    """The ``split`` of prepared ACDC, resized in-plane to ``size``; subjects are ``patientNNN_ED|ES``.
+
+    ``num_train_subjects`` keeps that many whole training patients (both frames), chosen by
+    ``split_seed`` (the train/val/test split itself is fixed).
+    """
+    hint = f"python data_scripts/prepare_acdc.py --raw <database folder> --out {root or data_root() / 'acdc'}"
+    folder = prepared_dir("acdc", root, hint)
+    patients = read_manifest(folder, "acdc", CLASS_NAMES, hint)["splits"][split]
+    if split == "train":
+        patients = pick_subjects(patients, num_train_subjects, split_seed)
+
+    def volumes():
+        for patient in patients:
+            for phase in PHASES:
+                subject = f"{patient}_{phase}"
+                image, label = load_volume_h5(folder / "volumes" / f"{subject}.h5")
+                check_labels(label, len(CLASS_NAMES), f"acdc/{subject}")
+                yield subject, image, label
+
+    return stack_subjects(volumes(), size, CLASS_NAMES, "acdc", split, augment)

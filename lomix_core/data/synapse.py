@@ -1,0 +1,281 @@
+"""``synapse``: abdominal CT, 8 organs, in the TransUNet layout that LoMix and EMCAD report on.
+
+Source
+    MICCAI 2015 Multi-Atlas Abdomen Labeling Challenge ("Beyond the Cranial Vault"),
+    https://www.synapse.org/#!Synapse:syn3193805/wiki/ : download ``RawData.zip`` (a free
+    Synapse account and acceptance of the challenge's data-use terms are required; the data
+    are for research only and must not be redistributed, so this kit ships none of it).
+    Unzipped, ``RawData/Training`` holds 30 labelled CT volumes,
+    ``img/img0001.nii.gz`` … with ``label/label0001.nii.gz`` ….
+
+Classes
+    The raw labels name 13 organs (``RAW_LABELS``). The paper scores 8 of them, in the class
+    order of the EMCAD code that LoMix builds on (SLDGroup/EMCAD ``test_synapse.py`` and
+    ``utils/dataset_synapse.py``): spleen, right kidney, left kidney, gallbladder, pancreas,
+    liver, stomach, aorta. Raw 11 (pancreas) becomes class 5; the other five organs
+    (esophagus, vena cava, portal/splenic vein, adrenal glands) become background.
+    Papers' tables list the same organs alphabetically (aorta, gallbladder, …); that is a
+    display order, not the class index.
+
+Split
+    TransUNet's 18 training / 12 test cases (Beckschen/TransUNet ``lists/lists_Synapse``).
+    TransUNet has no validation split; we select models on validation, never on test, so
+    the two highest-numbered training cases (``VAL_CASES``) are held out as val: 16 / 2 / 12.
+
+Prepared layout (``prepare``; TransUNet's names, keys and axis order)::
+
+    train_npz/case0005_slice000.npz   image [H,W] float32 in [0,1], label [H,W] uint8 in 0..8
+    test_vol_h5/case0001.npy.h5       datasets image, label: [D,H,W]
+    lists/train.txt                   one slice name per line (train and val cases)
+    lists/test_vol.txt                one case per line
+    prepared.json                     the manifest, written last
+
+Images are HU clipped to [-125, 275] and scaled to [0, 1]. Like TransUNet, a NIfTI volume
+``[x, y, z]`` is transposed to ``[z, x, y]``: slice k is the k-th axial plane, with rows
+along x; nothing is resampled. Files are compressed; ``np.load`` and ``h5py`` read them as usual.
+
+The helpers under "Prepared folders" are shared with :mod:`.acdc`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .registry import register
+from .slices import SliceDataset
+from .volumes import check_finite, check_labels, data_root, pick_subjects, prepared_dir, read_nifti, stack_subjects
+
+SOURCE_URL = "https://www.synapse.org/#!Synapse:syn3193805/wiki/"
+DOWNLOAD = (f"download RawData.zip from {SOURCE_URL} (free Synapse account; accept the challenge's data-use "
+            f"terms: research only, no redistribution) and unzip it")
+
+RAW_LABELS = {1: "spleen", 2: "right_kidney", 3: "left_kidney", 4: "gallbladder", 5: "esophagus", 6: "liver",
+              7: "stomach", 8: "aorta", 9: "inferior_vena_cava", 10: "portal_and_splenic_vein", 11: "pancreas",
+              12: "right_adrenal_gland", 13: "left_adrenal_gland"}
+CLASS_NAMES = ("background", "spleen", "right_kidney", "left_kidney", "gallbladder", "pancreas", "liver",
+               "stomach", "aorta")
+# LABEL_MAP[raw value] = class index; organs outside CLASS_NAMES fall to 0 (background).
+LABEL_MAP = np.array([0] + [CLASS_NAMES.index(name) if name in CLASS_NAMES else 0 for name in RAW_LABELS.values()],
+                     dtype=np.uint8)
+
+TRAIN_CASES = ("case0005", "case0006", "case0007", "case0009", "case0010", "case0021", "case0023", "case0024",
+               "case0026", "case0027", "case0028", "case0030", "case0031", "case0033", "case0034", "case0037",
+               "case0039", "case0040")
+TEST_CASES = ("case0001", "case0002", "case0003", "case0004", "case0008", "case0022", "case0025", "case0029",
+              "case0032", "case0035", "case0036", "case0038")
+VAL_CASES = ("case0039", "case0040")
+
+HU_WINDOW = (-125.0, 275.0)
+MANIFEST = "prepared.json"
+
+
+# --- Prepared folders (shared with acdc) ----------------------------------------------------
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary name next to ``path``; it becomes ``path`` only if the block succeeds,
+    so an interrupted run never leaves a half-written file under the real name."""
+    temporary = path.with_name(path.name + ".partial")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_text(text)
+
+
+def save_volume_h5(path: Path, image: np.ndarray, label: np.ndarray) -> None:
+    import h5py
+
+    with atomic_path(path) as temporary, h5py.File(temporary, "w") as file:
+        file.create_dataset("image", data=image, compression="gzip")
+        file.create_dataset("label", data=label, compression="gzip")
+
+
+def load_volume_h5(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` and ``label`` of an HDF5 volume; a missing or damaged file raises one line naming it."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as file:
+            return file["image"][()], file["label"][()]
+    except Exception as error:  # h5py raises OSError, KeyError, ...; the user needs the file name
+        raise ValueError(f"cannot read HDF5 file {path}: {type(error).__name__}: {error} "
+                         f"(expected datasets 'image' and 'label'; re-run the prepare script with --force)") from None
+
+
+def already_prepared(name: str, out_dir: Path, force: bool) -> bool:
+    """True (and says so) when ``out_dir`` holds a finished preparation and ``force`` is off."""
+    if (out_dir / MANIFEST).is_file() and not force:
+        print(f"{name}: already prepared in {out_dir} (force=True or --force rebuilds it)")
+        return True
+    return False
+
+
+def start_writing(out_dir: Path, folders: Sequence[str]) -> None:
+    """Create ``folders`` in ``out_dir`` and drop any old manifest, so that a rebuild which
+    stops half way is not mistaken for a finished one."""
+    for folder in folders:
+        (out_dir / folder).mkdir(parents=True, exist_ok=True)
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+
+
+def write_manifest(out_dir: Path, manifest: dict) -> None:
+    manifest = {**manifest, "created": datetime.now().isoformat(timespec="seconds")}
+    write_text(out_dir / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+
+
+def read_manifest(folder: Path, name: str, class_names: Sequence[str], prepare_hint: str) -> dict:
+    """The manifest of a finished preparation of ``name``, or one line saying how to make one."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} has no {MANIFEST}, so it is not a finished {name} preparation: "
+                                f"run `{prepare_hint} --force`")
+    manifest = json.loads(path.read_text())
+    if manifest.get("dataset") != name or manifest.get("class_names") != list(class_names):
+        raise ValueError(f"{path} describes dataset {manifest.get('dataset')!r} with classes "
+                         f"{manifest.get('class_names')}, expected {name!r} with {list(class_names)}: "
+                         f"run `{prepare_hint} --force`")
+    return manifest
+
+
+# --- Preparation ----------------------------------------------------------------------------
+
+def _find_raw_cases(raw_dir: Path) -> dict[str, tuple[Path, Path]]:
+    """Case id -> (image, label) path for every ``img*.nii.gz`` in ``<raw>/Training/img``."""
+    image_dir, label_dir = raw_dir / "Training" / "img", raw_dir / "Training" / "label"
+    if not image_dir.is_dir() or not label_dir.is_dir():
+        raise FileNotFoundError(f"Synapse raw data not found: expected {image_dir}/img0001.nii.gz … and "
+                                f"{label_dir}/label0001.nii.gz …; {DOWNLOAD}")
+    return {"case" + path.name[3:7]: (path, label_dir / ("label" + path.name[3:]))
+            for path in sorted(image_dir.glob("img*.nii.gz"))}
+
+
+def _choose_cases(found: dict[str, tuple[Path, Path]], cases: Iterable[str] | None, raw_dir: Path) -> list[str]:
+    """All 30 listed cases (``cases=None``), or the explicit subset ``cases``; every one must exist."""
+    listed = set(TRAIN_CASES + TEST_CASES)
+    for case in sorted(set(found) - listed):
+        print(f"synapse: note: skipping {case}, which is in neither TransUNet list")
+    wanted = listed if cases is None else set(cases)
+    if wanted - listed:
+        raise ValueError(f"unknown Synapse cases {sorted(wanted - listed)}: expected ids from the TransUNet lists, "
+                         f"such as case0005 (train) or case0001 (test)")
+    missing = sorted(case for case in wanted if case not in found or not found[case][1].is_file())
+    if missing:
+        subset = "; or pass cases=[...] (--cases) to prepare only a subset" if cases is None else ""
+        raise FileNotFoundError(f"{len(missing)} Synapse case(s) lack an image or label under {raw_dir}/Training: "
+                                f"{', '.join(missing)}; {DOWNLOAD}{subset}")
+    return sorted(wanted)
+
+
+def _read_case(image_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A raw case as TransUNet stores it: image [D,H,W] float32 in [0,1], label [D,H,W] uint8 classes."""
+    image, _ = read_nifti(image_path)
+    label, _ = read_nifti(label_path)
+    if image.ndim != 3 or image.shape != label.shape:
+        raise ValueError(f"{image_path.name} is {image.shape} and {label_path.name} is {label.shape}; "
+                         f"expected two 3-D volumes on the same grid")
+    check_finite(image, str(image_path))
+    check_labels(label, len(LABEL_MAP), str(label_path))
+    low, high = HU_WINDOW
+    image = (np.clip(image.astype(np.float32), low, high) - low) / (high - low)
+    return (np.transpose(image, (2, 0, 1)),
+            LABEL_MAP[np.transpose(label, (2, 0, 1)).astype(np.int64)])
+
+
+def prepare(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, force: bool = False,
+            cases: Iterable[str] | None = None) -> Path:
+    """Convert Synapse ``RawData`` into the TransUNet layout in ``out_dir`` (see the module docstring).
+
+    ``cases=None`` converts all 30 listed cases and fails if any is missing; a list such as
+    ``["case0005", "case0040", "case0001"]`` converts only those (quick trials, tests).
+    A finished ``out_dir`` is left alone unless ``force``.
+    """
+    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    if already_prepared("synapse", out_dir, force):
+        return out_dir
+    found = _find_raw_cases(raw_dir)
+    chosen = _choose_cases(found, cases, raw_dir)
+    start_writing(out_dir, ("train_npz", "test_vol_h5", "lists"))
+
+    num_slices = {}
+    for case in chosen:
+        image, label = _read_case(*found[case])
+        if case in TEST_CASES:
+            save_volume_h5(out_dir / "test_vol_h5" / f"{case}.npy.h5", image, label)
+        else:
+            for z in range(image.shape[0]):
+                with atomic_path(out_dir / "train_npz" / f"{case}_slice{z:03d}.npz") as temporary, \
+                        open(temporary, "wb") as file:
+                    np.savez_compressed(file, image=image[z], label=label[z])
+        num_slices[case] = image.shape[0]
+        print(f"synapse: {case}: {image.shape[0]} slices -> {'test_vol_h5' if case in TEST_CASES else 'train_npz'}")
+
+    splits = {"train": [c for c in chosen if c in TRAIN_CASES and c not in VAL_CASES],
+              "val": [c for c in chosen if c in VAL_CASES],
+              "test": [c for c in chosen if c in TEST_CASES]}
+    write_text(out_dir / "lists" / "train.txt",
+               "".join(f"{c}_slice{z:03d}\n" for c in splits["train"] + splits["val"] for z in range(num_slices[c])))
+    write_text(out_dir / "lists" / "test_vol.txt", "".join(f"{c}\n" for c in splits["test"]))
+    write_manifest(out_dir, {
+        "dataset": "synapse", "source": SOURCE_URL, "raw_dir": str(raw_dir.resolve()),
+        "class_names": list(CLASS_NAMES), "label_map": {raw: int(LABEL_MAP[raw]) for raw in RAW_LABELS},
+        "hu_window": list(HU_WINDOW), "splits": splits, "num_slices": num_slices,
+    })
+    print(f"synapse: prepared {len(chosen)} cases in {out_dir}: "
+          + ", ".join(f"{len(v)} {k}" for k, v in splits.items()))
+    return out_dir
+
+
+# --- Loading --------------------------------------------------------------------------------
+
+def _load_slices(train_dir: Path, case: str, num_slices: int) -> tuple[np.ndarray, np.ndarray]:
+    """A training case restacked from its ``npz`` slices: image and label [D,H,W]."""
+    images, labels = [], []
+    for z in range(num_slices):
+        path = train_dir / f"{case}_slice{z:03d}.npz"
+        try:
+            with np.load(path) as data:
+                images.append(data["image"])
+                labels.append(data["label"])
+        except Exception as error:  # numpy raises OSError, KeyError, BadZipFile, ...
+            raise ValueError(f"cannot read {path}: {type(error).__name__}: {error} (expected an .npz with "
+                             f"'image' and 'label'; re-run the prepare script with --force)") from None
+    return np.stack(images), np.stack(labels)
+
+
+@register("synapse")
+def load_synapse(split: str, augment: bool = False, root: str | os.PathLike | None = None, size: int = 224,
+                 num_train_subjects: int | None = None, split_seed: int = 0) -> SliceDataset:
+    """The ``split`` of prepared Synapse, resized in-plane to ``size``; subjects are case ids.
+
+    ``num_train_subjects`` keeps that many whole training cases, chosen by ``split_seed``
+    (the train/val/test split itself is fixed).
+    """
+    hint = f"python data_scripts/prepare_synapse.py --raw <RawData folder> --out {root or data_root() / 'synapse'}"
+    folder = prepared_dir("synapse", root, hint)
+    manifest = read_manifest(folder, "synapse", CLASS_NAMES, hint)
+    cases = manifest["splits"][split]
+    if split == "train":
+        cases = pick_subjects(cases, num_train_subjects, split_seed)
+
+    def volumes():
+        for case in cases:
+            if split == "test":
+                image, label = load_volume_h5(folder / "test_vol_h5" / f"{case}.npy.h5")
+            else:
+                image, label = _load_slices(folder / "train_npz", case, manifest["num_slices"][case])
+            check_labels(label, len(CLASS_NAMES), f"synapse/{case}")
+            yield case, image, label
+
+    return stack_subjects(volumes(), size, CLASS_NAMES, "synapse", split, augment)

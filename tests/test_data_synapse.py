@@ -1,0 +1,172 @@
+"""Synapse preparation and loading, on a small fake RawData folder in the real file format."""
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+import lomix_core as lx
+from lomix_core.data import synapse
+
+REPO = Path(__file__).resolve().parents[1]
+# Two training cases, one of the two validation cases, one test case, and one in neither list.
+SUBSET = ["case0005", "case0006", "case0040", "case0001"]
+SHAPE = (40, 48, 6)  # NIfTI [x, y, z]
+
+
+def make_raw(root: Path, cases=SUBSET + ["case0011"]) -> Path:
+    (root / "Training" / "img").mkdir(parents=True)
+    (root / "Training" / "label").mkdir(parents=True)
+    for i, case in enumerate(cases):
+        image = np.random.default_rng(i).normal(40, 30, SHAPE)
+        image[0, 0], image[1, 0], image[2, 0] = -1000, 500, 75  # below, above and inside the HU window
+        label = np.zeros(SHAPE, dtype=np.uint8)
+        label[10:20, 10:20] = 6   # liver
+        label[25:35, 5:15] = 5    # esophagus: not one of the 8 organs
+        label[25:35, 30:40] = 11  # pancreas
+        label[3:8, 30:45] = 13    # left adrenal gland: not one of the 8 organs
+        number = case[4:]
+        nib.save(nib.Nifti1Image(image.astype(np.int16), np.eye(4)), root / "Training" / "img" / f"img{number}.nii.gz")
+        nib.save(nib.Nifti1Image(label, np.eye(4)), root / "Training" / "label" / f"label{number}.nii.gz")
+    return root
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+    return make_raw(tmp_path_factory.mktemp("synapse_raw"))
+
+
+@pytest.fixture(scope="module")
+def prepared(raw, tmp_path_factory):
+    return synapse.prepare(raw, tmp_path_factory.mktemp("synapse_out") / "synapse", cases=SUBSET)
+
+
+def test_prepare_writes_the_transunet_layout(prepared):
+    manifest = json.loads((prepared / "prepared.json").read_text())
+    assert manifest["splits"] == {"train": ["case0005", "case0006"], "val": ["case0040"], "test": ["case0001"]}
+    assert sorted(p.name for p in (prepared / "test_vol_h5").iterdir()) == ["case0001.npy.h5"]
+    assert len(list((prepared / "train_npz").glob("case0005_slice*.npz"))) == SHAPE[2]
+    assert (prepared / "lists" / "test_vol.txt").read_text() == "case0001\n"
+    assert (prepared / "lists" / "train.txt").read_text().splitlines()[:2] == ["case0005_slice000", "case0005_slice001"]
+
+    with np.load(prepared / "train_npz" / "case0005_slice003.npz") as data:
+        image, label = data["image"], data["label"]
+    assert image.shape == label.shape == SHAPE[:2] and image.dtype == np.float32
+    # HU clipped to [-125, 275] and scaled to [0, 1]
+    assert (image[0, 0], image[1, 0], image[2, 0]) == (0.0, 1.0, 0.5)
+    assert 0 <= image.min() and image.max() <= 1
+    # liver keeps its class, pancreas moves from raw 11 to class 5, the unused organs become background
+    assert (label[15, 15], label[30, 35], label[30, 10], label[5, 40]) == (6, 5, 0, 0)
+    assert synapse.CLASS_NAMES[6] == "liver" and synapse.CLASS_NAMES[5] == "pancreas"
+
+    with h5py.File(prepared / "test_vol_h5" / "case0001.npy.h5") as file:
+        assert file["image"].shape == file["label"].shape == (SHAPE[2],) + SHAPE[:2]
+
+
+@pytest.mark.parametrize("split, cases", [("train", {"case0005", "case0006"}), ("val", {"case0040"}),
+                                          ("test", {"case0001"})])
+def test_load_every_split(prepared, split, cases):
+    data = lx.data.load("synapse", split=split, root=prepared, size=32)
+    assert set(data.subjects) == cases and len(data) == SHAPE[2] * len(cases)
+    assert data.images.shape == (len(data), 1, 32, 32) and data.images.dtype == torch.float32
+    assert data.labels.shape == (len(data), 32, 32) and data.labels.dtype == torch.int64
+    assert data.num_classes == 9 and data.class_names[1:3] == ("spleen", "right_kidney")
+    assert 0 <= data.images.min() and data.images.max() <= 1
+    assert set(data.labels.unique().tolist()) == {0, 5, 6}
+    assert data.labels[0, 12, 10] == 6  # the liver block, 40x48 -> 32x32
+    first = data.subject_slices()[min(cases)]
+    assert [data.slice_index[i] for i in first] == list(range(SHAPE[2]))
+
+
+def test_low_data_subset_takes_whole_cases(prepared):
+    one = lx.data.load("synapse", split="train", root=prepared, size=32, num_train_subjects=1)
+    assert len(set(one.subjects)) == 1 and len(one) == SHAPE[2]
+    with pytest.raises(ValueError, match="num_train_subjects"):
+        lx.data.load("synapse", split="train", root=prepared, size=32, num_train_subjects=3)
+
+
+def test_prepare_is_idempotent_and_force_rebuilds(raw, tmp_path, capsys):
+    out = synapse.prepare(raw, tmp_path / "synapse", cases=["case0001"])
+    volume = out / "test_vol_h5" / "case0001.npy.h5"
+    before = volume.stat().st_ino
+    synapse.prepare(raw, out, cases=["case0001"])
+    assert "already prepared" in capsys.readouterr().out and volume.stat().st_ino == before
+    with pytest.raises(FileNotFoundError):
+        synapse.prepare(raw.parent / "nowhere", out, force=True)
+    assert (out / "prepared.json").is_file()  # a rebuild that could not start keeps the old one
+    synapse.prepare(raw, out, force=True, cases=["case0001"])
+    assert volume.stat().st_ino != before  # rewritten (atomically, so under a new inode)
+    assert not list(out.rglob("*.partial"))
+
+
+def test_missing_raw_folder_says_where_to_download(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"Training/img.*synapse\.org") as error:
+        synapse.prepare(tmp_path / "nowhere", tmp_path / "out")
+    assert "\n" not in str(error.value)
+
+
+def test_missing_cases_are_listed_unless_a_subset_is_asked_for(raw, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"26 Synapse case\(s\).*case0002.*--cases"):
+        synapse.prepare(raw, tmp_path / "out")
+    with pytest.raises(ValueError, match="unknown Synapse cases.*case0011"):
+        synapse.prepare(raw, tmp_path / "out", cases=["case0011"])
+
+
+def test_bad_raw_files_are_named(tmp_path):
+    raw = make_raw(tmp_path / "raw", cases=["case0005"])
+    path = raw / "Training" / "label" / "label0005.nii.gz"
+    label = np.full(SHAPE, 14, dtype=np.uint8)
+    nib.save(nib.Nifti1Image(label, np.eye(4)), path)
+    with pytest.raises(ValueError, match=r"label0005\.nii\.gz.*expected \[0, 13\]"):
+        synapse.prepare(raw, tmp_path / "out", cases=["case0005"])
+    image = raw / "Training" / "img" / "img0005.nii.gz"
+    image.write_bytes(image.read_bytes()[:200])
+    with pytest.raises(ValueError, match=r"img0005\.nii\.gz"):
+        synapse.prepare(raw, tmp_path / "out", cases=["case0005"])
+    assert not (tmp_path / "out" / "prepared.json").exists()
+
+
+def test_loading_needs_a_finished_preparation(prepared, tmp_path):
+    with pytest.raises(FileNotFoundError, match="prepare_synapse.py"):
+        lx.data.load("synapse", split="train", root=tmp_path / "missing")
+    (tmp_path / "half" / "train_npz").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no prepared.json.*prepare_synapse.py"):
+        lx.data.load("synapse", split="train", root=tmp_path / "half")
+
+
+def test_a_damaged_test_volume_is_named(prepared, tmp_path):
+    copy = shutil.copytree(prepared, tmp_path / "synapse")
+    volume = copy / "test_vol_h5" / "case0001.npy.h5"
+    volume.write_bytes(volume.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"case0001\.npy\.h5"):
+        lx.data.load("synapse", split="test", root=copy, size=32)
+
+
+def test_script_help_names_the_download_page():
+    result = subprocess.run([sys.executable, "data_scripts/prepare_synapse.py", "--help"], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and "synapse.org" in result.stdout and "--cases" in result.stdout
+
+
+def test_script_end_to_end(raw, tmp_path):
+    command = [sys.executable, "data_scripts/prepare_synapse.py", "--raw", str(raw), "--out", str(tmp_path / "s"),
+               "--cases", "case0001", "case0040"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "skipping case0011" in result.stdout and (tmp_path / "s" / "prepared.json").is_file()
+
+
+def test_script_reports_a_missing_raw_folder_in_one_line(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("prepare_synapse", REPO / "data_scripts" / "prepare_synapse.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--raw", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "synapse.org" in error
