@@ -20,15 +20,20 @@ def save(fig: plt.Figure, path: str | Path) -> Path:
     return path
 
 
-def plot_dice(runs: pd.DataFrame, ax: plt.Axes | None = None) -> plt.Figure:
-    """Mean test Dice per preset: bars are the mean over seeds, dots the individual seeds."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.5))
-    sns.barplot(data=runs, x="preset", y="test_dice", errorbar="sd", ax=ax, color="#9ecae1")
-    sns.stripplot(data=runs, x="preset", y="test_dice", ax=ax, color="black", size=4)
-    ax.set(xlabel="", ylabel="test Dice (3-D, mean over classes)",
-           title=f"Supervision presets, {runs['seed'].nunique()} seed(s): mean ± sd")
-    return ax.figure
+METRIC_LABELS = {"test_dice": "test Dice (3-D, mean over classes) ↑", "test_hd95": "test HD95 (voxels) ↓"}
+
+
+def plot_test_metrics(runs: pd.DataFrame, metrics: tuple[str, ...] = ("test_dice", "test_hd95")) -> plt.Figure:
+    """One panel per metric: bars are the mean over seeds ± sd, dots the individual seeds."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.5), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        sns.barplot(data=runs, x="preset", y=metric, errorbar="sd", ax=ax, color="#9ecae1")
+        sns.stripplot(data=runs, x="preset", y=metric, ax=ax, color="black", size=4)
+        ax.set(xlabel="", ylabel=METRIC_LABELS.get(metric, metric))
+        ax.tick_params(axis="x", labelrotation=20)
+    fig.suptitle(f"Supervision presets, {runs['seed'].nunique()} seed(s): mean ± sd")
+    fig.tight_layout()
+    return fig
 
 
 def map_weight_table(loss_fn: LoMixLoss) -> tuple[pd.Series, pd.DataFrame]:

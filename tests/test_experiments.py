@@ -25,8 +25,12 @@ def test_comparison_tables(comparison):
     lomix = runs[runs.preset == "lomix"]["test_dice"]
     assert summary.loc["lomix", "test_dice_mean"] == pytest.approx(lomix.mean())
     assert summary.loc["lomix", "test_dice_std"] == pytest.approx(lomix.std())
+    hd95 = runs[runs.preset == "lomix"]["test_hd95"]
+    assert summary.loc["lomix", "test_hd95_mean"] == pytest.approx(hd95.mean()) and (hd95 >= 0).all()
     per_class = comparison.per_class()
     assert per_class.shape == (2, 8) and "aorta" in per_class.columns
+    assert comparison.per_class("hd95").shape == (2, 8)
+    assert set(comparison.results.columns) >= {"volume", "class_name", "dice", "hd95", "gt_present"}
     diffs = comparison.paired_differences("lomix")
     by = runs.set_index(["preset", "seed"])["test_dice"]
     assert diffs.loc[1, "last_layer"] == pytest.approx(by["lomix", 1] - by["last_layer", 1])
@@ -56,12 +60,13 @@ def test_plots(comparison):
     assert mutants.shape == (4, 11) and list(mutants.index) == ["add", "mul", "concat", "wf"]
     assert mutants.columns[0] == "p4,p3" and mutants.columns[-1] == "p4,p3,p2,p1"
     assert mutants.loc["wf", "p2,p1"] == pytest.approx(run.loss_fn.map_weights()["wf(p2,p1)"])
-    figures = [lx.viz.plot_dice(comparison.runs), lx.viz.plot_map_weights(run.loss_fn),
+    figures = [lx.viz.plot_test_metrics(comparison.runs), lx.viz.plot_map_weights(run.loss_fn),
                lx.viz.plot_weight_trajectories(run.history),
                lx.viz.plot_training_curves({"lomix": run}),
                lx.viz.plot_slices(lx.data.load("synthetic", split="val", **TINY["data_kwargs"]), [0, 3])]
     assert len(figures[1].axes) == 3  # decoder maps, mutants, colour bar
     assert len(figures[2].axes[0].lines) == 48
+    assert len(figures[0].axes) == 2  # Dice and HD95
     assert len(figures[4].axes) == 4
 
 

@@ -126,6 +126,14 @@ def test_comparison_profile_takes_a_model():
     assert lx.profiles.comparison("full")[0].data_kwargs["size"] == 224
 
 
+def test_comparison_profile_takes_a_dataset():
+    brain, _ = lx.profiles.comparison("cpu")
+    assert brain.dataset == "brain_aal" and brain.data_kwargs == {"size": 64} and brain.epochs == 30
+    phantom, _ = lx.profiles.comparison("cpu", dataset="synthetic")
+    assert phantom.data_kwargs["num_subjects"] == 20 and phantom.epochs == 8
+    assert lx.profiles.comparison("smoke", dataset="synapse")[0].data_kwargs == {"size": 32}
+
+
 def test_tracked_test_is_reported_but_never_selects(tmp_path):
     run = lx.train(tiny_config(tmp_path, supervision="last_layer", epochs=3, track_test=True))
     epochs = run.epochs
