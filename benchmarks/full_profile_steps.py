@@ -25,6 +25,7 @@ from lomix_core.report import machine, markdown_table
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--dataset", default="synthetic", help="synthetic has the most slices per epoch")
     parser.add_argument("--model", default=None, help="default: the full profile's (pvt_v2_b2_emcad)")
     parser.add_argument("--size", type=int, default=None, help="default: the full profile's (224)")
     parser.add_argument("--device", default="auto")
@@ -32,7 +33,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out-dir", default="outputs/full_profile_steps")
     args = parser.parse_args(argv)
 
-    base, _ = lx.profiles.comparison("full", model=args.model, device=args.device, out_dir=args.out_dir)
+    base, _ = lx.profiles.comparison("full", dataset=args.dataset, model=args.model, device=args.device, out_dir=args.out_dir)
     if args.size is not None:
         base = dataclasses.replace(base, data_kwargs={**base.data_kwargs, "size": args.size})
     base = dataclasses.replace(base, epochs=1, max_steps_per_epoch=args.steps, progress=False)

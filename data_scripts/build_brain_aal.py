@@ -9,27 +9,21 @@ Examples:
   apt-get download mricron-data && python data_scripts/build_brain_aal.py --source mricron-data_*.deb
   python data_scripts/build_brain_aal.py --source DIR --out /tmp/brain_aal.npz --force
 """
-import argparse
 import sys
 from pathlib import Path
 
 from lomix_core.data import brain_aal
+from lomix_core.data.script import make_parser, run
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--source", type=Path, default=None,
                         help="a folder holding ch2.nii.gz, aal.nii.gz and aal.nii.txt, or a mricron-data .deb "
                              f"(default: the installed package, {brain_aal.DEBIAN_TEMPLATES})")
     parser.add_argument("--out", type=Path, default=brain_aal.DATASET_FILE, help="where to write the .npz")
     parser.add_argument("--force", action="store_true", help="rebuild even if --out exists")
-    args = parser.parse_args(argv)
-    try:
-        brain_aal.build(args.source, args.out, force=args.force)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return run(lambda args: brain_aal.build(args.source, args.out, force=args.force), parser, argv)
 
 
 if __name__ == "__main__":

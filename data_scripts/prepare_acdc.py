@@ -14,31 +14,19 @@ Examples:
   python data_scripts/prepare_acdc.py --raw ~/Downloads/database
   python data_scripts/prepare_acdc.py --raw database --out /tmp/acdc --patients patient001 patient019 patient002
 """
-import argparse
 import sys
-from pathlib import Path
 
 from lomix_core.data import acdc
-from lomix_core.data.volumes import data_root
+from lomix_core.data.script import prepare_parser, run
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--raw", type=Path, required=True,
-                        help="the unzipped ACDC 'database' folder (it holds training/patient001/...)")
-    parser.add_argument("--out", type=Path, default=data_root() / "acdc",
-                        help="where to write the prepared data (default: %(default)s)")
-    parser.add_argument("--force", action="store_true", help="rebuild even if --out holds a finished preparation")
+    parser = prepare_parser(__doc__, "acdc",
+                            raw_help="the unzipped ACDC 'database' folder (it holds training/patient001/...)")
     parser.add_argument("--patients", nargs="+", metavar="PATIENT",
                         help="prepare only these patients, e.g. patient001 patient019 patient002 "
                              "(default: all 100 of the split lists)")
-    args = parser.parse_args(argv)
-    try:
-        acdc.prepare(args.raw, args.out, force=args.force, patients=args.patients)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return run(lambda args: acdc.prepare(args.raw, args.out, force=args.force, patients=args.patients), parser, argv)
 
 
 if __name__ == "__main__":

@@ -13,31 +13,19 @@ Examples:
   python data_scripts/prepare_synapse.py --raw ~/Downloads/RawData
   python data_scripts/prepare_synapse.py --raw RawData --out /tmp/synapse --cases case0005 case0039 case0001
 """
-import argparse
 import sys
-from pathlib import Path
 
 from lomix_core.data import synapse
-from lomix_core.data.volumes import data_root
+from lomix_core.data.script import prepare_parser, run
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--raw", type=Path, required=True,
-                        help="the unzipped RawData folder (it holds Training/img and Training/label)")
-    parser.add_argument("--out", type=Path, default=data_root() / "synapse",
-                        help="where to write the prepared data (default: %(default)s)")
-    parser.add_argument("--force", action="store_true", help="rebuild even if --out holds a finished preparation")
+    parser = prepare_parser(__doc__, "synapse",
+                            raw_help="the unzipped RawData folder (it holds Training/img and Training/label)")
     parser.add_argument("--cases", nargs="+", metavar="CASE",
                         help="prepare only these cases, e.g. case0005 case0039 case0001 "
                              "(default: all 30 of TransUNet's train and test lists)")
-    args = parser.parse_args(argv)
-    try:
-        synapse.prepare(args.raw, args.out, force=args.force, cases=args.cases)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return run(lambda args: synapse.prepare(args.raw, args.out, force=args.force, cases=args.cases), parser, argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Atomic writes for checkpoints and run records: a crash mid-write never leaves a torn file.
+"""Atomic writes for checkpoints, run records and prepared data: a crash mid-write never leaves a torn file.
 
 Each writer writes to a temporary file in the target's folder and then renames it over the
 target; a rename within one file system is atomic, so readers see the old file or the new one.
@@ -7,19 +7,22 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 import torch
 
 
-def _atomic(path: str | Path, write: Callable[[str], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
+    """``write(temporary_name)``, then rename the result to ``path`` (creating its folder)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    # A random name of our own, not tempfile.mkstemp: mkstemp creates the file readable by its
+    # owner only, and the rename would carry that over to prepared data meant to be shared.
+    tmp = str(path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"))
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -34,16 +37,25 @@ def save_json(obj: Any, path: str | Path) -> Path:
     def write(tmp: str) -> None:
         with open(tmp, "w") as f:
             json.dump(obj, f, indent=2, default=str)
-    return _atomic(path, write)
+    return atomic_write(path, write)
 
 
 def save_text(text: str, path: str | Path) -> Path:
-    return _atomic(path, lambda tmp: Path(tmp).write_text(text))
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def save_csv(frame: pd.DataFrame, path: str | Path) -> Path:
-    return _atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+    return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def save_torch(obj: Any, path: str | Path) -> Path:
-    return _atomic(path, lambda tmp: torch.save(obj, tmp))
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def save_npz(arrays: dict[str, np.ndarray], path: str | Path) -> Path:
+    """A compressed ``.npz``, written through an open file: given a name, numpy would append
+    ``.npz`` to the temporary's name and the rename would miss it."""
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+    return atomic_write(path, write)

@@ -93,12 +93,17 @@ def plot_training_curves(runs: dict, ax: plt.Axes | None = None) -> plt.Figure:
     return ax.figure
 
 
+def displayable(image: torch.Tensor) -> np.ndarray:
+    """``[C, H, W]`` → what imshow wants: ``[H, W]`` for one channel (shown grey), ``[H, W, 3]`` for RGB."""
+    return image[0].numpy() if image.shape[0] == 1 else image[:3].permute(1, 2, 0).clamp(0, 1).numpy()
+
+
 def plot_slices(dataset, indices, alpha: float = 0.45) -> plt.Figure:
     """Images of a dataset with their labels overlaid, one column per index."""
     cmap = plt.get_cmap("tab10", dataset.num_classes)
     fig, axes = plt.subplots(2, len(indices), figsize=(2.2 * len(indices), 4.6), squeeze=False)
     for col, i in enumerate(indices):
-        image, label = dataset.images[i, 0].numpy(), dataset.labels[i].numpy()
+        image, label = displayable(dataset.images[i]), dataset.labels[i].numpy()
         for row in range(2):
             axes[row, col].imshow(image, cmap="gray")
             axes[row, col].axis("off")
@@ -107,6 +112,17 @@ def plot_slices(dataset, indices, alpha: float = 0.45) -> plt.Figure:
         axes[0, col].set_title(f"{dataset.subjects[i]} z={dataset.slice_index[i]}", fontsize=8)
     handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(c)) for c in range(1, dataset.num_classes)]
     fig.legend(handles, dataset.class_names[1:], loc="lower center", ncol=min(8, len(handles)), fontsize=8)
+    return fig
+
+
+def plot_class_statistics(statistics: dict[str, pd.DataFrame]) -> plt.Figure:
+    """Share of voxels per class (log scale) for each split: ``{split: dataset.class_statistics()}``."""
+    frame = pd.concat([table.assign(split=split) for split, table in statistics.items()], ignore_index=True)
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    sns.barplot(data=frame, x="class_name", y="fraction", hue="split", ax=ax)
+    ax.set(yscale="log", xlabel="", ylabel="share of voxels", title="Class balance per split")
+    ax.tick_params(axis="x", labelrotation=25)
+    fig.tight_layout()
     return fig
 
 

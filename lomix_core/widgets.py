@@ -8,6 +8,7 @@ import torch
 
 from .fusion import original_names, subsets
 from .supervision import LoMixLoss
+from .viz import displayable
 
 
 def mutant_picker(loss_fn: LoMixLoss, maps: torch.Tensor, image: np.ndarray | None = None) -> widgets.VBox:
@@ -44,3 +45,36 @@ def mutant_picker(loss_fn: LoMixLoss, maps: torch.Tensor, image: np.ndarray | No
     subset.observe(show, names="value")
     show()
     return widgets.VBox([widgets.HBox([operator, subset]), output])
+
+
+def slice_browser(dataset, alpha: float = 0.45) -> widgets.VBox:
+    """Step through a dataset's volumes slice by slice, with the label overlaid (toggle it off to
+    see the image alone)."""
+    volumes = dataset.subject_slices()
+    volume = widgets.Dropdown(options=list(volumes), description="volume")
+    position = widgets.IntSlider(min=0, max=len(volumes[volume.value]) - 1, description="slice")
+    overlay = widgets.Checkbox(value=True, description="label")
+    output = widgets.Output()
+    cmap = plt.get_cmap("tab10", dataset.num_classes)
+
+    def show(*_):
+        position.max = len(volumes[volume.value]) - 1
+        i = volumes[volume.value][min(position.value, position.max)]
+        with output:
+            output.clear_output(wait=True)
+            fig, ax = plt.subplots(figsize=(4, 4))
+            ax.imshow(displayable(dataset.images[i]), cmap="gray")
+            if overlay.value:
+                label = dataset.labels[i].numpy()
+                ax.imshow(np.where(label == 0, np.nan, label), cmap=cmap, vmin=0, vmax=dataset.num_classes - 1,
+                          alpha=alpha, interpolation="nearest")
+            present = [dataset.class_names[c] for c in dataset.labels[i].unique().tolist() if c > 0]
+            ax.set_title(f"{volume.value}, slice {dataset.slice_index[i]}: {', '.join(present) or 'background'}",
+                         fontsize=8)
+            ax.axis("off")
+            plt.show()
+
+    for control in (volume, position, overlay):
+        control.observe(show, names="value")
+    show()
+    return widgets.VBox([widgets.HBox([volume, position, overlay]), output])

@@ -1,8 +1,5 @@
 """ACDC preparation and loading, on a small fake ``database`` folder in the real file format."""
-import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -13,8 +10,8 @@ import torch
 
 import lomix_core as lx
 from lomix_core.data import acdc
+from script_helpers import run_script, script_error
 
-REPO = Path(__file__).resolve().parents[1]
 # Two training patients, one validation patient, one test patient (MT-UNet's lists).
 SUBSET = ["patient001", "patient004", "patient019", "patient002"]
 SHAPE = (40, 48, 5)  # NIfTI [x, y, z]
@@ -134,23 +131,16 @@ def test_loading_needs_a_finished_preparation(tmp_path):
 
 
 def test_script_help_names_the_download_page():
-    result = subprocess.run([sys.executable, "data_scripts/prepare_acdc.py", "--help"], cwd=REPO,
-                            capture_output=True, text=True)
+    result = run_script("prepare_acdc", "--help")
     assert result.returncode == 0 and "creatis.insa-lyon.fr" in result.stdout and "--patients" in result.stdout
 
 
 def test_script_end_to_end(raw, tmp_path):
-    command = [sys.executable, "data_scripts/prepare_acdc.py", "--raw", str(raw), "--out", str(tmp_path / "a"),
-               "--patients", "patient002"]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    result = run_script("prepare_acdc", "--raw", raw, "--out", tmp_path / "a", "--patients", "patient002")
     assert result.returncode == 0, result.stderr
     assert "skipping patient101" in result.stdout and (tmp_path / "a" / "prepared.json").is_file()
 
 
 def test_script_reports_a_missing_raw_folder_in_one_line(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("prepare_acdc", REPO / "data_scripts" / "prepare_acdc.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    assert script.main(["--raw", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 1
-    error = capsys.readouterr().err
-    assert error.count("\n") == 1 and "creatis" in error
+    error = script_error("prepare_acdc", capsys, "--raw", tmp_path / "nowhere", "--out", tmp_path / "out")
+    assert "creatis" in error

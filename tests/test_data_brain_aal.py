@@ -2,21 +2,17 @@
 script turns mricron-data files (a folder or a .deb) into the same arrays."""
 import gzip
 import io
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import lomix_core as lx
 from lomix_core.data import brain_aal
+from script_helpers import run_script, script_error
 
 nib = pytest.importorskip("nibabel")
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "data_scripts" / "build_brain_aal.py"
 
 
 # ------------------------------------------------------------------ the shipped file
@@ -143,7 +139,7 @@ def test_build_is_idempotent_and_force_rebuilds(tmp_path, capsys):
     assert out.stat().st_mtime_ns == stamp and "already built" in capsys.readouterr().out
     brain_aal.build(sources, out, force=True)
     assert out.stat().st_mtime_ns != stamp
-    assert not list(tmp_path.glob("*.partial"))
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_loader_reads_a_built_file(tmp_path):
@@ -171,14 +167,12 @@ def test_build_errors_name_the_problem(tmp_path):
         brain_aal.load_brain_aal("train", path=tmp_path / "missing.npz")
 
 
-def test_script_help_and_end_to_end(tmp_path):
-    shown = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, check=True)
-    assert "mricron-data" in shown.stdout and "--source" in shown.stdout
+def test_script_help_and_end_to_end(tmp_path, capsys):
+    shown = run_script("build_brain_aal", "--help")
+    assert shown.returncode == 0 and "mricron-data" in shown.stdout and "--source" in shown.stdout
     sources = fake_sources(tmp_path / "templates")
     out = tmp_path / "f.npz"
-    done = subprocess.run([sys.executable, str(SCRIPT), "--source", str(sources), "--out", str(out)],
-                          capture_output=True, text=True)
+    done = run_script("build_brain_aal", "--source", sources, "--out", out)
     assert done.returncode == 0 and out.is_file(), done.stderr
-    failed = subprocess.run([sys.executable, str(SCRIPT), "--source", str(tmp_path / "none"), "--out", str(out),
-                             "--force"], capture_output=True, text=True)
-    assert failed.returncode == 1 and failed.stderr.count("\n") == 1 and "error:" in failed.stderr
+    assert "neither a folder nor a .deb" in script_error("build_brain_aal", capsys, "--source", tmp_path / "none",
+                                                         "--out", out, "--force")

@@ -1,7 +1,4 @@
-import runpy
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +9,8 @@ from PIL import Image
 import lomix_core as lx
 from lomix_core.data import isic
 from lomix_core.data.images import split_indices
+from script_helpers import run_script, script_error
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "data_scripts" / "prepare_isic.py"
 IDS = {"Training": [f"ISIC_00000{i:02d}" for i in range(8)],
        "Validation": ["ISIC_0012000", "ISIC_0012001"],
        "Test": ["ISIC_0036000", "ISIC_0036001", "ISIC_0036002"]}
@@ -128,21 +124,18 @@ def test_prepare_is_idempotent_and_force_rewrites(raw, tmp_path, capsys):
 
 
 def test_script_help_and_end_to_end(raw, tmp_path):
-    help_text = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, cwd=REPO)
+    help_text = run_script("prepare_isic", "--help")
     assert help_text.returncode == 0
     assert "https://challenge.isic-archive.com/data/#2018" in help_text.stdout and "CC BY-NC" in help_text.stdout
     out = tmp_path / "out"
-    run = subprocess.run([sys.executable, str(SCRIPT), "--raw", str(raw), "--out", str(out), "--size", "32"],
-                         capture_output=True, text=True, cwd=REPO)
+    run = run_script("prepare_isic", "--raw", raw, "--out", out, "--size", 32)
     assert run.returncode == 0, run.stderr
     assert lx.data.load("isic2018", split="test", root=out, protocol="official").subjects == IDS["Test"]
 
 
-def test_script_reports_errors_in_one_line(tmp_path):
-    main = runpy.run_path(str(SCRIPT))["main"]  # in-process: a third subprocess would cost seconds
-    with pytest.raises(SystemExit) as exit_:
-        main(["--raw", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])
-    assert exit_.value.code.startswith("error: ISIC 2018 raw data: expected folder") and "\n" not in exit_.value.code
+def test_script_reports_errors_in_one_line(tmp_path, capsys):
+    error = script_error("prepare_isic", capsys, "--raw", tmp_path / "nowhere", "--out", tmp_path / "out")
+    assert error.startswith("error: ISIC 2018 raw data: expected folder")
 
 
 def test_missing_raw_folders_say_what_and_where_to_download(raw, tmp_path):

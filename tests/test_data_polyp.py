@@ -1,7 +1,4 @@
-import runpy
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +9,8 @@ from PIL import Image
 import lomix_core as lx
 from lomix_core.data import polyp
 from lomix_core.data.images import read_pair
+from script_helpers import run_script, script_error
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "data_scripts" / "prepare_polyp.py"
 TRAIN_IDS = [f"{i}" for i in range(1, 11)]
 TEST_IDS = {name: [f"{name.lower()}_{i}" for i in range(2)] for name in polyp.TEST_SETS}
 
@@ -117,7 +113,7 @@ def test_prepare_is_idempotent_and_force_rewrites(raw, tmp_path, capsys):
     polyp.prepare(raw, out, size=32)
     assert "already prepared" in capsys.readouterr().out and stamp() == before
     polyp.prepare(raw, out, size=24)
-    assert "already prepared at size 32" in capsys.readouterr().out
+    assert "already prepared in" in (said := capsys.readouterr().out) and "with size=32, not 24" in said
     with pytest.raises(FileNotFoundError):  # a failed redo leaves the old preparation usable
         polyp.prepare(tmp_path / "nowhere", out, force=True, size=24)
     assert lx.data.load("polyp", split="val", root=out, size=32)
@@ -127,21 +123,18 @@ def test_prepare_is_idempotent_and_force_rewrites(raw, tmp_path, capsys):
 
 
 def test_script_help_and_end_to_end(raw, tmp_path):
-    help_text = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, cwd=REPO)
+    help_text = run_script("prepare_polyp", "--help")
     assert help_text.returncode == 0
     assert "https://datasets.simula.no/kvasir-seg/" in help_text.stdout and "TestDataset.zip" in help_text.stdout
     out = tmp_path / "out"
-    run = subprocess.run([sys.executable, str(SCRIPT), "--raw", str(raw), "--out", str(out), "--size", "32"],
-                         capture_output=True, text=True, cwd=REPO)
+    run = run_script("prepare_polyp", "--raw", raw, "--out", out, "--size", 32)
     assert run.returncode == 0, run.stderr
     assert (out / "prepared.json").is_file() and len(lx.data.load("polyp", split="test", root=out)) == 2
 
 
-def test_script_reports_errors_in_one_line(tmp_path):
-    main = runpy.run_path(str(SCRIPT))["main"]  # in-process: a third subprocess would cost seconds
-    with pytest.raises(SystemExit) as exit_:
-        main(["--raw", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])
-    assert exit_.value.code.startswith("error: polyp raw data: expected folder") and "\n" not in exit_.value.code
+def test_script_reports_errors_in_one_line(tmp_path, capsys):
+    error = script_error("prepare_polyp", capsys, "--raw", tmp_path / "nowhere", "--out", tmp_path / "out")
+    assert error.startswith("error: polyp raw data: expected folder")
 
 
 def test_missing_raw_folder_says_what_and_where_to_download(tmp_path):
@@ -180,5 +173,5 @@ def test_loading_unprepared_data_names_the_prepare_command(tmp_path):
         lx.data.load("polyp", split="train", root=tmp_path / "absent")
     (tmp_path / "unfinished").mkdir()
     (tmp_path / "unfinished" / "train.npz").touch()
-    with pytest.raises(FileNotFoundError, match="no prepared.json .*--force"):
+    with pytest.raises(FileNotFoundError, match="no prepared.json.*prepare_polyp.py.*--force"):
         lx.data.load("polyp", split="train", root=tmp_path / "unfinished")

@@ -1,9 +1,6 @@
 """Synapse preparation and loading, on a small fake RawData folder in the real file format."""
-import importlib.util
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -14,8 +11,8 @@ import torch
 
 import lomix_core as lx
 from lomix_core.data import synapse
+from script_helpers import run_script, script_error
 
-REPO = Path(__file__).resolve().parents[1]
 # Two training cases, one of the two validation cases, one test case, and one in neither list.
 SUBSET = ["case0005", "case0006", "case0040", "case0001"]
 SHAPE = (40, 48, 6)  # NIfTI [x, y, z]
@@ -103,7 +100,7 @@ def test_prepare_is_idempotent_and_force_rebuilds(raw, tmp_path, capsys):
     assert (out / "prepared.json").is_file()  # a rebuild that could not start keeps the old one
     synapse.prepare(raw, out, force=True, cases=["case0001"])
     assert volume.stat().st_ino != before  # rewritten (atomically, so under a new inode)
-    assert not list(out.rglob("*.partial"))
+    assert not list(out.rglob("*.tmp"))
 
 
 def test_missing_raw_folder_says_where_to_download(tmp_path):
@@ -150,23 +147,16 @@ def test_a_damaged_test_volume_is_named(prepared, tmp_path):
 
 
 def test_script_help_names_the_download_page():
-    result = subprocess.run([sys.executable, "data_scripts/prepare_synapse.py", "--help"], cwd=REPO,
-                            capture_output=True, text=True)
+    result = run_script("prepare_synapse", "--help")
     assert result.returncode == 0 and "synapse.org" in result.stdout and "--cases" in result.stdout
 
 
 def test_script_end_to_end(raw, tmp_path):
-    command = [sys.executable, "data_scripts/prepare_synapse.py", "--raw", str(raw), "--out", str(tmp_path / "s"),
-               "--cases", "case0001", "case0040"]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    result = run_script("prepare_synapse", "--raw", raw, "--out", tmp_path / "s", "--cases", "case0001", "case0040")
     assert result.returncode == 0, result.stderr
     assert "skipping case0011" in result.stdout and (tmp_path / "s" / "prepared.json").is_file()
 
 
 def test_script_reports_a_missing_raw_folder_in_one_line(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("prepare_synapse", REPO / "data_scripts" / "prepare_synapse.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    assert script.main(["--raw", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 1
-    error = capsys.readouterr().err
-    assert error.count("\n") == 1 and "synapse.org" in error
+    error = script_error("prepare_synapse", capsys, "--raw", tmp_path / "nowhere", "--out", tmp_path / "out")
+    assert "synapse.org" in error

@@ -43,14 +43,16 @@ from typing import Iterable
 
 import numpy as np
 
+from .prepared import (already_prepared, load_volume_h5, open_prepared, save_volume_h5, split_subjects,
+                       start_writing, write_manifest)
 from .registry import register
 from .slices import SliceDataset
-from .synapse import already_prepared, load_volume_h5, read_manifest, save_volume_h5, start_writing, write_manifest
-from .volumes import check_finite, check_labels, data_root, pick_subjects, prepared_dir, read_nifti, stack_subjects
+from .volumes import check_labels, read_labelled_volume, stack_subjects
 
 SOURCE_URL = "https://www.creatis.insa-lyon.fr/Challenge/acdc/"
 DOWNLOAD = (f"download the ACDC database from {SOURCE_URL} (Human Heart Project platform; research use, "
             f"CC BY-NC-SA 4.0) and unzip it")
+PREPARE_COMMAND = "python data_scripts/prepare_acdc.py --raw <database folder>"
 
 CLASS_NAMES = ("background", "right_ventricle", "myocardium", "left_ventricle")
 PHASES = ("ED", "ES")
@@ -104,16 +106,10 @@ def _labelled_frames(patient_dir: Path) -> dict[str, int]:
 
 def _read_volume(image_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One labelled frame: image [D,H,W] float32 in [0,1], label [D,H,W] uint8."""
-    image, _ = read_nifti(image_path)
-    label, _ = read_nifti(label_path)
-    if image.ndim != 3 or image.shape != label.shape:
-        raise ValueError(f"{image_path.name} is {image.shape} and {label_path.name} is {label.shape}; "
-                         f"expected two 3-D volumes on the same grid")
-    check_finite(image, str(image_path))
-    check_labels(label, len(CLASS_NAMES), str(label_path))
+    image, label = read_labelled_volume(image_path, label_path, len(CLASS_NAMES))
     low, high = np.percentile(image, PERCENTILES)
     image = (np.clip(image, low, high) - low) / (high - low) if high > low else np.zeros(image.shape)
-    return np.transpose(image, (2, 0, 1)).astype(np.float32), np.transpose(label, (2, 0, 1)).astype(np.uint8)
+    return image.astype(np.float32), label.astype(np.uint8)
 
 
 def prepare(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, force: bool = False,
@@ -163,11 +159,8 @@ def load_acdc(split: str, augment: bool = False, root: str | os.PathLike | None 
     ``num_train_subjects`` keeps that many whole training patients (both frames), chosen by
     ``split_seed`` (the train/val/test split itself is fixed).
     """
-    hint = f"python data_scripts/prepare_acdc.py --raw <database folder> --out {root or data_root() / 'acdc'}"
-    folder = prepared_dir("acdc", root, hint)
-    patients = read_manifest(folder, "acdc", CLASS_NAMES, hint)["splits"][split]
-    if split == "train":
-        patients = pick_subjects(patients, num_train_subjects, split_seed)
+    folder, manifest = open_prepared("acdc", root, CLASS_NAMES, PREPARE_COMMAND)
+    patients = split_subjects(manifest, split, num_train_subjects, split_seed)
 
     def volumes():
         for patient in patients:

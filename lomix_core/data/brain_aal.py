@@ -63,6 +63,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..records import save_npz
 from .registry import register
 from .volumes import pick_subjects, stack_subjects
 
@@ -234,11 +235,7 @@ def build(source: Path | None = None, out: Path = DATASET_FILE, force: bool = Fa
         raise FileNotFoundError(f"{source} is neither a folder nor a .deb; install Debian's mricron-data "
                                 f"(`apt-get install mricron-data`) or pass the .deb from `apt-get download mricron-data`")
     arrays = build_arrays(files)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(out.name + ".partial")
-    with open(temporary, "wb") as handle:
-        np.savez_compressed(handle, **arrays)
-    temporary.replace(out)
+    save_npz(arrays, out)
     print(f"wrote {out}: {len(arrays['image'])} axial slices, {SIZE}×{SIZE}, classes {list(CLASS_NAMES)}")
     return out
 
@@ -263,6 +260,18 @@ def slabs(split: str, path: str | Path = DATASET_FILE) -> dict[str, np.ndarray]:
     """Slab name → indices of its slices in the file, for the slabs of ``split``."""
     slab = _arrays(str(path))["slab"]
     return {f"slab_{k}": np.flatnonzero(slab == k) for k in SPLIT_SLABS[split]}
+
+
+def slab_table(path: str | Path = DATASET_FILE) -> "pd.DataFrame":
+    """One row per slab: its split, its first and last axial slice (z, in the original volume), its size."""
+    import pandas as pd
+
+    arrays = _arrays(str(path))
+    split_of = {k: split for split, ids in SPLIT_SLABS.items() for k in ids}
+    rows = [{"slab": k, "split": split_of[k], "z_first": int(arrays["z"][arrays["slab"] == k].min()),
+             "z_last": int(arrays["z"][arrays["slab"] == k].max()), "slices": int((arrays["slab"] == k).sum())}
+            for k in range(NUM_SLABS)]
+    return pd.DataFrame(rows).set_index("slab")
 
 
 @register("brain_aal")

@@ -8,12 +8,10 @@ instead of decoding and resizing thousands of JPEGs on every run:
 * ``images`` ``[N, 3, S, S]`` uint8 RGB;
 * ``masks``  ``[N, S, S]`` uint8, 0 = background, 1 = foreground.
 
-``prepared.json`` is written last and lists the parts, so a folder without it is an unfinished run.
+The folder is written as :mod:`.prepared` describes; its manifest lists the parts and the size.
 """
 from __future__ import annotations
 
-import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -21,11 +19,12 @@ from typing import Iterator, Sequence
 import numpy as np
 from PIL import Image
 
+from ..records import save_npz
+from .prepared import start_writing, write_manifest
 from .slices import SliceDataset
-from .volumes import check_labels, pick_subjects, prepared_dir, stack_subjects
+from .volumes import check_labels, pick_subjects, stack_subjects
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
-MANIFEST = "prepared.json"
 MASK_THRESHOLD = 128  # masks are saved as 0/255 (with JPEG-like grey edges); foreground is the upper half
 
 
@@ -92,12 +91,9 @@ def binarise(mask: np.ndarray) -> np.ndarray:
 
 
 def write_prepared(out_dir: Path, parts: dict[str, list[tuple[str, Path, Path]]], size: int, info: dict) -> None:
-    """Read every part's pairs at ``size``, write ``<part>.npz`` each, then the manifest.
-
-    An old manifest goes first, so an interrupted redo never looks finished.
-    """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MANIFEST).unlink(missing_ok=True)
+    """Read every part's pairs at ``size``, write ``<part>.npz`` each, then the manifest: ``info``
+    (which names the dataset and its classes) with the size and the number of images per part."""
+    start_writing(out_dir)
     for part, pairs in parts.items():
         print(f"{part}: reading {len(pairs)} image/mask pairs at {size}x{size}")
         images = np.empty((len(pairs), 3, size, size), np.uint8)
@@ -107,41 +103,10 @@ def write_prepared(out_dir: Path, parts: dict[str, list[tuple[str, Path, Path]]]
             for i, (image, mask) in enumerate(pool.map(lambda p: read_pair(p[1], p[2], size), pairs)):
                 images[i], masks[i] = image, mask
         ids = np.array([stem for stem, _, _ in pairs], dtype=str)
-        _atomic_write(out_dir / f"{part}.npz", np.savez_compressed, ids=ids, images=images, masks=masks)
-    manifest = {**info, "size": size, "parts": {part: len(pairs) for part, pairs in parts.items()},
-                "mask_threshold": MASK_THRESHOLD}
-    _atomic_write(out_dir / MANIFEST, lambda f: f.write(json.dumps(manifest, indent=2).encode()))
-    print(f"prepared {out_dir}: " + ", ".join(f"{part} {n}" for part, n in manifest["parts"].items()))
-
-
-def _atomic_write(path: Path, write, **arrays) -> None:
-    """``write(file, **arrays)`` into ``path`` via a temporary file: a crash leaves a stray .tmp,
-    never a half-written file under the real name."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f, **arrays)
-    os.replace(tmp, path)
-
-
-def already_prepared(out_dir: Path, force: bool, size: int) -> bool:
-    """True (and say so) if ``out_dir`` holds a finished preparation and ``force`` is False."""
-    manifest = out_dir / MANIFEST
-    if force or not manifest.is_file():
-        return False
-    old_size = json.loads(manifest.read_text())["size"]
-    note = "" if old_size == size else f" at size {old_size}; pass --force (force=True) to redo it at {size}"
-    print(f"{out_dir}: already prepared{note}")
-    return True
-
-
-def open_prepared(name: str, root, prepare_hint: str) -> tuple[Path, dict]:
-    """The prepared folder of ``name`` and its manifest, or a one-line error saying how to prepare it."""
-    folder = prepared_dir(name, root, prepare_hint)
-    manifest = folder / MANIFEST
-    if not manifest.is_file():
-        raise FileNotFoundError(f"dataset {name!r} at {folder} has no {MANIFEST} (an unfinished preparation?): "
-                                f"run `{prepare_hint} --force`")
-    return folder, json.loads(manifest.read_text())
+        save_npz({"ids": ids, "images": images, "masks": masks}, out_dir / f"{part}.npz")
+    counts = {part: len(pairs) for part, pairs in parts.items()}
+    write_manifest(out_dir, {**info, "size": size, "parts": counts, "mask_threshold": MASK_THRESHOLD})
+    print(f"prepared {out_dir}: " + ", ".join(f"{part} {n}" for part, n in counts.items()))
 
 
 def load_part(folder: Path, part: str, num_classes: int) -> tuple[list[str], np.ndarray, np.ndarray]:

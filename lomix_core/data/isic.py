@@ -41,8 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import (already_prepared, find_pairs, load_part, low_data_subset, open_prepared, split_indices,
-                     to_dataset, write_prepared)
+from .images import find_pairs, load_part, low_data_subset, split_indices, to_dataset, write_prepared
+from .prepared import already_prepared, open_prepared
 from .registry import register
 from .slices import SliceDataset
 
@@ -52,7 +52,7 @@ SIZE = 384
 MASK_SUFFIX = "_segmentation"
 DOWNLOAD = ("the ISIC 2018 Task 1 data from https://challenge.isic-archive.com/data/#2018 "
             "(licence CC BY-NC 4.0)")
-PREPARE_HINT = "python data_scripts/prepare_isic.py --raw <folder with the ISIC2018_Task1* folders> --out data/isic2018"
+PREPARE_COMMAND = "python data_scripts/prepare_isic.py --raw <folder with the ISIC2018_Task1* folders>"
 
 
 def raw_folders(raw_dir: Path, part: str) -> tuple[Path, Path]:
@@ -63,7 +63,7 @@ def raw_folders(raw_dir: Path, part: str) -> tuple[Path, Path]:
 def prepare(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, force: bool = False, size: int = SIZE) -> Path:
     """Read the ISIC 2018 Task 1 folders under ``raw_dir`` and write the prepared arrays to ``out_dir``."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-    if already_prepared(out_dir, force, size):
+    if already_prepared("isic2018", out_dir, force, size=size):
         return out_dir
     parts = {}
     for part in PARTS:
@@ -74,7 +74,8 @@ def prepare(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, force: bool 
                                     f"and unzip it into {raw_dir}")
         if images.is_dir():
             parts[part] = find_pairs(images, masks, MASK_SUFFIX)
-    write_prepared(out_dir, parts, size, {"dataset": "isic2018", "raw_dir": str(raw_dir.resolve())})
+    info = {"dataset": "isic2018", "class_names": list(CLASS_NAMES), "raw_dir": str(raw_dir.resolve())}
+    write_prepared(out_dir, parts, size, info)
     return out_dir
 
 
@@ -84,7 +85,7 @@ def load_isic2018(split: str, augment: bool = False, root: str | os.PathLike | N
                   protocol: str = "random") -> SliceDataset:
     """The ``split`` of the prepared ISIC 2018 data at ``size`` under ``protocol`` ("random" or
     "official"); ``split_seed`` draws the random split and the ``num_train_subjects`` subset."""
-    folder, manifest = open_prepared("isic2018", root, PREPARE_HINT)
+    folder, manifest = open_prepared("isic2018", root, CLASS_NAMES, PREPARE_COMMAND)
     if protocol == "random":
         # Validation first, then Training: the order G-CASCADE shuffles, so seed 42 matches its split.
         loaded = [load_part(folder, part, len(CLASS_NAMES)) for part in ("Validation", "Training")
@@ -96,8 +97,9 @@ def load_isic2018(split: str, augment: bool = False, root: str | os.PathLike | N
     elif protocol == "official":
         part = {"train": "Training", "val": "Validation", "test": "Test"}[split]
         if part not in manifest["parts"]:
-            raise FileNotFoundError(f"protocol='official' needs the {part} images, which {folder} lacks: "
-                                    f"add the {part} folders from {DOWNLOAD} and run `{PREPARE_HINT} --force`")
+            raise FileNotFoundError(f"protocol='official' needs the {part} images, which {folder} lacks: add the "
+                                    f"{part} folders from {DOWNLOAD} and run "
+                                    f"`{PREPARE_COMMAND} --out {folder} --force`")
         ids, images, masks = load_part(folder, part, len(CLASS_NAMES))
         keep = list(range(len(ids)))
     else:

@@ -53,7 +53,8 @@ from .registry import register
 from .slices import SliceDataset
 from .volumes import check_finite, check_labels, pick_subjects, prepared_dir, read_nifti, stack_subjects
 
-CHECK_HINT = "python -m lomix_core check <folder>"
+HOW_TO_GET = ("lay out image/label pairs as `help(lomix_core.data.nifti_folder)` shows, then check them with "
+              "`python -m lomix_core check <folder>`")
 DEFAULT_CT_WINDOW = (-125.0, 275.0)
 CHANNEL_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 
@@ -298,7 +299,7 @@ def load_nifti_folder(split: str, augment: bool = False, root: str | os.PathLike
     """
     if axis not in (0, 1, 2, -1):
         raise ValueError(f"axis must be 0, 1 or 2 (the NIfTI voxel axis to slice along), got {axis}")
-    folder = prepared_dir("nifti", root, CHECK_HINT)
+    folder = prepared_dir("nifti", root, HOW_TO_GET)
     spec, problems = _read_spec(folder)
     part = "Ts" if split == "test" else "Tr"
     cases, pairing_problems = _pair_cases(folder, part, spec)

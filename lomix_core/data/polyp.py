@@ -51,8 +51,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .images import (already_prepared, find_pairs, load_part, low_data_subset, open_prepared, split_indices,
-                     to_dataset, write_prepared)
+from .images import find_pairs, load_part, low_data_subset, split_indices, to_dataset, write_prepared
+from .prepared import already_prepared, open_prepared
 from .registry import register
 from .slices import SliceDataset
 
@@ -65,13 +65,13 @@ DOWNLOAD = ("PraNet's TrainDataset.zip https://drive.google.com/file/d/1lODorfB3
             "(listed at https://github.com/DengPingFan/PraNet; original data: Kvasir-SEG "
             "https://datasets.simula.no/kvasir-seg/, CVC-ClinicDB https://polyp.grand-challenge.org/CVCClinicDB/; "
             "research and educational use only)")
-PREPARE_HINT = "python data_scripts/prepare_polyp.py --raw <folder with TrainDataset/, TestDataset/> --out data/polyp"
+PREPARE_COMMAND = "python data_scripts/prepare_polyp.py --raw <folder with TrainDataset/, TestDataset/>"
 
 
 def prepare(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, force: bool = False, size: int = SIZE) -> Path:
     """Read PraNet's folders under ``raw_dir`` and write the prepared arrays to ``out_dir``."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-    if already_prepared(out_dir, force, size):
+    if already_prepared("polyp", out_dir, force, size=size):
         return out_dir
     folders = {"train": raw_dir / "TrainDataset"} | {f"test_{name}": raw_dir / "TestDataset" / name
                                                       for name in TEST_SETS}
@@ -81,7 +81,8 @@ def prepare(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, force: bool 
                 raise FileNotFoundError(f"polyp raw data: expected folder {folder / sub}; download {DOWNLOAD} "
                                         f"and unzip both into {raw_dir}")
     parts = {part: find_pairs(folder / "images", folder / "masks") for part, folder in folders.items()}
-    write_prepared(out_dir, parts, size, {"dataset": "polyp", "raw_dir": str(raw_dir.resolve())})
+    info = {"dataset": "polyp", "class_names": list(CLASS_NAMES), "raw_dir": str(raw_dir.resolve())}
+    write_prepared(out_dir, parts, size, info)
     return out_dir
 
 
@@ -90,7 +91,7 @@ def load_polyp(split: str, augment: bool = False, root: str | os.PathLike | None
                num_train_subjects: int | None = None, split_seed: int = 0, test_set: str = "Kvasir") -> SliceDataset:
     """The ``split`` of the prepared polyp data at ``size``; ``test_set`` picks the test set,
     ``split_seed`` the validation images and the ``num_train_subjects`` low-data subset."""
-    folder, _ = open_prepared("polyp", root, PREPARE_HINT)
+    folder, _ = open_prepared("polyp", root, CLASS_NAMES, PREPARE_COMMAND)
     if split == "test":
         if test_set not in TEST_SETS:
             raise ValueError(f"unknown polyp test_set {test_set!r}; expected one of {TEST_SETS}")

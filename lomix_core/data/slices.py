@@ -58,6 +58,20 @@ class SliceDataset(Dataset):
         present.scatter_(1, self.labels.flatten(1), True)
         return int(present.sum(1).argmax())
 
+    def class_statistics(self) -> "pd.DataFrame":
+        """Per class: its voxels, their share of all voxels, and how many slices and volumes show it."""
+        import pandas as pd
+
+        one_hot = torch.zeros(len(self), self.num_classes, dtype=torch.long)
+        one_hot.scatter_add_(1, self.labels.flatten(1), torch.ones_like(self.labels.flatten(1)))
+        subject_ids = torch.tensor([sorted(set(self.subjects)).index(s) for s in self.subjects])
+        shown = one_hot > 0
+        volumes = [int(subject_ids[shown[:, c]].unique().numel()) for c in range(self.num_classes)]
+        voxels = one_hot.sum(0)
+        return pd.DataFrame({"class_name": self.class_names, "voxels": voxels.numpy(),
+                             "fraction": (voxels / voxels.sum()).numpy(), "slices": shown.sum(0).numpy(),
+                             "volumes": volumes})
+
     def __repr__(self) -> str:
         return (f"SliceDataset({self.name!r}, split={self.split!r}, slices={len(self)}, "
                 f"subjects={len(set(self.subjects))}, size={tuple(self.images.shape[-2:])}, "

@@ -33,27 +33,26 @@ Prepared layout (``prepare``; TransUNet's names, keys and axis order)::
 Images are HU clipped to [-125, 275] and scaled to [0, 1]. Like TransUNet, a NIfTI volume
 ``[x, y, z]`` is transposed to ``[z, x, y]``: slice k is the k-th axial plane, with rows
 along x; nothing is resampled. Files are compressed; ``np.load`` and ``h5py`` read them as usual.
-
-The helpers under "Prepared folders" are shared with :mod:`.acdc`.
 """
 from __future__ import annotations
 
-import json
 import os
-from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable
 
 import numpy as np
 
+from ..records import save_npz, save_text
+from .prepared import (already_prepared, load_volume_h5, open_prepared, save_volume_h5, split_subjects,
+                       start_writing, write_manifest)
 from .registry import register
 from .slices import SliceDataset
-from .volumes import check_finite, check_labels, data_root, pick_subjects, prepared_dir, read_nifti, stack_subjects
+from .volumes import check_labels, read_labelled_volume, stack_subjects
 
 SOURCE_URL = "https://www.synapse.org/#!Synapse:syn3193805/wiki/"
 DOWNLOAD = (f"download RawData.zip from {SOURCE_URL} (free Synapse account; accept the challenge's data-use "
             f"terms: research only, no redistribution) and unzip it")
+PREPARE_COMMAND = "python data_scripts/prepare_synapse.py --raw <RawData folder>"
 
 RAW_LABELS = {1: "spleen", 2: "right_kidney", 3: "left_kidney", 4: "gallbladder", 5: "esophagus", 6: "liver",
               7: "stomach", 8: "aorta", 9: "inferior_vena_cava", 10: "portal_and_splenic_vein", 11: "pancreas",
@@ -72,81 +71,6 @@ TEST_CASES = ("case0001", "case0002", "case0003", "case0004", "case0008", "case0
 VAL_CASES = ("case0039", "case0040")
 
 HU_WINDOW = (-125.0, 275.0)
-MANIFEST = "prepared.json"
-
-
-# --- Prepared folders (shared with acdc) ----------------------------------------------------
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary name next to ``path``; it becomes ``path`` only if the block succeeds,
-    so an interrupted run never leaves a half-written file under the real name."""
-    temporary = path.with_name(path.name + ".partial")
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as temporary:
-        temporary.write_text(text)
-
-
-def save_volume_h5(path: Path, image: np.ndarray, label: np.ndarray) -> None:
-    import h5py
-
-    with atomic_path(path) as temporary, h5py.File(temporary, "w") as file:
-        file.create_dataset("image", data=image, compression="gzip")
-        file.create_dataset("label", data=label, compression="gzip")
-
-
-def load_volume_h5(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """``image`` and ``label`` of an HDF5 volume; a missing or damaged file raises one line naming it."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as file:
-            return file["image"][()], file["label"][()]
-    except Exception as error:  # h5py raises OSError, KeyError, ...; the user needs the file name
-        raise ValueError(f"cannot read HDF5 file {path}: {type(error).__name__}: {error} "
-                         f"(expected datasets 'image' and 'label'; re-run the prepare script with --force)") from None
-
-
-def already_prepared(name: str, out_dir: Path, force: bool) -> bool:
-    """True (and says so) when ``out_dir`` holds a finished preparation and ``force`` is off."""
-    if (out_dir / MANIFEST).is_file() and not force:
-        print(f"{name}: already prepared in {out_dir} (force=True or --force rebuilds it)")
-        return True
-    return False
-
-
-def start_writing(out_dir: Path, folders: Sequence[str]) -> None:
-    """Create ``folders`` in ``out_dir`` and drop any old manifest, so that a rebuild which
-    stops half way is not mistaken for a finished one."""
-    for folder in folders:
-        (out_dir / folder).mkdir(parents=True, exist_ok=True)
-    (out_dir / MANIFEST).unlink(missing_ok=True)
-
-
-def write_manifest(out_dir: Path, manifest: dict) -> None:
-    manifest = {**manifest, "created": datetime.now().isoformat(timespec="seconds")}
-    write_text(out_dir / MANIFEST, json.dumps(manifest, indent=1) + "\n")
-
-
-def read_manifest(folder: Path, name: str, class_names: Sequence[str], prepare_hint: str) -> dict:
-    """The manifest of a finished preparation of ``name``, or one line saying how to make one."""
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise FileNotFoundError(f"{folder} has no {MANIFEST}, so it is not a finished {name} preparation: "
-                                f"run `{prepare_hint} --force`")
-    manifest = json.loads(path.read_text())
-    if manifest.get("dataset") != name or manifest.get("class_names") != list(class_names):
-        raise ValueError(f"{path} describes dataset {manifest.get('dataset')!r} with classes "
-                         f"{manifest.get('class_names')}, expected {name!r} with {list(class_names)}: "
-                         f"run `{prepare_hint} --force`")
-    return manifest
 
 
 # --- Preparation ----------------------------------------------------------------------------
@@ -180,17 +104,10 @@ def _choose_cases(found: dict[str, tuple[Path, Path]], cases: Iterable[str] | No
 
 def _read_case(image_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray]:
     """A raw case as TransUNet stores it: image [D,H,W] float32 in [0,1], label [D,H,W] uint8 classes."""
-    image, _ = read_nifti(image_path)
-    label, _ = read_nifti(label_path)
-    if image.ndim != 3 or image.shape != label.shape:
-        raise ValueError(f"{image_path.name} is {image.shape} and {label_path.name} is {label.shape}; "
-                         f"expected two 3-D volumes on the same grid")
-    check_finite(image, str(image_path))
-    check_labels(label, len(LABEL_MAP), str(label_path))
+    image, label = read_labelled_volume(image_path, label_path, len(LABEL_MAP))
     low, high = HU_WINDOW
     image = (np.clip(image.astype(np.float32), low, high) - low) / (high - low)
-    return (np.transpose(image, (2, 0, 1)),
-            LABEL_MAP[np.transpose(label, (2, 0, 1)).astype(np.int64)])
+    return image, LABEL_MAP[label.astype(np.int64)]
 
 
 def prepare(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, force: bool = False,
@@ -215,18 +132,16 @@ def prepare(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, force: bool 
             save_volume_h5(out_dir / "test_vol_h5" / f"{case}.npy.h5", image, label)
         else:
             for z in range(image.shape[0]):
-                with atomic_path(out_dir / "train_npz" / f"{case}_slice{z:03d}.npz") as temporary, \
-                        open(temporary, "wb") as file:
-                    np.savez_compressed(file, image=image[z], label=label[z])
+                save_npz({"image": image[z], "label": label[z]}, out_dir / "train_npz" / f"{case}_slice{z:03d}.npz")
         num_slices[case] = image.shape[0]
         print(f"synapse: {case}: {image.shape[0]} slices -> {'test_vol_h5' if case in TEST_CASES else 'train_npz'}")
 
     splits = {"train": [c for c in chosen if c in TRAIN_CASES and c not in VAL_CASES],
               "val": [c for c in chosen if c in VAL_CASES],
               "test": [c for c in chosen if c in TEST_CASES]}
-    write_text(out_dir / "lists" / "train.txt",
-               "".join(f"{c}_slice{z:03d}\n" for c in splits["train"] + splits["val"] for z in range(num_slices[c])))
-    write_text(out_dir / "lists" / "test_vol.txt", "".join(f"{c}\n" for c in splits["test"]))
+    save_text("".join(f"{c}_slice{z:03d}\n" for c in splits["train"] + splits["val"] for z in range(num_slices[c])),
+              out_dir / "lists" / "train.txt")
+    save_text("".join(f"{c}\n" for c in splits["test"]), out_dir / "lists" / "test_vol.txt")
     write_manifest(out_dir, {
         "dataset": "synapse", "source": SOURCE_URL, "raw_dir": str(raw_dir.resolve()),
         "class_names": list(CLASS_NAMES), "label_map": {raw: int(LABEL_MAP[raw]) for raw in RAW_LABELS},
@@ -262,12 +177,8 @@ def load_synapse(split: str, augment: bool = False, root: str | os.PathLike | No
     ``num_train_subjects`` keeps that many whole training cases, chosen by ``split_seed``
     (the train/val/test split itself is fixed).
     """
-    hint = f"python data_scripts/prepare_synapse.py --raw <RawData folder> --out {root or data_root() / 'synapse'}"
-    folder = prepared_dir("synapse", root, hint)
-    manifest = read_manifest(folder, "synapse", CLASS_NAMES, hint)
-    cases = manifest["splits"][split]
-    if split == "train":
-        cases = pick_subjects(cases, num_train_subjects, split_seed)
+    folder, manifest = open_prepared("synapse", root, CLASS_NAMES, PREPARE_COMMAND)
+    cases = split_subjects(manifest, split, num_train_subjects, split_seed)
 
     def volumes():
         for case in cases:

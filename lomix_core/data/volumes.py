@@ -25,17 +25,23 @@ def data_root() -> Path:
     return Path(os.environ.get(DATA_ROOT_ENV, "data"))
 
 
-def prepared_dir(name: str, root: str | os.PathLike | None, prepare_hint: str) -> Path:
-    """The folder of prepared dataset ``name``, or a one-line error saying how to prepare it.
+def dataset_folder(name: str, root: str | os.PathLike | None) -> Path:
+    """Where dataset ``name`` lives: ``root``, or ``data_root() / name`` when None."""
+    return Path(root) if root is not None else data_root() / name
 
-    ``root=None`` means ``data_root() / name``.
+
+def prepared_dir(name: str, root: str | os.PathLike | None, how_to_get: str) -> Path:
+    """The folder of dataset ``name``, or a one-line error that ends with ``how_to_get``.
+
+    ``how_to_get`` is the whole advice, such as "prepare it with `python data_scripts/...`",
+    since a prepared benchmark and a folder the user brings are made in different ways.
     """
-    folder = Path(root) if root is not None else data_root() / name
+    folder = dataset_folder(name, root)
     if not folder.is_dir():
-        raise FileNotFoundError(f"dataset {name!r} not found at {folder}: prepare it with `{prepare_hint}` "
+        raise FileNotFoundError(f"dataset {name!r} not found at {folder}: {how_to_get}, "
                                 f"or pass root=<folder> (or set ${DATA_ROOT_ENV})")
     if not any(folder.iterdir()):
-        raise FileNotFoundError(f"dataset {name!r} folder {folder} is empty: prepare it with `{prepare_hint}`")
+        raise FileNotFoundError(f"dataset {name!r} folder {folder} is empty: {how_to_get}")
     return folder
 
 
@@ -75,6 +81,23 @@ def check_finite(image: np.ndarray, where: str) -> None:
     if not np.isfinite(image).all():
         raise ValueError(f"{where}: image holds {int((~np.isfinite(image)).sum())} NaN or inf values; "
                          f"expected finite intensities")
+
+
+def read_labelled_volume(image_path: Path, label_path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """A checked 3-D image and label, slices first as TransUNet stores them: NIfTI ``[x, y, z]``
+    becomes ``[z, x, y]``, so slice k is the k-th axial plane with rows along x; nothing is resampled.
+
+    Two grids that differ, a NaN or inf in the image, or a label outside ``[0, num_classes)``
+    raise one line naming the file.
+    """
+    image, _ = read_nifti(image_path)
+    label, _ = read_nifti(label_path)
+    if image.ndim != 3 or image.shape != label.shape:
+        raise ValueError(f"{image_path.name} is {image.shape} and {label_path.name} is {label.shape}; "
+                         f"expected two 3-D volumes on the same grid")
+    check_finite(image, str(image_path))
+    check_labels(label, num_classes, str(label_path))
+    return np.transpose(image, (2, 0, 1)), np.transpose(label, (2, 0, 1))
 
 
 def resize_slices(stack: np.ndarray | torch.Tensor, size: int | tuple[int, int], label: bool) -> torch.Tensor:
