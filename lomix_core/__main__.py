@@ -7,7 +7,7 @@ import sys
 
 from . import data, models, profiles, supervision
 from .evaluate import CONVENTION, evaluate, mean_dice, mean_hd95, per_class
-from .train import TrainConfig, train
+from .train import ResumeError, TrainConfig, train
 
 
 def _train(args) -> int:
@@ -17,7 +17,11 @@ def _train(args) -> int:
                          weight_decay=args.weight_decay, seed=args.seed, device=args.device, amp=args.amp,
                          data_kwargs=json.loads(args.data_kwargs), model_kwargs=_model_kwargs(args),
                          out_dir=args.out_dir, run_name=args.run_name)
-    run = train(config)
+    try:
+        run = train(config, resume=args.resume)
+    except ResumeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     metrics = run.record["metrics"]
     print(f"{config.name}: best epoch {metrics['best_epoch']}, val Dice {metrics['val_dice']:.4f}, "
           f"test Dice {metrics['test_dice']:.4f} -> {run.run_dir}")
@@ -86,6 +90,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=None, metavar="PATH", help="encoder weights from a local timm state_dict")
     p.add_argument("--out-dir", default=defaults.out_dir)
     p.add_argument("--run-name", default=None)
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the run folder's last.pt if there is one (same settings required); "
+                        "a finished run is scored again, not retrained")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="score a saved checkpoint on a split")

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 
 import torch
 
+from . import data, models
+from .benchmark import step_times
 from .train import TrainConfig
 
 PROFILES = ("smoke", "cpu", "full", "auto")
 
 
 def resolve(profile: str) -> str:
-    if profile not in PROFILES:
+    if not isinstance(profile, str) or profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES}")
     if profile == "auto":
         return "full" if torch.cuda.is_available() else "cpu"
@@ -37,6 +40,7 @@ _PHANTOM = {
 def data_kwargs(profile: str, dataset: str) -> dict:
     """Keyword arguments for ``lx.data.load(dataset, ...)`` under ``profile``."""
     profile = resolve(profile)
+    _check_dataset(dataset)
     return {"size": _SIZE[profile], **(_PHANTOM[profile] if dataset == "synthetic" else {})}
 
 
@@ -60,6 +64,11 @@ def comparison(profile: str, dataset: str = "brain_aal", model: str | None = Non
     ``model=None`` keeps the profile's network (``unet_small``, or ``pvt_v2_b2_emcad`` on full).
     """
     profile = resolve(profile)
+    _check_dataset(dataset)
+    if model is not None and model not in models.available():
+        raise ValueError(f"unknown model {model!r}; expected one of {models.available()} (or None for the "
+                         f"profile's network)")
+    _check_fields(overrides)
     settings, seeds = copy.deepcopy(_COMPARISON[profile])  # configs must not share the tables' dicts
     settings |= _DATASET_BUDGET.get((dataset, profile), {})
     config = TrainConfig(**settings, dataset=dataset, data_kwargs=data_kwargs(profile, dataset), track_test=True,
@@ -80,6 +89,7 @@ _DEMO = {
 def demo(profile: str, **overrides) -> TrainConfig:
     """A short LoMix training run for looking at real multi-scale logits."""
     profile = resolve(profile)
+    _check_fields(overrides)
     settings = {**copy.deepcopy(_DEMO[profile]), "data_kwargs": data_kwargs(profile, "synthetic"), "supervision": "lomix",
                 "progress": profile != "smoke"}
     return TrainConfig(**{**settings, **overrides})
@@ -95,4 +105,22 @@ _BENCHMARK = {
 
 def benchmark(profile: str, **overrides) -> dict:
     """Keyword arguments for :func:`lomix_core.benchmark.step_times` under ``profile``."""
-    return {**_BENCHMARK[resolve(profile)], **overrides}
+    settings = _BENCHMARK[resolve(profile)]
+    options = sorted(inspect.signature(step_times).parameters)
+    unknown = sorted(set(overrides) - set(options))
+    if unknown:
+        raise ValueError(f"unknown benchmark settings {unknown}; expected some of {options}")
+    return {**settings, **overrides}
+
+
+def _check_dataset(dataset: str) -> None:
+    if not isinstance(dataset, str) or dataset not in data.available():
+        raise ValueError(f"unknown dataset {dataset!r}; expected one of {data.available()}")
+
+
+def _check_fields(overrides: dict) -> None:
+    """One line on a keyword that is not a TrainConfig field, listing the fields."""
+    fields = sorted(f.name for f in dataclasses.fields(TrainConfig))
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown TrainConfig fields {unknown}; expected some of {fields}")

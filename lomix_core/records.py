@@ -2,11 +2,13 @@
 
 Each writer writes to a temporary file in the target's folder and then renames it over the
 target; a rename within one file system is atomic, so readers see the old file or the new one.
+:func:`git_state` names the source a record was written by.
 """
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any, Callable
@@ -59,3 +61,21 @@ def save_npz(arrays: dict[str, np.ndarray], path: str | Path) -> Path:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
     return atomic_write(path, write)
+
+
+def git_state(folder: str | Path) -> tuple[str | None, bool | None]:
+    """The commit checked out at ``folder`` and whether the checkout has uncommitted changes
+    (untracked files included); ``(None, None)`` when ``folder`` holds no tracked files or git
+    is missing, so a record can always be written."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, check=True,
+                              timeout=30).stdout.strip()
+
+    try:
+        # Tracked files, not just an enclosing repository: an installed copy may sit in some
+        # other project's checkout (its virtual environment), whose commit says nothing about it.
+        if not git("ls-files", "--", "."):
+            return None, None
+        return git("rev-parse", "HEAD"), bool(git("status", "--porcelain"))
+    except (OSError, subprocess.SubprocessError):
+        return None, None

@@ -105,17 +105,23 @@ class UncertaintyWeighting(nn.Module):
 WEIGHTINGS = ("softplus", "equal", "softmax", "uncertainty")
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def make_weighting(weighting: str | Sequence[float], num_maps: int) -> nn.Module:
     if isinstance(weighting, str):
         if weighting == "equal":
             return FixedWeighting([1.0] * num_maps)
         learned = {"softplus": SoftplusWeighting, "softmax": SoftmaxWeighting, "uncertainty": UncertaintyWeighting}
         if weighting not in learned:
-            raise ValueError(f"unknown weighting {weighting!r}; expected one of {WEIGHTINGS} or a list of {num_maps} floats")
+            raise ValueError(f"unknown weighting {weighting!r}; expected one of {WEIGHTINGS}, 'nnunet' (with "
+                             f"supervision='nnunet') or a list of {num_maps} floats")
         return learned[weighting](num_maps)
     weights = list(weighting)
     if len(weights) != num_maps:
-        raise ValueError(f"weighting lists {len(weights)} weights but the preset supervises {num_maps} maps")
+        raise ValueError(f"weighting lists {len(weights)} weights but the preset supervises {num_maps} maps; "
+                         f"expected {num_maps} floats")
     return FixedWeighting(weights)
 
 
@@ -158,10 +164,13 @@ class LoMixLoss(nn.Module):
                  operators: Sequence[str] | None = None, weighting: str | Sequence[float] | None = None,
                  ce_weight: float = 0.3, dice_weight: float = 0.7, check_values: bool = True):
         super().__init__()
-        if supervision not in PRESETS:
-            raise ValueError(f"unknown supervision {supervision!r}; expected one of {tuple(PRESETS)}")
-        if num_maps < 1 or num_classes < 2:
-            raise ValueError(f"need num_maps >= 1 and num_classes >= 2, got {num_maps} and {num_classes}")
+        if not isinstance(supervision, str) or supervision not in PRESETS:
+            raise ValueError(f"unknown supervision preset {supervision!r}; expected one of {tuple(PRESETS)}")
+        if not (_is_int(num_maps) and _is_int(num_classes)) or num_maps < 1 or num_classes < 2:
+            raise ValueError(f"need integers num_maps >= 1 (the model's num_maps) and num_classes >= 2, "
+                             f"got {num_maps!r} and {num_classes!r}")
+        if isinstance(operators, str):
+            raise TypeError(f"operators must be a list such as [{operators!r}], got the string {operators!r}")
         all_originals, default_ops, default_weighting = PRESETS[supervision]
         self.num_maps, self.num_classes, self.supervision = num_maps, num_classes, supervision
         self.ce_weight, self.dice_weight, self.check_values = ce_weight, dice_weight, check_values
@@ -195,8 +204,14 @@ class LoMixLoss(nn.Module):
     def _sources(self, logits: Sequence[torch.Tensor]) -> torch.Tensor:
         """The stack the loss reads: every map when mutants are built, else the supervised ones."""
         logits = self._check_logits(logits)
-        used = range(self.num_maps) if self.mutant_generator is not None else self.original_indices
-        return torch.stack([logits[i] for i in used])
+        # Half precision goes up to fp32 here: under fp16 autocast a product of four maps overflows
+        # once |logit| > 16 (16^4 > 65504), and the losses are accumulated in fp32 anyway.
+        sources = torch.stack([logits[i] for i in self._source_indices])
+        return sources.to(torch.promote_types(sources.dtype, torch.float32))
+
+    @property
+    def _source_indices(self) -> list[int]:
+        return list(range(self.num_maps)) if self.mutant_generator is not None else self.original_indices
 
     def _supervised_groups(self, sources: torch.Tensor) -> list[torch.Tensor]:
         """The supervised maps in :attr:`map_names` order, as a few stacked groups: the decoder
@@ -231,7 +246,8 @@ class LoMixLoss(nn.Module):
                             f"got a single tensor of shape {tuple(logits.shape)}")
         logits = list(logits)
         if len(logits) != self.num_maps:
-            raise ValueError(f"expected {self.num_maps} logits maps (coarse → fine), got {len(logits)}")
+            raise ValueError(f"got {len(logits)} logits maps, expected {self.num_maps} logits maps (num_maps="
+                             f"{self.num_maps}, coarse → fine): build the loss with num_maps=model.num_maps")
         first = logits[0]
         for i, m in enumerate(logits):
             if not isinstance(m, torch.Tensor) or m.dim() != 4:
@@ -261,6 +277,14 @@ class LoMixLoss(nn.Module):
                              ~torch.isfinite(sources).all()]).tolist()
         if flags[0] or flags[1]:
             lo, hi = int(target.min()), int(target.max())
-            raise ValueError(f"target values must be in [0, {self.num_classes}), found min {lo} and max {hi}")
+            raise ValueError(f"target values must be in [0, {self.num_classes}) for num_classes={self.num_classes}, "
+                             f"found min {lo} and max {hi}")
         if flags[2]:
-            raise ValueError("logits contain NaN or inf; check the learning rate, the inputs, or use AMP with a GradScaler")
+            # The error path only: find which map, for a message that says where to look.
+            names = original_names(self.num_maps)
+            bad = [(names[i], m) for i, m in zip(self._source_indices, sources) if not torch.isfinite(m).all()]
+            name, first = bad[0]
+            where = f"{name} has {int(first.isnan().sum())} NaN and {int(first.isinf().sum())} inf" + (
+                f", and {len(bad) - 1} more maps have some" if len(bad) > 1 else "")
+            raise ValueError(f"logits hold NaN or inf values ({where}); expected finite logits: check the inputs "
+                             f"and the learning rate, or use AMP with a GradScaler")

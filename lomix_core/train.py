@@ -4,6 +4,11 @@
 reloads the checkpoint with the best **validation** Dice, scores it on the test split and
 writes the run record under ``outputs/``. :func:`fit` is the loop itself.
 
+A run can be resumed: at the end of every epoch :func:`fit` writes ``last.pt``, which holds
+everything the next epoch depends on (weights, optimiser, RNG states, history), and
+``train(config, resume=True)`` continues from it. An interrupted epoch is replayed from its
+start, so on the same device a resumed run ends bit-identical to an uninterrupted one.
+
 Two defects of the official code are fixed here: the model is selected on a validation split
 (the official code picks the checkpoint with the best *test* Dice), and the model goes back to
 train mode after each validation (the official code leaves it in eval mode from the first
@@ -13,6 +18,7 @@ training).
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import platform
 import random
 import time
@@ -29,7 +35,7 @@ from tqdm.auto import tqdm
 
 from . import data, models
 from .evaluate import CONVENTION, evaluate, mean_dice, mean_hd95, per_class
-from .records import save_csv, save_json, save_torch
+from .records import git_state, save_csv, save_json, save_torch
 from .report import cpu_name
 from .supervision import LoMixLoss
 
@@ -78,6 +84,15 @@ class TrainConfig:
         return self.run_name or f"{self.dataset}-{self.model}-{self.supervision}-seed{self.seed}"
 
 
+# Settings a resumed run may change: where the run folder lies and whether a progress bar shows.
+# Any other difference would make the resumed run a different experiment.
+RESUMABLE_CHANGES = ("out_dir", "progress")
+
+
+class ResumeError(ValueError):
+    """``last.pt`` was written by a run with a different config."""
+
+
 @dataclass
 class Run:
     """What :func:`train` returns: the selected model and loss module, and the run's records."""
@@ -106,12 +121,16 @@ def seed_everything(seed: int) -> None:
 
 def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_set: data.SliceDataset,
         config: TrainConfig, checkpoint_path: Path | None = None,
-        test_set: data.SliceDataset | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        test_set: data.SliceDataset | None = None, last_path: Path | None = None,
+        resume: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train ``model`` with ``loss_fn``; validate each epoch; keep the best-validation weights.
 
     Returns the per-step history and the per-epoch table. On return, ``model`` and ``loss_fn``
     hold the state of the best validation epoch. A ``test_set`` is only scored and reported
     per epoch (``test_dice`` column), never used to select.
+
+    ``last_path`` receives the full training state at the end of every epoch; with ``resume``,
+    training continues from it when it exists (a finished run trains no further epoch).
     """
     device = next(model.parameters()).device
     use_amp = config.amp and device.type == "cuda"
@@ -120,18 +139,39 @@ def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_
     # The loss's learnable weights and fusion convs train in the same AdamW group as the network.
     optimizer = torch.optim.AdamW(list(model.parameters()) + list(loss_fn.parameters()),
                                   lr=config.lr, weight_decay=config.weight_decay)
+    # The sampler draws each epoch's order from this generator alone, so its saved state lets a
+    # resumed run draw the same orders as an uninterrupted one.
     loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=len(train_set) > config.batch_size,
                         generator=torch.Generator().manual_seed(config.seed))
     steps_per_epoch = min(len(loader), config.max_steps_per_epoch or len(loader))
 
+    # Per finished epoch: the step losses [S], the step map weights [S, M] (CPU) and a table row.
     step_losses, step_weights, epoch_rows = [], [], []
-    best_dice, best_state = -1.0, None
-    progress = tqdm(total=config.epochs * steps_per_epoch, disable=not config.progress, desc=config.name)
-    for epoch in range(1, config.epochs + 1):
+    best_dice, best_state, first_epoch = -1.0, None, 1
+    if resume and last_path is not None and last_path.exists():
+        last = _load_last(last_path, config)
+        model.load_state_dict(last["model"])
+        loss_fn.load_state_dict(last["loss_fn"])
+        optimizer.load_state_dict(last["optimizer"])
+        scaler.load_state_dict(last["scaler"])
+        _set_rng_states(last["rng"], loader.generator)
+        step_losses, step_weights, epoch_rows = last["step_losses"], last["step_weights"], last["epochs"]
+        best_state, first_epoch = last["best"], last["epoch"] + 1
+        best_dice = best_state["val_dice"]
+        if checkpoint_path is not None:
+            # A kill between the two writes below can leave best.pt one epoch ahead of last.pt,
+            # and on a GPU the replayed epoch need not come out best again: make them agree.
+            save_torch(best_state, checkpoint_path)
+    # Wall time since training began, counted across resumptions (an interrupted epoch's lost
+    # work is not counted; its replay is).
+    began = time.perf_counter() - (epoch_rows[-1]["elapsed_s"] if epoch_rows else 0.0)
+    progress = tqdm(total=config.epochs * steps_per_epoch, initial=(first_epoch - 1) * steps_per_epoch,
+                    disable=not config.progress, desc=config.name)
+    for epoch in range(first_epoch, config.epochs + 1):
         frozen = config.official_eval_mode_bug and epoch > 1
         model.train(not frozen)
         loss_fn.train()
-        start, epoch_losses = time.perf_counter(), []
+        start, epoch_losses, epoch_weights = time.perf_counter(), [], []
         for step, (images, labels) in enumerate(loader):
             if step == steps_per_epoch:
                 break
@@ -144,10 +184,10 @@ def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_
             scaler.update()
             # Kept on the device: reading them back every step would sync the GPU.
             epoch_losses.append(loss.detach())
-            step_weights.append(loss_fn.weighting.weights().detach())
+            epoch_weights.append(loss_fn.weighting.weights().detach())
             progress.update()
-        epoch_losses = torch.stack(epoch_losses).float().cpu()
-        step_losses.append(epoch_losses)
+        step_losses.append(torch.stack(epoch_losses).float().cpu())
+        step_weights.append(torch.stack(epoch_weights).float().cpu())
         train_time = time.perf_counter() - start
 
         # Selection needs Dice only; HD95's distance transforms are kept for the final test.
@@ -159,30 +199,69 @@ def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_
                           "val_dice": val_dice, "config": dataclasses.asdict(config)}
             if checkpoint_path is not None:
                 save_torch(best_state, checkpoint_path)
-        epoch_rows.append({"epoch": epoch, "train_loss": float(epoch_losses.mean()), "val_dice": val_dice,
+        epoch_rows.append({"epoch": epoch, "train_loss": float(step_losses[-1].mean()), "val_dice": val_dice,
                            "best": is_best, "train_time_s": train_time})
         if test_set is not None:
             epoch_rows[-1]["test_dice"] = mean_dice(evaluate(model, test_set, amp=use_amp, with_hd95=False))
-        progress.set_postfix(loss=f"{float(epoch_losses[-1]):.3f}", val_dice=f"{val_dice:.3f}")
+        epoch_rows[-1]["elapsed_s"] = time.perf_counter() - began
+        if last_path is not None:
+            save_torch({"epoch": epoch, "config": dataclasses.asdict(config), "model": model.state_dict(),
+                        "loss_fn": loss_fn.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scaler": scaler.state_dict(), "rng": _rng_states(loader.generator), "best": best_state,
+                        "step_losses": step_losses, "step_weights": step_weights, "epochs": epoch_rows}, last_path)
+        progress.set_postfix(loss=f"{float(step_losses[-1][-1]):.3f}", val_dice=f"{val_dice:.3f}")
     progress.close()
 
     model.load_state_dict(best_state["model"])
     loss_fn.load_state_dict(best_state["loss_fn"])
     losses = torch.cat(step_losses)
-    history = pd.DataFrame(torch.stack(step_weights).float().cpu().numpy(),
-                           columns=[f"w:{n}" for n in loss_fn.map_names])
+    history = pd.DataFrame(torch.cat(step_weights).numpy(), columns=[f"w:{n}" for n in loss_fn.map_names])
     history.insert(0, "loss", losses.numpy())
     history.insert(0, "epoch", np.repeat(np.arange(1, config.epochs + 1), [len(x) for x in step_losses]))
     history.insert(0, "step", np.arange(1, len(losses) + 1))
     return history, pd.DataFrame(epoch_rows)
 
 
+def _load_last(path: Path, config: TrainConfig) -> dict[str, Any]:
+    """The training state in ``path``, if a run with ``config`` wrote it; else :class:`ResumeError`."""
+    last = torch.load(path, map_location="cpu", weights_only=False)
+    wanted = dataclasses.asdict(config)
+    differ = [f"{k}={wanted[k]!r} (saved {last['config'].get(k)!r})" for k in wanted
+              if k not in RESUMABLE_CHANGES and last["config"].get(k) != wanted[k]]
+    if differ:
+        raise ResumeError(f"cannot resume {path}: it was written with a different config: {', '.join(differ)}")
+    return last
+
+
+def _rng_states(loader_generator: torch.Generator) -> dict[str, Any]:
+    # Augmentation and dropout draw from torch's global RNG, the shuffle from the loader's own;
+    # numpy's and Python's are saved too so that no code path can make a resumed run diverge.
+    return {"torch": torch.get_rng_state(), "loader": loader_generator.get_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def _set_rng_states(states: dict[str, Any], loader_generator: torch.Generator) -> None:
+    torch.set_rng_state(states["torch"])
+    loader_generator.set_state(states["loader"])
+    if states["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+
+
 def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
-def train(config: TrainConfig) -> Run:
-    """Build everything from ``config``, fit, select on validation, test once, save the record."""
+def train(config: TrainConfig, resume: bool = False) -> Run:
+    """Build everything from ``config``, fit, select on validation, test once, save the record.
+
+    With ``resume``, a run whose folder holds a ``last.pt`` continues from it (its config must
+    match, else :class:`ResumeError`). A finished run then trains nothing: its best weights are
+    scored on the test split again and the same records rewritten. Without ``last.pt`` the run
+    starts fresh.
+    """
     seed_everything(config.seed)
     device = resolve_device(config.device)
     train_set = data.load(config.dataset, split="train", augment=config.augment, **config.data_kwargs)
@@ -193,10 +272,9 @@ def train(config: TrainConfig) -> Run:
                         operators=config.operators, weighting=config.weighting).to(device)
 
     run_dir = Path(config.out_dir) / config.name
-    start = time.perf_counter()
     history, epochs = fit(model, loss_fn, train_set, val_set, config, checkpoint_path=run_dir / "best.pt",
-                          test_set=test_set if config.track_test else None)
-    train_time = time.perf_counter() - start
+                          test_set=test_set if config.track_test else None, last_path=run_dir / "last.pt",
+                          resume=resume)
     test = evaluate(model, test_set, amp=config.amp)  # evaluate uses autocast on CUDA only
 
     best = epochs.loc[epochs["best"]].iloc[-1]
@@ -208,18 +286,29 @@ def train(config: TrainConfig) -> Run:
             "test_dice_per_class": per_class(test)["dice"].to_dict(),
             "test_hd95_per_class": per_class(test)["hd95"].to_dict(),
             "test_dice_if_selected_on_test": float(epochs["test_dice"].max()) if config.track_test else None,
-            "train_time_s": train_time, "steps": len(history),
+            "train_time_s": float(epochs["elapsed_s"].iloc[-1]), "steps": len(history),
             "num_supervised_maps": loss_fn.num_supervised,
             "model_parameters": sum(p.numel() for p in model.parameters()),
             "loss_parameters": sum(p.numel() for p in loss_fn.parameters()),
         },
         "map_weights_at_best_epoch": loss_fn.map_weights(),
         "evaluation": CONVENTION,
-        "environment": {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
-                        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()},
+        "environment": environment(device),
     }
     save_json(record, run_dir / "record.json")
     save_csv(history, run_dir / "history.csv")
     save_csv(epochs, run_dir / "epochs.csv")
     save_csv(test, run_dir / "test.csv")
     return Run(config, model, loss_fn, history, epochs, test, record, run_dir)
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """What a run's numbers depend on besides its config: library versions, the kit's source
+    (git commit, and whether the checkout had uncommitted changes) and the hardware."""
+    from . import __version__  # imported here: the package sets it after importing this module
+
+    commit, dirty = git_state(Path(__file__).parent)
+    return {"lomix_core": __version__, "git_commit": commit, "git_dirty": dirty,
+            "python": platform.python_version(), "torch": torch.__version__, "timm": importlib.metadata.version("timm"),
+            "numpy": np.__version__, "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()}

@@ -26,6 +26,18 @@ def test_train_then_evaluate(tmp_path, capsys):
     assert "mean Dice (val):" in out and "aorta" in out
 
 
+def test_train_resume(tmp_path, capsys):
+    args = ["train", "--supervision", "mutation", "--out-dir", str(tmp_path), "--run-name", "cli", "--resume", *TINY]
+    assert main(args) == 0  # no last.pt yet: a fresh run
+    last = tmp_path / "cli" / "last.pt"
+    written = last.stat().st_mtime_ns
+    assert main(args) == 0 and last.stat().st_mtime_ns == written  # finished: scored again, not retrained
+    capsys.readouterr()
+    assert main([*args, "--lr", "0.5"]) == 2
+    assert capsys.readouterr().err == (f"error: cannot resume {last}: it was written with a different config: "
+                                       f"lr=0.5 (saved 0.0001)\n")
+
+
 def test_bad_choice_is_rejected(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--supervision", "lomixx"])

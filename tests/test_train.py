@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import lomix_core as lx
+from lomix_core.records import git_state
 from lomix_core.train import fit
 
 TINY_DATA = dict(num_subjects=6, num_slices=8, size=32, num_val=1, num_test=1)
@@ -63,6 +64,23 @@ def test_run_record_is_written_and_model_is_selected_on_validation(lomix_run):
     assert lx.mean_dice(lx.evaluate(lomix_run.model, val)) == pytest.approx(epochs["val_dice"][best])
     checkpoint = torch.load(run_dir / "best.pt", weights_only=False)
     assert checkpoint["epoch"] == record["metrics"]["best_epoch"]
+    assert torch.load(run_dir / "last.pt", weights_only=False)["epoch"] == 3
+
+
+def test_run_record_names_its_environment_and_source(lomix_run):
+    environment = json.loads((lomix_run.run_dir / "record.json").read_text())["environment"]
+    assert environment["lomix_core"] == lx.__version__ and environment["torch"] == torch.__version__
+    for key in ("python", "numpy", "timm", "device", "device_name"):
+        assert environment[key], key
+    if environment["git_commit"] is None:  # the kit is not a git checkout here
+        assert environment["git_dirty"] is None
+    else:
+        assert len(environment["git_commit"]) == 40 and isinstance(environment["git_dirty"], bool)
+
+
+def test_git_state_of_a_folder_outside_any_checkout_is_none(tmp_path):
+    assert git_state(tmp_path) == (None, None)
+    assert git_state(tmp_path / "missing") == (None, None)
 
 
 @pytest.mark.parametrize("official_bug", [False, True])
@@ -100,10 +118,24 @@ def test_every_preset_trains(tmp_path):
 
 
 def test_same_seed_same_result(tmp_path):
-    a = lx.train(tiny_config(tmp_path / "a", supervision="mutation", epochs=1, max_steps_per_epoch=3))
-    b = lx.train(tiny_config(tmp_path / "b", supervision="mutation", epochs=1, max_steps_per_epoch=3))
-    assert a.history["loss"].tolist() == b.history["loss"].tolist()
-    assert a.test["dice"].tolist() == b.test["dice"].tolist()
+    a = lx.train(tiny_config(tmp_path / "a", supervision="mutation", epochs=2, max_steps_per_epoch=2))
+    b = lx.train(tiny_config(tmp_path / "b", supervision="mutation", epochs=2, max_steps_per_epoch=2))
+    assert_same_run(a, b)
+
+
+def assert_same_run(a: lx.Run, b: lx.Run):
+    """Bit-identical selected weights and records; only the timings may differ."""
+    for module_a, module_b in [(a.model, b.model), (a.loss_fn, b.loss_fn)]:
+        state_a, state_b = module_a.state_dict(), module_b.state_dict()
+        assert state_a.keys() == state_b.keys()
+        for key in state_a:
+            assert torch.equal(state_a[key], state_b[key]), key
+    timings = ["train_time_s", "elapsed_s"]
+    pd.testing.assert_frame_equal(a.history, b.history)
+    pd.testing.assert_frame_equal(a.epochs.drop(columns=timings), b.epochs.drop(columns=timings))
+    pd.testing.assert_frame_equal(a.test, b.test)
+    assert {**a.record["metrics"], "train_time_s": 0} == {**b.record["metrics"], "train_time_s": 0}
+    assert a.record["map_weights_at_best_epoch"] == b.record["map_weights_at_best_epoch"]
 
 
 @pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", 0), ("lr", 0.0), ("max_steps_per_epoch", 0)])

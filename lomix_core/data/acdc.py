@@ -47,7 +47,7 @@ from .prepared import (already_prepared, load_volume_h5, open_prepared, save_vol
                        start_writing, write_manifest)
 from .registry import register
 from .slices import SliceDataset
-from .volumes import check_labels, read_labelled_volume, stack_subjects
+from .volumes import check_volume, read_labelled_volume, stack_subjects
 
 SOURCE_URL = "https://www.creatis.insa-lyon.fr/Challenge/acdc/"
 DOWNLOAD = (f"download the ACDC database from {SOURCE_URL} (Human Heart Project platform; research use, "
@@ -166,8 +166,9 @@ def load_acdc(split: str, augment: bool = False, root: str | os.PathLike | None 
         for patient in patients:
             for phase in PHASES:
                 subject = f"{patient}_{phase}"
-                image, label = load_volume_h5(folder / "volumes" / f"{subject}.h5")
-                check_labels(label, len(CLASS_NAMES), f"acdc/{subject}")
+                path = folder / "volumes" / f"{subject}.h5"
+                image, label = load_volume_h5(path)
+                check_volume(image, label, len(CLASS_NAMES), str(path))
                 yield subject, image, label
 
     return stack_subjects(volumes(), size, CLASS_NAMES, "acdc", split, augment)

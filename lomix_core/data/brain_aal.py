@@ -65,7 +65,7 @@ import torch
 
 from ..records import save_npz
 from .registry import register
-from .volumes import pick_subjects, stack_subjects
+from .volumes import one_line, pick_subjects, stack_subjects
 
 CLASS_REGIONS: dict[str, tuple[str, ...]] = {
     "frontal": ("Precentral", "Frontal_", "Rolandic_Oper", "Supp_Motor_Area", "Olfactory", "Rectus",
@@ -160,7 +160,7 @@ def _nifti_from_bytes(blob: bytes, name: str) -> np.ndarray:
     try:
         return np.asarray(nib.Nifti1Image.from_bytes(_gunzip(blob)).dataobj)
     except Exception as error:
-        raise ValueError(f"cannot read {name}: {type(error).__name__}: {error} (expected a NIfTI-1 volume)") from None
+        raise ValueError(f"cannot read {name}: {type(error).__name__}: {one_line(error)} (expected a NIfTI-1 volume)") from None
 
 
 def _gunzip(blob: bytes) -> bytes:
@@ -252,7 +252,7 @@ def _arrays(path: str) -> dict[str, np.ndarray]:
         with np.load(file) as archive:
             return {key: archive[key] for key in ("image", "label", "slab", "z")}
     except Exception as error:
-        raise ValueError(f"cannot read {file}: {type(error).__name__}: {error}; rebuild it with "
+        raise ValueError(f"cannot read {file}: {type(error).__name__}: {one_line(error)}; rebuild it with "
                          f"`python data_scripts/build_brain_aal.py --force`") from None
 
 

@@ -22,7 +22,7 @@ from PIL import Image
 from ..records import save_npz
 from .prepared import start_writing, write_manifest
 from .slices import SliceDataset
-from .volumes import check_labels, pick_subjects, stack_subjects
+from .volumes import check_finite, check_labels, one_line, pick_subjects, stack_subjects
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 MASK_THRESHOLD = 128  # masks are saved as 0/255 (with JPEG-like grey edges); foreground is the upper half
@@ -80,7 +80,7 @@ def _open(path: Path, mode: str) -> Image.Image:
         with Image.open(path) as image:
             return image.convert(mode)  # convert decodes the whole file, so truncation shows here
     except Exception as error:  # PIL raises OSError, SyntaxError, ValueError...; the user needs the name
-        raise ValueError(f"cannot read image {path}: {type(error).__name__}: {error} "
+        raise ValueError(f"cannot read image {path}: {type(error).__name__}: {one_line(error)} "
                          f"(truncated or corrupt? download it again)") from None
 
 
@@ -112,8 +112,21 @@ def write_prepared(out_dir: Path, parts: dict[str, list[tuple[str, Path, Path]]]
 def load_part(folder: Path, part: str, num_classes: int) -> tuple[list[str], np.ndarray, np.ndarray]:
     """``ids``, ``images`` and ``masks`` of one prepared part."""
     path = folder / f"{part}.npz"
-    with np.load(path, allow_pickle=False) as arrays:
-        ids, images, masks = arrays["ids"].tolist(), arrays["images"], arrays["masks"]
+    redo = f"prepare {folder} again with the prepare script's --force"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from the prepared folder: {redo}")
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            ids, images, masks = arrays["ids"].tolist(), arrays["images"], arrays["masks"]
+    except Exception as error:  # numpy raises OSError, KeyError, BadZipFile, ...; the user needs the name
+        raise ValueError(f"cannot read {path}: {type(error).__name__}: {one_line(error)} (expected an .npz with "
+                         f"'ids', 'images' and 'masks'; {redo})") from None
+    if images.ndim != 4 or masks.ndim != 3 or not len(ids) == len(images) == len(masks) \
+            or images.shape[-2:] != masks.shape[-2:]:
+        raise ValueError(f"{path}: {len(ids)} ids, images {images.shape} and masks {masks.shape}; expected N ids, "
+                         f"images [N,3,S,S] and masks [N,S,S] ({redo})")
+    if images.dtype.kind == "f":
+        check_finite(images, str(path))
     check_labels(masks, num_classes, str(path))
     return ids, images, masks
 

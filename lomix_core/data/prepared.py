@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from ..records import atomic_write, save_json
-from .volumes import dataset_folder, pick_subjects, prepared_dir
+from .volumes import dataset_folder, one_line, pick_subjects, prepared_dir
 
 MANIFEST = "prepared.json"
 
@@ -39,7 +39,7 @@ def already_prepared(name: str, out_dir: Path, force: bool, **settings) -> bool:
     path = out_dir / MANIFEST
     if force or not path.is_file():
         return False
-    manifest = json.loads(path.read_text())
+    manifest = _read_manifest(path, "pass force=True (--force) to rebuild the folder")
     differences = "".join(f" with {key}={manifest.get(key)}, not {value}"
                           for key, value in settings.items() if manifest.get(key) != value)
     print(f"{name}: already prepared in {out_dir}{differences} (force=True or --force rebuilds it)")
@@ -72,12 +72,23 @@ def open_prepared(name: str, root: str | os.PathLike | None, class_names: Sequen
     if not path.is_file():
         raise FileNotFoundError(f"{folder} has no {MANIFEST}, so it is not a finished {name} preparation: "
                                 f"run `{command} --force`")
-    manifest = json.loads(path.read_text())
+    manifest = _read_manifest(path, f"run `{command} --force`")
     if manifest.get("dataset") != name or manifest.get("class_names") != list(class_names):
         raise ValueError(f"{path} describes dataset {manifest.get('dataset')!r} with classes "
                          f"{manifest.get('class_names')}, expected {name!r} with {list(class_names)}: "
                          f"run `{command} --force`")
     return folder, manifest
+
+
+def _read_manifest(path: Path, advice: str) -> dict:
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({one_line(error)}), so the preparation is damaged: "
+                         f"{advice}") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path} holds a JSON {type(manifest).__name__}, expected an object: {advice}")
+    return manifest
 
 
 def split_subjects(manifest: dict, split: str, num_train_subjects: int | None, split_seed: int) -> list[str]:
@@ -107,5 +118,5 @@ def load_volume_h5(path: Path) -> tuple[np.ndarray, np.ndarray]:
         with h5py.File(path, "r") as file:
             return file["image"][()], file["label"][()]
     except Exception as error:  # h5py raises OSError, KeyError, ...; the user needs the file name
-        raise ValueError(f"cannot read HDF5 file {path}: {type(error).__name__}: {error} "
+        raise ValueError(f"cannot read HDF5 file {path}: {type(error).__name__}: {one_line(error)} "
                          f"(expected datasets 'image' and 'label'; re-run the prepare script with --force)") from None

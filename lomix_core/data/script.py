@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 from typing import Callable
 
-from .volumes import dataset_folder
+from .volumes import dataset_folder, one_line
 
 
 def make_parser(description: str, epilog: str | None = None) -> argparse.ArgumentParser:
@@ -38,11 +38,15 @@ def prepare_parser(description: str, dataset: str, raw_help: str,
 
 def run(work: Callable[[argparse.Namespace], object], parser: argparse.ArgumentParser,
         argv: list[str] | None = None) -> int:
-    """``work(arguments)``; the exit status, 1 after printing a data problem as one ``error:`` line."""
+    """``work(arguments)``; the exit status, 1 after printing a data problem as one ``error:`` line.
+
+    A data problem is a ``ValueError`` or an ``OSError`` (a missing file, a folder that cannot be
+    written); anything else is a bug and keeps its traceback.
+    """
     arguments = parser.parse_args(argv)
     try:
         work(arguments)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (OSError, ValueError) as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 1
     return 0

@@ -17,12 +17,18 @@ class SliceDataset(Dataset):
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, subjects: Sequence[str],
                  slice_index: Sequence[int], class_names: Sequence[str],
                  transform: Callable | None = None, name: str = "", split: str = ""):
+        if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor):
+            raise TypeError(f"images and labels must be torch tensors, got {type(images).__name__} and "
+                            f"{type(labels).__name__} (use torch.from_numpy)")
         if images.dim() != 4 or labels.dim() != 3 or images.shape[0] != labels.shape[0] \
                 or images.shape[-2:] != labels.shape[-2:]:
             raise ValueError(f"images must be [N,channels,H,W] and labels [N,H,W] with matching N,H,W; "
                              f"got {tuple(images.shape)} and {tuple(labels.shape)}")
         if not (len(subjects) == len(slice_index) == images.shape[0]):
-            raise ValueError("subjects and slice_index need one entry per slice")
+            raise ValueError(f"subjects and slice_index need one entry per slice: got {len(subjects)} and "
+                             f"{len(slice_index)} for {images.shape[0]} slices")
+        where = f"{name or 'dataset'}" + (f"/{split}" if split else "")
+        _check_values(images, labels, len(class_names), subjects, slice_index, where)
         self.images, self.labels = images.float(), labels.long()
         self.subjects, self.slice_index = list(subjects), list(slice_index)
         self.class_names = tuple(class_names)
@@ -76,3 +82,32 @@ class SliceDataset(Dataset):
         return (f"SliceDataset({self.name!r}, split={self.split!r}, slices={len(self)}, "
                 f"subjects={len(set(self.subjects))}, size={tuple(self.images.shape[-2:])}, "
                 f"classes={self.num_classes})")
+
+
+def _check_values(images: torch.Tensor, labels: torch.Tensor, num_classes: int, subjects: Sequence[str],
+                  slice_index: Sequence[int], where: str) -> None:
+    """Raise one line, naming the first bad slice, on a NaN or inf in the images, or a label that is not an
+    integer in ``[0, num_classes)``. A few passes over the data, once, when the dataset is built."""
+    def place(i: int) -> str:
+        return f"slice {slice_index[i]} of subject {subjects[i]!r}"
+
+    if images.is_floating_point() and len(images):
+        # Chunked, so a large dataset needs no second image-sized (boolean) copy.
+        finite = torch.cat([torch.isfinite(chunk).flatten(1).all(1) for chunk in images.split(256)])
+        if not finite.all():
+            bad = int((~finite).nonzero()[0])
+            count = int((~torch.isfinite(images[bad])).sum())
+            raise ValueError(f"{where}: the image of {place(bad)} holds {count} NaN or inf values; "
+                             f"expected finite intensities")
+    if labels.is_floating_point():
+        whole = labels == labels.round()
+        if not whole.all():
+            bad = int((~whole.flatten(1).all(1)).nonzero()[0])
+            raise ValueError(f"{where}: the label of {place(bad)} holds non-integer values; expected class indices "
+                             f"in [0, {num_classes})")
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+        outside = ((labels < 0) | (labels >= num_classes)).flatten(1).any(1)
+        bad = int(outside.nonzero()[0])
+        values = labels[bad][(labels[bad] < 0) | (labels[bad] >= num_classes)].unique()[:10].tolist()
+        raise ValueError(f"{where}: the label of {place(bad)} holds values {values}; expected class indices in "
+                         f"[0, {num_classes - 1}] for {num_classes} classes")

@@ -47,7 +47,7 @@ from .prepared import (already_prepared, load_volume_h5, open_prepared, save_vol
                        start_writing, write_manifest)
 from .registry import register
 from .slices import SliceDataset
-from .volumes import check_labels, read_labelled_volume, stack_subjects
+from .volumes import check_volume, one_line, read_labelled_volume, stack_subjects
 
 SOURCE_URL = "https://www.synapse.org/#!Synapse:syn3193805/wiki/"
 DOWNLOAD = (f"download RawData.zip from {SOURCE_URL} (free Synapse account; accept the challenge's data-use "
@@ -164,7 +164,7 @@ def _load_slices(train_dir: Path, case: str, num_slices: int) -> tuple[np.ndarra
                 images.append(data["image"])
                 labels.append(data["label"])
         except Exception as error:  # numpy raises OSError, KeyError, BadZipFile, ...
-            raise ValueError(f"cannot read {path}: {type(error).__name__}: {error} (expected an .npz with "
+            raise ValueError(f"cannot read {path}: {type(error).__name__}: {one_line(error)} (expected an .npz with "
                              f"'image' and 'label'; re-run the prepare script with --force)") from None
     return np.stack(images), np.stack(labels)
 
@@ -183,10 +183,12 @@ def load_synapse(split: str, augment: bool = False, root: str | os.PathLike | No
     def volumes():
         for case in cases:
             if split == "test":
-                image, label = load_volume_h5(folder / "test_vol_h5" / f"{case}.npy.h5")
+                where = folder / "test_vol_h5" / f"{case}.npy.h5"
+                image, label = load_volume_h5(where)
             else:
+                where = folder / "train_npz" / f"{case}_slice*.npz"
                 image, label = _load_slices(folder / "train_npz", case, manifest["num_slices"][case])
-            check_labels(label, len(CLASS_NAMES), f"synapse/{case}")
+            check_volume(image, label, len(CLASS_NAMES), str(where))
             yield case, image, label
 
     return stack_subjects(volumes(), size, CLASS_NAMES, "synapse", split, augment)

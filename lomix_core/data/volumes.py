@@ -45,6 +45,11 @@ def prepared_dir(name: str, root: str | os.PathLike | None, how_to_get: str) -> 
     return folder
 
 
+def one_line(error: BaseException | str) -> str:
+    """``error``'s message on one line: third-party messages (nibabel, h5py, PIL) may span several."""
+    return " ".join(str(error).split())
+
+
 def read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, ...]]:
     """A NIfTI volume as an array in the file's voxel order, and its voxel spacing (mm).
 
@@ -59,7 +64,7 @@ def read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, ...]]:
         image = nib.load(str(path))
         array = np.asarray(image.dataobj)
     except Exception as error:  # nibabel raises many types; the user needs the file name
-        raise ValueError(f"cannot read NIfTI file {path}: {type(error).__name__}: {error} "
+        raise ValueError(f"cannot read NIfTI file {path}: {type(error).__name__}: {one_line(error)} "
                          f"(expected a valid .nii or .nii.gz)") from None
     return array, tuple(float(s) for s in image.header.get_zooms()[:array.ndim])
 
@@ -81,6 +86,23 @@ def check_finite(image: np.ndarray, where: str) -> None:
     if not np.isfinite(image).all():
         raise ValueError(f"{where}: image holds {int((~np.isfinite(image)).sum())} NaN or inf values; "
                          f"expected finite intensities")
+
+
+def check_volume(image: np.ndarray, label: np.ndarray, num_classes: int, where: str) -> None:
+    """Raise one line if a prepared image ``[D,(C,)H,W]`` and label ``[D,H,W]`` differ in shape, the image
+    holds NaN or inf, or the label a value outside ``[0, num_classes)``; ``where`` names the file."""
+    check_same_grid(image.shape, label.shape, where)
+    check_finite(image, where)
+    check_labels(label, num_classes, where)
+
+
+def check_same_grid(image_shape: Sequence[int], label_shape: Sequence[int], where: str) -> None:
+    """Raise one line unless image ``[D,(C,)H,W]`` and label ``[D,H,W]`` have the same slices and in-plane size."""
+    image_shape, label_shape = tuple(image_shape), tuple(label_shape)
+    if len(label_shape) != 3 or len(image_shape) not in (3, 4) or image_shape[0] != label_shape[0] \
+            or image_shape[-2:] != label_shape[-2:]:
+        raise ValueError(f"{where}: image is {image_shape} but label is {label_shape}; expected image [D,H,W] or "
+                         f"[D,C,H,W] and label [D,H,W] with the same D, H and W")
 
 
 def read_labelled_volume(image_path: Path, label_path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -135,9 +157,8 @@ def stack_subjects(subjects: Iterable[tuple[str, np.ndarray | torch.Tensor, np.n
     """
     images, labels, subject_ids, slice_index = [], [], [], []
     for subject, image, label in subjects:
+        check_same_grid(image.shape, label.shape, f"{name}/{subject}")  # before resizing hides a mismatch
         image, label = resize_slices(image, size, label=False), resize_slices(label, size, label=True)
-        if image.shape[0] != label.shape[0]:
-            raise ValueError(f"{name}/{subject}: image has {image.shape[0]} slices but label has {label.shape[0]}")
         images.append(image)
         labels.append(label)
         subject_ids += [subject] * image.shape[0]

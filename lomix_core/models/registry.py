@@ -4,6 +4,7 @@ from __future__ import annotations
 import inspect
 from typing import Callable
 
+import torch
 from torch import nn
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
@@ -23,11 +24,15 @@ def available() -> list[str]:
     return sorted(_MODELS)
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def build(name: str, in_channels: int, num_classes: int, **kwargs) -> nn.Module:
-    if name not in _MODELS:
+    if not isinstance(name, str) or name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; expected one of {available()}")
-    if in_channels < 1 or num_classes < 2:
-        raise ValueError(f"need in_channels >= 1 and num_classes >= 2, got {in_channels} and {num_classes}")
+    if not (_is_int(in_channels) and _is_int(num_classes)) or in_channels < 1 or num_classes < 2:
+        raise ValueError(f"need integers in_channels >= 1 and num_classes >= 2, got {in_channels!r} and {num_classes!r}")
     constructor = _MODELS[name]
     params = inspect.signature(constructor).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
@@ -36,3 +41,31 @@ def build(name: str, in_channels: int, num_classes: int, **kwargs) -> nn.Module:
             options = sorted(set(params) - {"in_channels", "num_classes"})
             raise ValueError(f"model {name!r} does not take {unknown}; its options are {options}")
     return constructor(in_channels=in_channels, num_classes=num_classes, **kwargs)
+
+
+def valid_sizes(size: tuple[int, int], stride: int) -> list[tuple[int, int]]:
+    """The sizes divisible by ``stride`` nearest to ``size``: each side rounded down, then up (at least ``stride``)."""
+    down = tuple(max(stride, side // stride * stride) for side in size)
+    up = tuple(max(stride, -(-side // stride) * stride) for side in size)
+    return [down] if down == up else [down, up]
+
+
+def check_input(x, in_channels: int, stride: int, name: str) -> None:
+    """Raise one line if ``x`` is not a batch ``[B, in_channels, H, W]`` with H and W divisible by ``stride``.
+
+    Shapes only: no host synchronisation, so it costs nothing per step.
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} expects an image batch [B, {in_channels}, H, W], got {got} "
+                         f"(add the batch axis with x[None] for one image)")
+    if x.shape[1] != in_channels:
+        raise ValueError(f"{name} was built for in_channels={in_channels} but the input has {x.shape[1]} channels "
+                         f"(shape {tuple(x.shape)})")
+    size = (int(x.shape[-2]), int(x.shape[-1]))
+    if size[0] % stride or size[1] % stride:
+        nearest = valid_sizes(size, stride)
+        which = f"sizes are {nearest[0]} or {nearest[1]}" if len(nearest) == 2 else f"size is {nearest[0]}"
+        square = max(stride, round(max(size) / stride) * stride)
+        raise ValueError(f"input size {size} must be divisible by {stride} for {name}: the nearest valid {which} "
+                         f"(load the data at such a size, e.g. size={square})")

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .emcad import EMCADDecoder
-from .registry import register
+from .registry import check_input, register
 
 # timm's feature stages at strides 4, 8, 16, 32. PVT-v2 starts at stride 4; a ResNet's stage 0
 # is the stride-2 stem, so its last four stages are 1..4.
@@ -121,6 +121,7 @@ class EncoderDecoder(nn.Module):
                  weights: str | Path | None = None, **timm_kwargs):
         super().__init__()
         self.name = f"{arch}_emcad"
+        self.in_channels = in_channels
         self.stem = nn.Identity() if in_channels == 3 else GrayToRGB(in_channels)
         self.encoder = create_encoder(arch, pretrained, weights, **timm_kwargs)
         reductions = self.encoder.feature_info.reduction()
@@ -130,9 +131,8 @@ class EncoderDecoder(nn.Module):
         self.decoder = EMCADDecoder(self.encoder.feature_info.channels(), num_classes)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        check_input(x, self.in_channels, self.stride, self.name)
         size = x.shape[-2:]
-        if size[0] % self.stride or size[1] % self.stride:
-            raise ValueError(f"input size {tuple(size)} must be divisible by {self.stride} for {self.name}")
         return self.decoder(self.encoder(self.stem(x)), size)
 
 

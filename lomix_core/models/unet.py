@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import register
+from .registry import check_input, register
 
 
 def conv_block(cin: int, cout: int) -> nn.Sequential:
@@ -22,8 +22,13 @@ class UNet(nn.Module):
     size and returned coarse → fine, so ``outputs[-1]`` is the map used at inference.
     """
 
+    name = "UNet"
+
     def __init__(self, in_channels: int, num_classes: int, width: int = 16):
         super().__init__()
+        if not isinstance(width, int) or width < 1:
+            raise ValueError(f"width must be a positive integer (channels of the first stage), got {width!r}")
+        self.in_channels = in_channels
         widths = [width * 2 ** i for i in range(5)]
         self.stride = 2 ** (len(widths) - 1)
         self.num_maps = len(widths) - 1
@@ -33,9 +38,8 @@ class UNet(nn.Module):
         self.heads = nn.ModuleList(nn.Conv2d(w, num_classes, 1) for w in reversed(widths[:-1]))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        check_input(x, self.in_channels, self.stride, self.name)
         size = x.shape[-2:]
-        if size[0] % self.stride or size[1] % self.stride:
-            raise ValueError(f"input size {tuple(size)} must be divisible by {self.stride} for this U-Net")
         skips = []
         for i, stage in enumerate(self.encoder):
             x = stage(x if i == 0 else F.max_pool2d(x, 2))
@@ -51,4 +55,6 @@ class UNet(nn.Module):
 @register("unet_small")
 def unet_small(in_channels: int, num_classes: int, width: int = 16) -> UNet:
     """About 1.9 M parameters at width 16; trains on a CPU in minutes at 64–128 px."""
-    return UNet(in_channels, num_classes, width=width)
+    model = UNet(in_channels, num_classes, width=width)
+    model.name = "unet_small"
+    return model
