@@ -4,10 +4,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from . import data, models, profiles, supervision
 from .evaluate import CONVENTION, evaluate, mean_dice, mean_hd95, per_class
-from .train import ResumeError, TrainConfig, train
+from .train import TrainConfig, train
 
 
 def _train(args) -> int:
@@ -15,13 +16,9 @@ def _train(args) -> int:
                          operators=args.operators, weighting=args.weighting, epochs=args.epochs,
                          max_steps_per_epoch=args.max_steps_per_epoch, batch_size=args.batch_size, lr=args.lr,
                          weight_decay=args.weight_decay, seed=args.seed, device=args.device, amp=args.amp,
-                         data_kwargs=json.loads(args.data_kwargs), model_kwargs=_model_kwargs(args),
+                         data_kwargs=args.data_kwargs, model_kwargs=_model_kwargs(args),
                          out_dir=args.out_dir, run_name=args.run_name)
-    try:
-        run = train(config, resume=args.resume)
-    except ResumeError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    run = train(config, resume=args.resume)
     metrics = run.record["metrics"]
     print(f"{config.name}: best epoch {metrics['best_epoch']}, val Dice {metrics['val_dice']:.4f}, "
           f"test Dice {metrics['test_dice']:.4f} -> {run.run_dir}")
@@ -29,7 +26,7 @@ def _train(args) -> int:
 
 
 def _model_kwargs(args) -> dict:
-    kwargs = json.loads(args.model_kwargs)
+    kwargs = dict(args.model_kwargs)
     if args.pretrained:
         kwargs["pretrained"] = True
     if args.weights:
@@ -40,6 +37,9 @@ def _model_kwargs(args) -> dict:
 def _evaluate(args) -> int:
     import torch
 
+    if not Path(args.checkpoint).is_file():
+        raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist; expected a best.pt or last.pt "
+                                f"written by train (outputs/runs/<run name>/best.pt)")
     checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     config = TrainConfig(**checkpoint["config"])
     dataset = data.load(config.dataset, split=args.split, **config.data_kwargs)
@@ -83,8 +83,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
     p.add_argument("--device", default=defaults.device, help="auto | cpu | cuda | cuda:N")
     p.add_argument("--amp", action="store_true", help="mixed precision on CUDA")
-    p.add_argument("--data-kwargs", default="{}", help='JSON, e.g. \'{"size": 64}\'')
-    p.add_argument("--model-kwargs", default="{}", help='JSON, e.g. \'{"width": 8}\'')
+    p.add_argument("--data-kwargs", type=_json_object, default={}, help='JSON, e.g. \'{"size": 64}\'')
+    p.add_argument("--model-kwargs", type=_json_object, default={}, help='JSON, e.g. \'{"width": 8}\'')
     p.add_argument("--pretrained", action="store_true",
                    help="ImageNet weights for a timm encoder (needs internet or the Hugging Face cache)")
     p.add_argument("--weights", default=None, metavar="PATH", help="encoder weights from a local timm state_dict")
@@ -113,9 +113,25 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({error}): {text!r}; expected e.g. '{{\"size\": 64}}'")
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"size\": 64}}', got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, OSError) as error:
+        # Bad data, a bad setting or a missing file: the message already names it and what was
+        # expected, so a traceback would only bury it. Exit 2, like argparse's own usage errors.
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -56,5 +56,7 @@ def test_train_with_local_encoder_weights(tmp_path, capsys):
     assert main(args) == 0
     record = json.loads((tmp_path / "pvt" / "record.json").read_text())
     assert record["config"]["model_kwargs"] == {"weights": str(tmp_path / "encoder.pth")}
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        main(args[:4] + [str(tmp_path / "missing.pth")] + args[5:])
+    capsys.readouterr()
+    assert main(args[:4] + [str(tmp_path / "missing.pth")] + args[5:]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and "missing.pth" in error and "does not exist" in error
