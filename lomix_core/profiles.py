@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
 
 import torch
 
 from . import data, models
+from .arguments import reject_unknown_options
 from .benchmark import step_times
 from .train import TrainConfig
 
@@ -106,10 +106,7 @@ _BENCHMARK = {
 def benchmark(profile: str, **overrides) -> dict:
     """Keyword arguments for :func:`lomix_core.benchmark.step_times` under ``profile``."""
     settings = _BENCHMARK[resolve(profile)]
-    options = sorted(inspect.signature(step_times).parameters)
-    unknown = sorted(set(overrides) - set(options))
-    if unknown:
-        raise ValueError(f"unknown benchmark settings {unknown}; expected some of {options}")
+    reject_unknown_options(step_times, overrides, "the benchmark", reserved=())
     return {**settings, **overrides}
 
 

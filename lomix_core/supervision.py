@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .arguments import is_int
 from .fusion import OPERATORS, MutantGenerator, check_operators, original_names
 from .map_loss import ce_dice_losses
 
@@ -105,10 +106,6 @@ class UncertaintyWeighting(nn.Module):
 WEIGHTINGS = ("softplus", "equal", "softmax", "uncertainty")
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def make_weighting(weighting: str | Sequence[float], num_maps: int) -> nn.Module:
     if isinstance(weighting, str):
         if weighting == "equal":
@@ -166,7 +163,7 @@ class LoMixLoss(nn.Module):
         super().__init__()
         if not isinstance(supervision, str) or supervision not in PRESETS:
             raise ValueError(f"unknown supervision preset {supervision!r}; expected one of {tuple(PRESETS)}")
-        if not (_is_int(num_maps) and _is_int(num_classes)) or num_maps < 1 or num_classes < 2:
+        if not (is_int(num_maps) and is_int(num_classes)) or num_maps < 1 or num_classes < 2:
             raise ValueError(f"need integers num_maps >= 1 (the model's num_maps) and num_classes >= 2, "
                              f"got {num_maps!r} and {num_classes!r}")
         if isinstance(operators, str):

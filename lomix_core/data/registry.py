@@ -1,9 +1,9 @@
 """A name → loader registry, so configs and notebooks can name datasets as strings."""
 from __future__ import annotations
 
-import inspect
 from typing import Callable
 
+from ..arguments import is_int, reject_unknown_options
 from .slices import SliceDataset
 
 SPLITS = ("train", "val", "test")
@@ -31,14 +31,9 @@ def load(name: str, split: str = "train", augment: bool = False, **kwargs) -> Sl
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
     loader = _DATASETS[name]
-    params = inspect.signature(loader).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        unknown = sorted(set(kwargs) - set(params))
-        if unknown:
-            options = sorted(set(params) - {"split", "augment"})
-            raise ValueError(f"dataset {name!r} does not take {unknown}; its options are {options}")
+    reject_unknown_options(loader, kwargs, f"dataset {name!r}", reserved=("split", "augment"))
     size = kwargs.get("size")
     sides = size if isinstance(size, (tuple, list)) and len(size) == 2 else [size]
-    if size is not None and not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sides):
+    if size is not None and not all(is_int(s) and s >= 1 for s in sides):
         raise ValueError(f"size must be a positive integer (the side of the square slices in pixels), got {size!r}")
     return loader(split=split, augment=augment, **kwargs)

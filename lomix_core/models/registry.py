@@ -1,11 +1,12 @@
 """A name → constructor registry, so configs and notebooks can name models as strings."""
 from __future__ import annotations
 
-import inspect
 from typing import Callable
 
 import torch
 from torch import nn
+
+from ..arguments import is_int, reject_unknown_options
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -24,22 +25,13 @@ def available() -> list[str]:
     return sorted(_MODELS)
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def build(name: str, in_channels: int, num_classes: int, **kwargs) -> nn.Module:
     if not isinstance(name, str) or name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; expected one of {available()}")
-    if not (_is_int(in_channels) and _is_int(num_classes)) or in_channels < 1 or num_classes < 2:
+    if not (is_int(in_channels) and is_int(num_classes)) or in_channels < 1 or num_classes < 2:
         raise ValueError(f"need integers in_channels >= 1 and num_classes >= 2, got {in_channels!r} and {num_classes!r}")
     constructor = _MODELS[name]
-    params = inspect.signature(constructor).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        unknown = sorted(set(kwargs) - set(params))
-        if unknown:
-            options = sorted(set(params) - {"in_channels", "num_classes"})
-            raise ValueError(f"model {name!r} does not take {unknown}; its options are {options}")
+    reject_unknown_options(constructor, kwargs, f"model {name!r}", reserved=("in_channels", "num_classes"))
     return constructor(in_channels=in_channels, num_classes=num_classes, **kwargs)
 
 
