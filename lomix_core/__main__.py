@@ -54,7 +54,8 @@ def _evaluate(args) -> int:
 def _reproduce(args) -> int:
     from .reproduce import reproduce
 
-    return reproduce(args.profile, notebooks_dir=args.notebooks, output_root=args.output_root, only=args.only)
+    return reproduce(args.profile, notebooks_dir=args.notebooks, output_root=args.output_root, only=args.only,
+                     cell_timeout=args.cell_timeout)
 
 
 def _check(args) -> int:
@@ -105,6 +106,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--notebooks", default="notebooks", help="folder of NN_name.ipynb notebooks")
     p.add_argument("--output-root", default="outputs", help="results go to OUTPUT_ROOT/<profile>/")
     p.add_argument("--only", nargs="+", default=None, help="run only these notebooks (stem or number prefix)")
+    p.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
+                   help="report a cell still running after this long as failed (default: the profile's; "
+                        "smoke 600, cpu 3600, full none)")
     p.set_defaults(func=_reproduce)
 
     p = sub.add_parser("check", help="list every problem in a NIfTI dataset folder (bring your own data)")

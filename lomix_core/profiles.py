@@ -28,6 +28,17 @@ def resolve(profile: str) -> str:
     return profile
 
 
+# The longest a notebook cell may run under `reproduce` before it is reported as hung: several
+# times the slowest cell measured (notebook 03's comparison: 12 min on 2 CPU cores); none on a GPU,
+# where full-profile training legitimately runs for hours.
+_CELL_TIMEOUT = {"smoke": 600, "cpu": 3600, "full": None}
+
+
+def cell_timeout(profile: str) -> int | None:
+    """Seconds a notebook cell may run under ``profile`` (None: no limit)."""
+    return _CELL_TIMEOUT[resolve(profile)]
+
+
 # Image size per profile, for every dataset; the phantom also sets how many subjects it draws.
 _SIZE = {"smoke": 32, "cpu": 64, "full": 224}
 _PHANTOM = {

@@ -35,20 +35,36 @@ def find_notebooks(notebooks_dir: str | Path, only: list[str] | None = None) -> 
     return found
 
 
-def run_notebook(path: Path, output_dir: Path, profile: str) -> NotebookResult:
+def run_notebook(path: Path, output_dir: Path, profile: str, cell_timeout: float | None = None) -> NotebookResult:
+    """Execute one notebook; a failing or hung cell (longer than ``cell_timeout`` seconds) is
+    reported by number with its error, never raised, so the rest of the series still runs."""
     import papermill as pm  # imported here: the core kit does not need Jupyter
+    from nbclient.exceptions import CellTimeoutError
 
+    executed = output_dir / path.name
     (output_dir / f"{path.stem}.summary.json").unlink(missing_ok=True)  # no stale record on failure
     start = time.perf_counter()
     try:
-        pm.execute_notebook(str(path), str(output_dir / path.name), cwd=str(path.parent), kernel_name="python3",
+        pm.execute_notebook(str(path), str(executed), cwd=str(path.parent), kernel_name="python3",
                             parameters={"PROFILE": profile, "OUTPUT_DIR": str(output_dir.resolve())},
-                            progress_bar=False)
+                            progress_bar=False, execution_timeout=cell_timeout)
     except pm.PapermillExecutionError as error:
-        cell = source_cell_number(output_dir / path.name, error.cell_index)
+        cell = source_cell_number(executed, error.cell_index)
         message = f"cell {cell} (index {cell - 1}): {error.ename}: {error.evalue}"
         return NotebookResult(path.stem, False, time.perf_counter() - start, message.strip().splitlines()[0])
+    except CellTimeoutError:
+        cell = source_cell_number(executed, last_started_cell(executed))
+        message = f"cell {cell} (index {cell - 1}): CellTimeoutError: still running after {cell_timeout:.0f} s"
+        return NotebookResult(path.stem, False, time.perf_counter() - start, message)
     return NotebookResult(path.stem, True, time.perf_counter() - start)
+
+
+def last_started_cell(executed: Path) -> int:
+    """Index of the last cell papermill started: the one that was running when execution stopped."""
+    import nbformat
+
+    cells = nbformat.read(str(executed), as_version=4).cells
+    return max(i for i, c in enumerate(cells) if c.metadata.get("papermill", {}).get("start_time"))
 
 
 def source_cell_number(executed: Path, cell_index: int) -> int:
@@ -62,16 +78,19 @@ def source_cell_number(executed: Path, cell_index: int) -> int:
 
 
 def reproduce(profile: str = "cpu", notebooks_dir: str | Path = "notebooks", output_root: str | Path = "outputs",
-              only: list[str] | None = None) -> int:
-    """Run the series; returns the process exit code (0 only if every notebook succeeded)."""
+              only: list[str] | None = None, cell_timeout: float | None = None) -> int:
+    """Run the series; returns the process exit code (0 only if every notebook succeeded).
+
+    ``cell_timeout=None`` takes the profile's limit per cell (:func:`profiles.cell_timeout`)."""
     profile = profiles.resolve(profile)
+    cell_timeout = cell_timeout if cell_timeout is not None else profiles.cell_timeout(profile)
     output_dir = Path(output_root) / profile
     output_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     results = []
     for path in find_notebooks(notebooks_dir, only):
         print(f"[{profile}] {path.name} ...", flush=True)
-        results.append(run_notebook(path, output_dir, profile))
+        results.append(run_notebook(path, output_dir, profile, cell_timeout))
         print(f"[{profile}] {path.name}: {'ok' if results[-1].ok else 'FAILED ' + results[-1].error}"
               f" ({results[-1].seconds:.0f} s)", flush=True)
     summary = write_summary(output_dir, profile, results, time.perf_counter() - start)

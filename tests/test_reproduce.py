@@ -74,3 +74,17 @@ def test_markdown_table():
     import pandas as pd
     table = lx.report.markdown_table(pd.DataFrame({"x": [0.12345, float("nan")]}, index=pd.Index(["a", "b"], name="k")))
     assert table.splitlines() == ["| k | x |", "|---|---|", "| a | 0.123 |", "| b |  |"]
+
+
+def test_a_hung_cell_is_reported_and_the_series_goes_on(tmp_path):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    write_notebook(notebooks / "01_hangs.ipynb", 'PROFILE = "auto"\nOUTPUT_DIR = None', "x = 1",
+                   "import time\ntime.sleep(60)")
+    write_notebook(notebooks / "02_after.ipynb", 'PROFILE = "auto"\nOUTPUT_DIR = None', "y = 2")
+    code = reproduce("smoke", notebooks_dir=notebooks, output_root=tmp_path / "outputs", cell_timeout=2)
+    summary = (tmp_path / "outputs" / "smoke" / "SUMMARY.md").read_text()
+    assert code == 1
+    assert "| [01_hangs](01_hangs.ipynb) | FAILED: cell 3 (index 2): CellTimeoutError: still running after 2 s |" \
+        in summary
+    assert "| [02_after](02_after.ipynb) | ok |" in summary
