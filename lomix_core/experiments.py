@@ -28,11 +28,37 @@ class Comparison:
             "train_time_s": grouped["train_time_s"].mean(),
         })
 
-    def paired_differences(self, method: str = "lomix") -> pd.DataFrame:
+    def paired_differences(self, method: str = "lomix", metric: str = "test_dice") -> pd.DataFrame:
         """``method`` minus each other preset, per seed. Runs with the same seed share data order
         and initial network, so the per-seed difference removes most of the seed-to-seed noise."""
-        by_seed = self.runs.pivot(index="seed", columns="preset", values="test_dice")
+        by_seed = self.runs.pivot(index="seed", columns="preset", values=metric)
         return by_seed.drop(columns=method).rsub(by_seed[method], axis=0)
+
+    def paired_tests(self, method: str = "lomix", metric: str = "test_dice") -> pd.DataFrame:
+        """Per baseline: the mean paired difference (``method`` minus baseline) with its 95 % t
+        interval, the paired t-test's p-value and the exact Wilcoxon signed-rank p-value.
+
+        With n seeds the Wilcoxon test cannot go below 2/2^n (0.25 for 3 seeds): few seeds can
+        show a consistent sign, never significance. Fewer than 2 seeds give NaN.
+        """
+        from scipy import stats
+
+        rows = {}
+        for baseline, d in self.paired_differences(method, metric).items():
+            n, mean = len(d), d.mean()
+            if n < 2:
+                rows[baseline] = dict(seeds=n, mean_difference=mean, ci95_low=float("nan"), ci95_high=float("nan"),
+                                      t_test_p=float("nan"), wilcoxon_p=float("nan"))
+                continue
+            half_width = stats.t.ppf(0.975, n - 1) * d.std() / n ** 0.5
+            constant = bool((d == d.iloc[0]).all())  # the tests are undefined without any spread
+            rows[baseline] = dict(
+                seeds=n, mean_difference=mean, ci95_low=mean - half_width, ci95_high=mean + half_width,
+                t_test_p=float("nan") if constant else float(stats.ttest_1samp(d, 0.0).pvalue),  # = paired t-test
+                wilcoxon_p=float("nan") if (d == 0).all() else float(stats.wilcoxon(d, method="exact").pvalue))
+        table = pd.DataFrame.from_dict(rows, orient="index")
+        table.index.name = f"{method} minus"
+        return table
 
     def verdict(self, method: str = "lomix") -> dict[str, str]:
         """A plain-language reading of the paired differences, for as many seeds as were run."""

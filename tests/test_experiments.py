@@ -1,6 +1,9 @@
 import matplotlib
+import numpy as np
+import pandas as pd
 import pytest
 import torch
+from scipy import stats
 
 matplotlib.use("Agg")
 
@@ -34,6 +37,9 @@ def test_comparison_tables(comparison):
     diffs = comparison.paired_differences("lomix")
     by = runs.set_index(["preset", "seed"])["test_dice"]
     assert diffs.loc[1, "last_layer"] == pytest.approx(by["lomix", 1] - by["last_layer", 1])
+    tests = comparison.paired_tests("lomix")
+    assert list(tests.index) == ["last_layer"] and tests.loc["last_layer", "seeds"] == 2
+    assert tests.loc["last_layer", "mean_difference"] == pytest.approx(diffs["last_layer"].mean())
     verdict = comparison.verdict("lomix")
     assert list(verdict) == ["lomix - last_layer"] and "mean Dice (paired sd" in verdict["lomix - last_layer"]
 
@@ -100,3 +106,18 @@ def test_mutant_picker_widget(comparison):
     assert len(plt.get_fignums()) == before + 2
     titles = [ax.get_title() for ax in plt.figure(plt.get_fignums()[-1]).axes]
     assert titles == ["p2", "p1", "wf(p2,p1)"]
+
+
+def test_paired_tests_match_scipy_on_known_differences():
+    runs = pd.DataFrame({"preset": ["lomix"] * 4 + ["last_layer"] * 4 + ["mutation"] * 4, "seed": [0, 1, 2, 3] * 3,
+                         "test_dice": [0.50, 0.60, 0.70, 0.80, 0.40, 0.45, 0.62, 0.70, 0.50, 0.60, 0.70, 0.80]})
+    table = lx.experiments.Comparison(results=pd.DataFrame(), runs=runs, models={}).paired_tests("lomix")
+    d = np.array([0.10, 0.15, 0.08, 0.10])
+    row = table.loc["last_layer"]
+    assert row.seeds == 4 and row.mean_difference == pytest.approx(d.mean())
+    half = stats.t.ppf(0.975, 3) * d.std(ddof=1) / 2
+    assert (row.ci95_low, row.ci95_high) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert row.t_test_p == pytest.approx(stats.ttest_rel(runs.test_dice[:4], runs.test_dice[4:8]).pvalue)
+    assert row.wilcoxon_p == pytest.approx(2 / 2 ** 4)  # all 4 differences positive: the exact minimum
+    tied = table.loc["mutation"]  # identical runs: no difference, and no test can be computed
+    assert tied.mean_difference == 0 and np.isnan(tied.t_test_p) and np.isnan(tied.wilcoxon_p)
