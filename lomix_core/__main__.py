@@ -101,7 +101,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("reproduce", help="run the notebook series with papermill and write SUMMARY.md")
+    p = sub.add_parser("reproduce", help="run the notebook series with papermill and write REPORT.md")
     p.add_argument("--profile", default="auto", choices=list(profiles.PROFILES))
     p.add_argument("--notebooks", default="notebooks", help="folder of NN_name.ipynb notebooks")
     p.add_argument("--output-root", default="outputs", help="results go to OUTPUT_ROOT/<profile>/")

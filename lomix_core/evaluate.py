@@ -133,3 +133,44 @@ def mean_dice(results: pd.DataFrame) -> float:
 def mean_hd95(results: pd.DataFrame) -> float:
     """The headline HD95, averaged like :func:`mean_dice`."""
     return float(per_class(results)["hd95"].mean())
+
+
+@torch.no_grad()
+def evaluate_maps(model: nn.Module, loss_fn: nn.Module, dataset: SliceDataset, batch_size: int = 16) -> pd.DataFrame:
+    """Every supervised map scored as if it were the prediction: one row per map of
+    ``loss_fn.map_names`` with its mean 3-D Dice on ``dataset`` (averaged like :func:`mean_dice`)
+    and the weight the loss gives it. Shows whether a map's learned weight says how good it is."""
+    was_training = model.training, loss_fn.training
+    model.eval(), loss_fn.eval()
+    device = next(model.parameters()).device
+    rows = []
+    try:
+        for volume, indices in dataset.subject_slices().items():
+            preds = [loss_fn.mutants(model(dataset.images[indices[i:i + batch_size]].to(device))).argmax(dim=2).cpu()
+                     for i in range(0, len(indices), batch_size)]
+            pred, labels = torch.cat(preds, dim=1), dataset.labels[indices]  # [M, N, H, W], [N, H, W]
+            present = torch.bincount(labels.reshape(-1), minlength=dataset.num_classes)[1:] > 0
+            for name, map_pred in zip(loss_fn.map_names, pred):
+                rows += [{"map": name, "volume": volume, "class_index": c + 1, "dice": d}
+                         for c, d in enumerate(dice_per_class(map_pred, labels, dataset.num_classes).tolist())
+                         if present[c]]
+    finally:
+        model.train(was_training[0]), loss_fn.train(was_training[1])
+    per_class = pd.DataFrame(rows).groupby(["map", "class_index"], sort=False)["dice"].mean()
+    table = per_class.groupby("map", sort=False).mean().to_frame("dice")
+    table["weight"] = pd.Series(loss_fn.map_weights())
+    table["operator"] = [name.split("(")[0] if "(" in name else "decoder" for name in table.index]
+    return table
+
+
+def slice_scores(predictions: torch.Tensor, dataset: SliceDataset) -> pd.DataFrame:
+    """Mean 2-D Dice over the foreground classes present in each slice, for picking the best and
+    worst predictions to look at. ``predictions [N, H, W]`` are class indices for every slice."""
+    rows = []
+    for i, (pred, label) in enumerate(zip(predictions, dataset.labels)):
+        present = torch.bincount(label.reshape(-1), minlength=dataset.num_classes)[1:] > 0
+        if present.any():
+            dice = dice_per_class(pred, label, dataset.num_classes)[present].mean().item()
+            rows.append({"index": i, "volume": dataset.subjects[i], "slice": dataset.slice_index[i], "dice": dice,
+                         "classes": int(present.sum())})
+    return pd.DataFrame(rows).set_index("index")

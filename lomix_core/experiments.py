@@ -1,26 +1,143 @@
-"""Experiments that train several runs and gather their results into tidy tables."""
+"""Experiments: many runs of one base config, each trained once, gathered into tidy tables.
+
+Every run trains in a folder named after its config and a digest of the kit's source code
+(:func:`keyed`). A finished run is read back instead of retrained, an interrupted one resumes,
+and the notebooks share runs: chapter 03's runs are chapter 04's 100 % point and chapter 05's
+reference, and chapter 06 reads 03's LoMix models. Changing the kit's code changes the digest,
+so a stale result is never reused.
+
+On a CPU several runs train at once, one process and one thread each (``jobs``): small networks
+keep two threads only partly busy, so two single-threaded runs on two cores finish sooner than
+the same runs one after the other.
+"""
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import json
+import math
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Sequence
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
+import torch
 
-from .train import Run, TrainConfig, train
+from . import data
+from .fusion import OPERATORS
+from .supervision import WEIGHTINGS
+from .train import RESUMABLE_CHANGES, Run, TrainConfig, load_run, train
+
+
+@functools.lru_cache(maxsize=1)
+def source_digest() -> str:
+    """A digest of every Python file of the kit: results trained by other code are not reused."""
+    digest = hashlib.sha1()
+    package = Path(__file__).parent
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def run_key(config: TrainConfig) -> str:
+    """Ten hex digits that identify what a run computes: its config (less where it is written and
+    whether it shows progress) and the kit's source."""
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in (*RESUMABLE_CHANGES, "run_name")}
+    text = json.dumps(settings, sort_keys=True, default=str) + source_digest()
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def keyed(config: TrainConfig) -> TrainConfig:
+    """``config`` with a run name that ends in its :func:`run_key`."""
+    return dataclasses.replace(config, run_name=f"{config.name}-{run_key(config)}")
+
+
+def is_finished(config: TrainConfig) -> bool:
+    record = Path(config.out_dir) / config.name / "record.json"
+    return record.is_file() and (Path(config.out_dir) / config.name / "best.pt").is_file()
+
+
+def default_jobs(num_runs: int) -> int:
+    """One run at a time on a GPU; on a CPU one single-threaded run per core (at most 8)."""
+    if torch.cuda.is_available():
+        return 1
+    return max(1, min(num_runs, os.cpu_count() or 1, 8))
+
+
+def run_many(configs: Sequence[TrainConfig], jobs: int | None = None) -> list[Run]:
+    """Train every config that has not finished yet, ``jobs`` at a time, and read every run back.
+
+    Returns the runs in the order of ``configs``; repeated configs are trained once.
+    """
+    configs = [keyed(c) for c in configs]
+    todo = list({c.name: c for c in configs if not is_finished(c)}.values())
+    jobs = default_jobs(len(todo)) if jobs is None else jobs
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if todo:
+        print(f"training {len(todo)} of {len(configs)} runs ({len(configs) - len(todo)} read back), "
+              f"{min(jobs, len(todo))} at a time", flush=True)
+    if jobs == 1 or len(todo) == 1:
+        for config in todo:
+            _report(config.name, train(config, resume=True).record, done=todo.index(config) + 1, total=len(todo))
+    elif todo:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=torch.set_num_threads,
+                                 initargs=(threads,)) as pool:
+            futures = {pool.submit(_train_quietly, c): c.name for c in todo}
+            for done, future in enumerate(as_completed(futures), start=1):
+                _report(futures[future], future.result(), done, len(todo))
+    return [load_run(Path(c.out_dir) / c.name) for c in configs]
+
+
+def _train_quietly(config: TrainConfig) -> dict[str, Any]:
+    # Progress bars of parallel workers would interleave; the parent prints one line per run and
+    # reads the weights back from disk.
+    return train(dataclasses.replace(config, progress=False), resume=True).record
+
+
+def _report(name: str, record: dict[str, Any], done: int, total: int) -> None:
+    metrics = record["metrics"]
+    print(f"[{done}/{total}] {name}: test Dice {metrics['test_dice']:.4f}, {metrics['train_time_s']:.0f} s",
+          flush=True)
 
 
 @dataclass
 class Comparison:
-    """Results of training every preset with every seed under one budget."""
+    """Results of training every variant of one base config with every seed under one budget.
 
-    results: pd.DataFrame  # tidy test results: preset, seed, volume, class_name, dice, hd95, gt_present
-    runs: pd.DataFrame  # one row per run: preset, seed, test/val Dice, train time, maps
+    A variant is a name for a set of config overrides: a supervision preset (``by="preset"``), an
+    operator subset or a weighting (chapter 05).
+    """
+
+    results: pd.DataFrame  # tidy test results: <by>, seed, volume, class_name, dice, hd95, gt_present
+    runs: pd.DataFrame  # one row per run: <by>, seed, test/val Dice, train time, maps
     models: dict[tuple[str, int], Run]
+    by: str = "preset"
+
+    @classmethod
+    def from_runs(cls, runs: Mapping[tuple[str, int], Run], by: str = "preset") -> "Comparison":
+        results, rows = [], []
+        for (variant, seed), run in runs.items():
+            results.append(run.test.assign(**{by: variant, "seed": seed}))
+            metrics = run.record["metrics"]
+            rows.append({by: variant, "seed": seed, "test_dice": metrics["test_dice"],
+                         "test_hd95": metrics["test_hd95"],
+                         "val_dice": metrics["val_dice"], "best_epoch": metrics["best_epoch"],
+                         "test_dice_if_selected_on_test": metrics["test_dice_if_selected_on_test"],
+                         "train_time_s": metrics["train_time_s"], "steps": metrics["steps"],
+                         "supervised_maps": metrics["num_supervised_maps"]})
+        results = pd.concat(results, ignore_index=True)[[by, "seed", "volume", "class_name", "dice", "hd95",
+                                                           "gt_present"]]
+        return cls(results, pd.DataFrame(rows), dict(runs), by)
 
     def summary(self) -> pd.DataFrame:
-        """Mean ± std over seeds of each run's mean test Dice and HD95, one row per preset."""
-        grouped = self.runs.groupby("preset", sort=False)
+        """Mean ± std over seeds of each run's mean test Dice and HD95, one row per variant."""
+        grouped = self.runs.groupby(self.by, sort=False)
         return pd.DataFrame({
             "test_dice_mean": grouped["test_dice"].mean(), "test_dice_std": grouped["test_dice"].std(),
             "test_hd95_mean": grouped["test_hd95"].mean(), "test_hd95_std": grouped["test_hd95"].std(),
@@ -29,9 +146,9 @@ class Comparison:
         })
 
     def paired_differences(self, method: str = "lomix", metric: str = "test_dice") -> pd.DataFrame:
-        """``method`` minus each other preset, per seed. Runs with the same seed share data order
+        """``method`` minus each other variant, per seed. Runs with the same seed share data order
         and initial network, so the per-seed difference removes most of the seed-to-seed noise."""
-        by_seed = self.runs.pivot(index="seed", columns="preset", values=metric)
+        by_seed = self.runs.pivot(index="seed", columns=self.by, values=metric)
         return by_seed.drop(columns=method).rsub(by_seed[method], axis=0)
 
     def paired_tests(self, method: str = "lomix", metric: str = "test_dice") -> pd.DataFrame:
@@ -41,22 +158,8 @@ class Comparison:
         With n seeds the Wilcoxon test cannot go below 2/2^n (0.25 for 3 seeds): few seeds can
         show a consistent sign, never significance. Fewer than 2 seeds give NaN.
         """
-        from scipy import stats
-
-        rows = {}
-        for baseline, d in self.paired_differences(method, metric).items():
-            n, mean = len(d), d.mean()
-            if n < 2:
-                rows[baseline] = dict(seeds=n, mean_difference=mean, ci95_low=float("nan"), ci95_high=float("nan"),
-                                      t_test_p=float("nan"), wilcoxon_p=float("nan"))
-                continue
-            half_width = stats.t.ppf(0.975, n - 1) * d.std() / n ** 0.5
-            constant = bool((d == d.iloc[0]).all())  # the tests are undefined without any spread
-            rows[baseline] = dict(
-                seeds=n, mean_difference=mean, ci95_low=mean - half_width, ci95_high=mean + half_width,
-                t_test_p=float("nan") if constant else float(stats.ttest_1samp(d, 0.0).pvalue),  # = paired t-test
-                wilcoxon_p=float("nan") if (d == 0).all() else float(stats.wilcoxon(d, method="exact").pvalue))
-        table = pd.DataFrame.from_dict(rows, orient="index")
+        table = pd.DataFrame.from_dict({baseline: paired_test(d) for baseline, d in
+                                        self.paired_differences(method, metric).items()}, orient="index")
         table.index.name = f"{method} minus"
         return table
 
@@ -75,39 +178,172 @@ class Comparison:
         return verdicts
 
     def selection_bias(self) -> pd.DataFrame:
-        """Per preset, mean over seeds: the test Dice of the epoch chosen on validation, the test
+        """Per variant, mean over seeds: the test Dice of the epoch chosen on validation, the test
         Dice of the epoch that is best *on test* (the official protocol), and the optimism of the
         latter. Needs runs trained with ``track_test=True``."""
         if self.runs["test_dice_if_selected_on_test"].isna().any():
             raise ValueError("selection_bias needs runs trained with TrainConfig(track_test=True)")
-        grouped = self.runs.groupby("preset", sort=False)
+        grouped = self.runs.groupby(self.by, sort=False)
         table = pd.DataFrame({"selected_on_validation": grouped["test_dice"].mean(),
                               "selected_on_test": grouped["test_dice_if_selected_on_test"].mean()})
         table["optimism"] = table["selected_on_test"] - table["selected_on_validation"]
         return table
 
     def per_class(self, metric: str = "dice") -> pd.DataFrame:
-        """Mean test ``metric`` ("dice" or "hd95") per preset (rows) and class (columns), over seeds
+        """Mean test ``metric`` ("dice" or "hd95") per variant (rows) and class (columns), over seeds
         and the volumes whose ground truth holds the class."""
         present = self.results[self.results["gt_present"]]
-        return present.pivot_table(index="preset", columns="class_name", values=metric, aggfunc="mean", sort=False)
+        return present.pivot_table(index=self.by, columns="class_name", values=metric, aggfunc="mean", sort=False)
+
+    def per_class_summary(self, metric: str = "dice") -> pd.DataFrame:
+        """``mean ± std`` over seeds of each run's per-class test ``metric``: variants × classes, as text."""
+        present = self.results[self.results["gt_present"]]
+        per_run = present.groupby([self.by, "seed", "class_name"], sort=False)[metric].mean()
+        stats = per_run.groupby([self.by, "class_name"], sort=False).agg(["mean", "std"])
+        digits = 3 if metric == "dice" else 2
+        text = stats.apply(lambda r: f"{r['mean']:.{digits}f} ± {r['std']:.{digits}f}", axis=1)
+        return text.unstack("class_name")[list(dict.fromkeys(present["class_name"]))].loc[list(dict.fromkeys(self.runs[self.by]))]
 
 
-def compare_supervision(base: TrainConfig, presets: Sequence[str], seeds: Sequence[int]) -> Comparison:
+def paired_test(differences: pd.Series) -> dict[str, float]:
+    """Mean of paired differences with its 95 % t interval, the t-test and exact Wilcoxon p-values."""
+    from scipy import stats
+
+    d, nan = differences.dropna(), float("nan")
+    n, mean = len(d), float(d.mean()) if len(d) else nan
+    if n < 2:
+        return dict(seeds=n, mean_difference=mean, ci95_low=nan, ci95_high=nan, t_test_p=nan, wilcoxon_p=nan)
+    half_width = stats.t.ppf(0.975, n - 1) * d.std() / n ** 0.5
+    constant = bool((d == d.iloc[0]).all())  # the tests are undefined without any spread
+    return dict(seeds=n, mean_difference=mean, ci95_low=mean - half_width, ci95_high=mean + half_width,
+                t_test_p=nan if constant else float(stats.ttest_1samp(d, 0.0).pvalue),  # = paired t-test
+                wilcoxon_p=nan if (d == 0).all() else float(stats.wilcoxon(d, method="exact").pvalue))
+
+
+def statement(comparison: Comparison, label: str, method: str = "lomix", alpha: float = 0.05) -> str:
+    """A plain-language answer to "did ``method`` beat the baselines?", with mean ± sd, the paired
+    differences, their intervals and p-values, whatever the answer is."""
+    summary, tests = comparison.summary(), comparison.paired_tests(method)
+    own = summary.loc[method]
+    lines = [f"On {label} ({own.seeds:.0f} seeds), {method} scored {own.test_dice_mean:.3f} ± {own.test_dice_std:.3f} "
+             f"test Dice."]
+    significant_wins, significant_losses = [], []
+    for baseline, t in tests.iterrows():
+        row = summary.loc[baseline]
+        significant = t.t_test_p < alpha
+        reading = ("significant" if significant else "not significant") + f" at {alpha}"
+        if significant:
+            (significant_wins if t.mean_difference > 0 else significant_losses).append(baseline)
+        lines.append(f"- vs {baseline} ({row.test_dice_mean:.3f} ± {row.test_dice_std:.3f}): "
+                     f"{t.mean_difference:+.3f} (95 % CI {t.ci95_low:+.3f} to {t.ci95_high:+.3f}; paired t-test "
+                     f"p = {t.t_test_p:.3g}, Wilcoxon p = {t.wilcoxon_p:.3g}): {reading}.")
+    if len(significant_wins) == len(tests):
+        verdict = f"{method} beat every baseline significantly."
+    elif significant_wins or significant_losses:
+        verdict = (f"{method} beat {', '.join(significant_wins) or 'no baseline'} significantly"
+                   f"{' and lost significantly to ' + ', '.join(significant_losses) if significant_losses else ''}; "
+                   f"the other differences are within seed noise.")
+    else:
+        verdict = f"{method} did not beat any baseline significantly: every difference is within seed noise."
+    return "\n".join([lines[0] + " " + verdict, *lines[1:]])
+
+
+def compare(base: TrainConfig, variants: Mapping[str, Mapping[str, Any]], seeds: Sequence[int],
+            by: str = "variant", jobs: int | None = None) -> Comparison:
+    """Train ``base`` with each variant's overrides and each seed: same data, budget and initial network."""
+    keys = [(name, seed) for name in variants for seed in seeds]
+    configs = [dataclasses.replace(base, **variants[name], seed=seed, run_name=None) for name, seed in keys]
+    return Comparison.from_runs(dict(zip(keys, run_many(configs, jobs))), by=by)
+
+
+def compare_supervision(base: TrainConfig, presets: Sequence[str], seeds: Sequence[int],
+                        jobs: int | None = None) -> Comparison:
     """Train ``base`` once per preset and seed: same data, same budget, same initial network."""
-    results, rows, models = [], [], {}
-    for preset in presets:
-        for seed in seeds:
-            run = train(dataclasses.replace(base, supervision=preset, seed=seed, run_name=None))
-            models[preset, seed] = run
-            results.append(run.test.assign(preset=preset, seed=seed))
-            metrics = run.record["metrics"]
-            rows.append({"preset": preset, "seed": seed, "test_dice": metrics["test_dice"],
-                         "test_hd95": metrics["test_hd95"],
-                         "val_dice": metrics["val_dice"], "best_epoch": metrics["best_epoch"],
-                         "test_dice_if_selected_on_test": metrics["test_dice_if_selected_on_test"],
-                         "train_time_s": metrics["train_time_s"], "steps": metrics["steps"],
-                         "supervised_maps": metrics["num_supervised_maps"]})
-    results = pd.concat(results, ignore_index=True)[["preset", "seed", "volume", "class_name", "dice", "hd95",
-                                                       "gt_present"]]
-    return Comparison(results, pd.DataFrame(rows), models)
+    return compare(base, {preset: {"supervision": preset} for preset in presets}, seeds, by="preset", jobs=jobs)
+
+
+def operator_variants(operators: Sequence[str] = OPERATORS) -> dict[str, dict[str, Any]]:
+    """LoMix with all operators (the paper), each operator alone, and each one left out."""
+    variants: dict[str, dict[str, Any]] = {"all": {}}
+    variants |= {f"only {op}": {"operators": [op]} for op in operators}
+    variants |= {f"without {op}": {"operators": [o for o in operators if o != op]} for op in operators}
+    return variants
+
+
+def weighting_variants(weightings: Sequence[str] = WEIGHTINGS) -> dict[str, dict[str, Any]]:
+    """LoMix under each map weighting; the paper's softplus is the preset's default (no override),
+    so its runs are the same runs as chapter 03's."""
+    return {w: {} if w == "softplus" else {"weighting": w} for w in weightings}
+
+
+DATA_FRACTIONS = (0.05, 0.10, 0.25, 0.50, 1.0)
+
+
+def subset_sizes(num_subjects: int, fractions: Sequence[float] = DATA_FRACTIONS,
+                 counts: Sequence[int] = (1, 2)) -> pd.DataFrame:
+    """How many whole training subjects each low-data setting keeps: ``counts`` subjects, and each
+    fraction rounded up (a subject is never split). Settings that land on the same count share runs."""
+    rows = [{"setting": f"{n} subject{'s' * (n > 1)}", "train_subjects": n} for n in counts if n <= num_subjects]
+    rows += [{"setting": f"{f:.0%}", "train_subjects": max(1, math.ceil(round(f * num_subjects, 9)))}
+             for f in fractions]
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class LowData:
+    """One :class:`Comparison` of the presets per training-set size (in whole subjects)."""
+
+    comparisons: dict[int, Comparison]
+    train_slices: dict[int, int]
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        return pd.concat([c.runs.assign(train_subjects=n, train_slices=self.train_slices[n])
+                          for n, c in self.comparisons.items()], ignore_index=True)
+
+    def curve(self, metric: str = "test_dice") -> pd.DataFrame:
+        """Per size and preset: mean, std and 95 % t interval of ``metric`` over seeds."""
+        from scipy import stats
+
+        grouped = self.runs.groupby(["train_subjects", "preset"], sort=False)[metric]
+        table = grouped.agg(["mean", "std", "count"]).reset_index()
+        t = table["count"].map(lambda n: stats.t.ppf(0.975, n - 1) if n > 1 else float("nan"))
+        half_width = t * table["std"] / table["count"] ** 0.5
+        return table.assign(ci95_low=table["mean"] - half_width, ci95_high=table["mean"] + half_width)
+
+    def gains(self, method: str = "lomix", metric: str = "test_dice") -> pd.DataFrame:
+        """Per size and baseline: ``method`` minus baseline, paired by seed (:func:`paired_test`)."""
+        frames = [c.paired_tests(method, metric).reset_index().rename(columns={f"{method} minus": "baseline"})
+                  .assign(train_subjects=n, train_slices=self.train_slices[n]) for n, c in self.comparisons.items()]
+        return pd.concat(frames, ignore_index=True)
+
+
+def low_data(base: TrainConfig, presets: Sequence[str], subject_counts: Sequence[int], seeds: Sequence[int],
+             jobs: int | None = None) -> LowData:
+    """Train every preset on ``subject_counts`` whole training subjects, with every seed.
+
+    Every run makes the same number of optimiser steps as a run on the full training set (the
+    subsets set ``steps_per_epoch``), so that a difference comes from the data, not from training
+    length. The full-set runs are ``base`` itself, shared with :func:`compare_supervision`. The
+    subset of each size is the loader's (its ``split_seed``), the same for every seed and preset.
+    """
+    full = data.load(base.dataset, split="train", **base.data_kwargs)
+    num_subjects = len(full.subject_slices())
+    steps = max(1, len(full) // base.batch_size) if len(full) > base.batch_size else 1
+    counts = sorted(set(subject_counts))
+    if not counts or counts[0] < 1 or counts[-1] > num_subjects:
+        raise ValueError(f"subject_counts must lie in [1, {num_subjects}] (the training subjects of "
+                         f"{base.dataset!r}), got {list(subject_counts)}")
+    keys, configs, slices = [], [], {}
+    for n in counts:
+        config = base if n == num_subjects else dataclasses.replace(
+            base, data_kwargs={**base.data_kwargs, "num_train_subjects": n}, steps_per_epoch=steps)
+        keys += [(n, preset, seed) for preset in presets for seed in seeds]
+        configs += [dataclasses.replace(config, supervision=preset, seed=seed, run_name=None)
+                    for preset in presets for seed in seeds]
+    runs = dict(zip(keys, run_many(configs, jobs)))
+    for n in counts:
+        slices[n] = runs[n, presets[0], seeds[0]].record["data"]["train_slices"]
+    comparisons = {n: Comparison.from_runs({(p, s): runs[n, p, s] for p in presets for s in seeds})
+                   for n in counts}
+    return LowData(comparisons, slices)

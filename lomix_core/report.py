@@ -1,7 +1,7 @@
-"""What a notebook hands to the series summary: headline numbers, tables and figures.
+"""What a notebook hands to the series report: findings, headline numbers, tables and figures.
 
 A notebook calls :func:`record` at its end; ``python -m lomix_core reproduce`` collects every
-record into ``SUMMARY.md``. Records are JSON files next to the executed notebooks.
+record into ``REPORT.md``. Records are JSON files next to the executed notebooks.
 """
 from __future__ import annotations
 
@@ -18,11 +18,15 @@ from .records import save_json
 
 
 def record(output_dir: str | Path, notebook: str, headline: dict | None = None,
-           tables: dict[str, pd.DataFrame] | None = None, figures: list[str | Path] = ()) -> Path:
-    """Write ``<output_dir>/<notebook>.summary.json`` for the series summary."""
+           tables: dict[str, pd.DataFrame] | None = None, figures: list[str | Path] = (),
+           findings: list[str] = ()) -> Path:
+    """Write ``<output_dir>/<notebook>.summary.json`` for the series report.
+
+    ``findings`` are plain-language answers (for example :func:`lomix_core.experiments.statement`)
+    that the report puts first."""
     output_dir = Path(output_dir)
     figures = [str(Path(f).resolve().relative_to(output_dir.resolve())) for f in figures]
-    payload = {"notebook": notebook, "headline": headline or {},
+    payload = {"notebook": notebook, "headline": headline or {}, "findings": list(findings),
                "tables": {name: markdown_table(t) for name, t in (tables or {}).items()}, "figures": figures}
     return save_json(payload, output_dir / f"{notebook}.summary.json")
 

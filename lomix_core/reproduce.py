@@ -1,7 +1,7 @@
-"""Run the notebook series with papermill and summarise it in ``outputs/<profile>/SUMMARY.md``.
+"""Run the notebook series with papermill and report it in ``outputs/<profile>/REPORT.md``.
 
 Each notebook runs in its own kernel with ``PROFILE`` and ``OUTPUT_DIR`` injected into its
-``parameters`` cell. A failing notebook does not stop the series: the summary names its cell
+``parameters`` cell. A failing notebook does not stop the series: the report names its cell
 and error, the other notebooks still run, and the command exits non-zero.
 """
 from __future__ import annotations
@@ -93,24 +93,31 @@ def reproduce(profile: str = "cpu", notebooks_dir: str | Path = "notebooks", out
         results.append(run_notebook(path, output_dir, profile, cell_timeout))
         print(f"[{profile}] {path.name}: {'ok' if results[-1].ok else 'FAILED ' + results[-1].error}"
               f" ({results[-1].seconds:.0f} s)", flush=True)
-    summary = write_summary(output_dir, profile, results, time.perf_counter() - start)
-    print(f"summary: {summary}")
+    written = write_report(output_dir, profile, results, time.perf_counter() - start)
+    print(f"report: {written}")
     return 0 if all(r.ok for r in results) else 1
 
 
-def write_summary(output_dir: Path, profile: str, results: list[NotebookResult], seconds: float) -> Path:
+def write_report(output_dir: Path, profile: str, results: list[NotebookResult], seconds: float) -> Path:
+    """``REPORT.md``: the machine and wall time, every notebook's status, the findings, then each
+    notebook's headline numbers, tables and figures."""
+    records = {r.name: report.load_record(output_dir, r.name) for r in results}
     lines = [f"# LoMix kit: `{profile}` profile", "",
              f"- Machine: {report.machine()}", f"- Wall time: {seconds / 60:.1f} min", "",
              "| notebook | status | time (s) |", "|---|---|---|"]
     lines += [f"| [{r.name}]({r.name}.ipynb) | {'ok' if r.ok else 'FAILED: ' + r.error.replace('|', '/')} | "
               f"{r.seconds:.0f} |" for r in results]
-    for r in results:
-        rec = report.load_record(output_dir, r.name)
+    findings = [(name, f) for name, rec in records.items() if rec for f in rec.get("findings", [])]
+    if findings:
+        lines += ["", "## Findings", ""]
+        for name, finding in findings:
+            lines += [f"{finding} ([{name}]({name}.ipynb))", ""]
+    for name, rec in records.items():
         if rec is None:
             continue
-        lines += ["", f"## {r.name}", ""]
+        lines += ["", f"## {name}", ""]
         lines += [f"- {key}: {value}" for key, value in rec["headline"].items()]
         for title, table in rec["tables"].items():
             lines += ["", f"**{title}**", "", table]
         lines += [""] + [f"![{Path(f).stem}]({f})" for f in rec["figures"]]
-    return save_text("\n".join(lines) + "\n", output_dir / "SUMMARY.md")
+    return save_text("\n".join(lines) + "\n", output_dir / "REPORT.md")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import json
 import platform
 import random
 import time
@@ -30,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 from tqdm.auto import tqdm
 
 from . import data, models
@@ -50,6 +51,10 @@ class TrainConfig:
     operators: list[str] | None = None
     weighting: str | list[float] | None = None
     epochs: int = 10
+    # None: an epoch is one pass over the training set. An int: every epoch draws that many
+    # batches, reshuffling through the set as often as needed, so a low-data run can keep the full
+    # set's step budget and validation schedule.
+    steps_per_epoch: int | None = None
     max_steps_per_epoch: int | None = None
     batch_size: int = 8
     lr: float = 1e-4
@@ -74,8 +79,9 @@ class TrainConfig:
         for field_name in ("epochs", "batch_size"):
             if getattr(self, field_name) < 1:
                 raise ValueError(f"{field_name} must be >= 1, got {getattr(self, field_name)}")
-        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
-            raise ValueError(f"max_steps_per_epoch must be >= 1 or None, got {self.max_steps_per_epoch}")
+        for field_name in ("steps_per_epoch", "max_steps_per_epoch"):
+            if getattr(self, field_name) is not None and getattr(self, field_name) < 1:
+                raise ValueError(f"{field_name} must be >= 1 or None, got {getattr(self, field_name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
 
@@ -141,8 +147,13 @@ def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_
                                   lr=config.lr, weight_decay=config.weight_decay)
     # The sampler draws each epoch's order from this generator alone, so its saved state lets a
     # resumed run draw the same orders as an uninterrupted one.
-    loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=len(train_set) > config.batch_size,
-                        generator=torch.Generator().manual_seed(config.seed))
+    generator = torch.Generator().manual_seed(config.seed)
+    if config.steps_per_epoch is None:
+        loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
+                            drop_last=len(train_set) > config.batch_size, generator=generator)
+    else:  # consecutive permutations of the set, cut into exactly steps_per_epoch batches
+        sampler = RandomSampler(train_set, num_samples=config.steps_per_epoch * config.batch_size, generator=generator)
+        loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler)
     steps_per_epoch = min(len(loader), config.max_steps_per_epoch or len(loader))
 
     # Per finished epoch: the step losses [S], the step map weights [S, M] (CPU) and a table row.
@@ -154,7 +165,7 @@ def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_
         loss_fn.load_state_dict(last["loss_fn"])
         optimizer.load_state_dict(last["optimizer"])
         scaler.load_state_dict(last["scaler"])
-        _set_rng_states(last["rng"], loader.generator)
+        _set_rng_states(last["rng"], generator)
         step_losses, step_weights, epoch_rows = last["step_losses"], last["step_weights"], last["epochs"]
         best_state, first_epoch = last["best"], last["epoch"] + 1
         best_dice = best_state["val_dice"]
@@ -207,7 +218,7 @@ def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_
         if last_path is not None:
             save_torch({"epoch": epoch, "config": dataclasses.asdict(config), "model": model.state_dict(),
                         "loss_fn": loss_fn.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scaler": scaler.state_dict(), "rng": _rng_states(loader.generator), "best": best_state,
+                        "scaler": scaler.state_dict(), "rng": _rng_states(generator), "best": best_state,
                         "step_losses": step_losses, "step_weights": step_weights, "epochs": epoch_rows}, last_path)
         progress.set_postfix(loss=f"{float(step_losses[-1][-1]):.3f}", val_dice=f"{val_dice:.3f}")
     progress.close()
@@ -267,9 +278,7 @@ def train(config: TrainConfig, resume: bool = False) -> Run:
     train_set = data.load(config.dataset, split="train", augment=config.augment, **config.data_kwargs)
     val_set = data.load(config.dataset, split="val", **config.data_kwargs)
     test_set = data.load(config.dataset, split="test", **config.data_kwargs)
-    model = models.build(config.model, train_set.in_channels, train_set.num_classes, **config.model_kwargs).to(device)
-    loss_fn = LoMixLoss(model.num_maps, train_set.num_classes, supervision=config.supervision,
-                        operators=config.operators, weighting=config.weighting).to(device)
+    model, loss_fn = build_model_and_loss(config, train_set.in_channels, train_set.num_classes, device)
 
     run_dir = Path(config.out_dir) / config.name
     history, epochs = fit(model, loss_fn, train_set, val_set, config, checkpoint_path=run_dir / "best.pt",
@@ -291,6 +300,8 @@ def train(config: TrainConfig, resume: bool = False) -> Run:
             "model_parameters": sum(p.numel() for p in model.parameters()),
             "loss_parameters": sum(p.numel() for p in loss_fn.parameters()),
         },
+        "data": {"in_channels": train_set.in_channels, "num_classes": train_set.num_classes,
+                 "class_names": list(train_set.class_names), "train_slices": len(train_set)},
         "map_weights_at_best_epoch": loss_fn.map_weights(),
         "evaluation": CONVENTION,
         "environment": environment(device),
@@ -300,6 +311,33 @@ def train(config: TrainConfig, resume: bool = False) -> Run:
     save_csv(epochs, run_dir / "epochs.csv")
     save_csv(test, run_dir / "test.csv")
     return Run(config, model, loss_fn, history, epochs, test, record, run_dir)
+
+
+def build_model_and_loss(config: TrainConfig, in_channels: int, num_classes: int,
+                         device: torch.device) -> tuple[nn.Module, LoMixLoss]:
+    model = models.build(config.model, in_channels, num_classes, **config.model_kwargs).to(device)
+    loss_fn = LoMixLoss(model.num_maps, num_classes, supervision=config.supervision,
+                        operators=config.operators, weighting=config.weighting).to(device)
+    return model, loss_fn
+
+
+def load_run(run_dir: str | Path, device: str = "auto") -> Run:
+    """A finished run read back from its folder: the selected model and loss module (the
+    best-validation epoch, from ``best.pt``) and the tables and record :func:`train` wrote."""
+    run_dir = Path(run_dir)
+    missing = [name for name in ("record.json", "best.pt", "history.csv", "epochs.csv", "test.csv")
+               if not (run_dir / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{run_dir} is not a finished run: {', '.join(missing)} missing")
+    record = json.loads((run_dir / "record.json").read_text())
+    config = TrainConfig(**record["config"])
+    model, loss_fn = build_model_and_loss(config, record["data"]["in_channels"], record["data"]["num_classes"],
+                                          resolve_device(device))
+    best = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
+    model.load_state_dict(best["model"])
+    loss_fn.load_state_dict(best["loss_fn"])
+    tables = {name: pd.read_csv(run_dir / f"{name}.csv") for name in ("history", "epochs", "test")}
+    return Run(config, model, loss_fn, tables["history"], tables["epochs"], tables["test"], record, run_dir)
 
 
 def environment(device: torch.device) -> dict[str, Any]:

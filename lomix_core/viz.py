@@ -23,15 +23,17 @@ def save(fig: plt.Figure, path: str | Path) -> Path:
 METRIC_LABELS = {"test_dice": "test Dice (3-D, mean over classes) ↑", "test_hd95": "test HD95 (voxels) ↓"}
 
 
-def plot_test_metrics(runs: pd.DataFrame, metrics: tuple[str, ...] = ("test_dice", "test_hd95")) -> plt.Figure:
+def plot_test_metrics(runs: pd.DataFrame, metrics: tuple[str, ...] = ("test_dice", "test_hd95"),
+                      by: str = "preset", title: str = "Supervision presets") -> plt.Figure:
     """One panel per metric: bars are the mean over seeds ± sd, dots the individual seeds."""
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(max(5.5, 0.6 * runs[by].nunique()) * len(metrics), 3.5),
+                             squeeze=False)
     for ax, metric in zip(axes[0], metrics):
-        sns.barplot(data=runs, x="preset", y=metric, errorbar="sd", ax=ax, color="#9ecae1")
-        sns.stripplot(data=runs, x="preset", y=metric, ax=ax, color="black", size=4)
+        sns.barplot(data=runs, x=by, y=metric, errorbar="sd", ax=ax, color="#9ecae1")
+        sns.stripplot(data=runs, x=by, y=metric, ax=ax, color="black", size=4)
         ax.set(xlabel="", ylabel=METRIC_LABELS.get(metric, metric))
-        ax.tick_params(axis="x", labelrotation=20)
-    fig.suptitle(f"Supervision presets, {runs['seed'].nunique()} seed(s): mean ± sd")
+        ax.tick_params(axis="x", labelrotation=30)
+    fig.suptitle(f"{title}, {runs['seed'].nunique()} seed(s): mean ± sd")
     fig.tight_layout()
     return fig
 
@@ -154,4 +156,92 @@ def plot_step_times(table: pd.DataFrame) -> plt.Figure:
         ax.annotate(f"{ratio:.2f}×", (list(table["preset"]).index(preset), 0), xytext=(0, -24),
                     textcoords="offset points", ha="center", fontsize=8)
     ax.set(xlabel="", ylabel="milliseconds (median)", title="Cost per training step (ratio: step / last_layer)")
+    return fig
+
+
+def plot_low_data(curve: pd.DataFrame, metric_label: str = "test Dice") -> plt.Figure:
+    """Mean over seeds against the number of training subjects, one line per preset, with the 95 %
+    t interval as a band (from :meth:`lomix_core.experiments.LowData.curve`)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for preset, rows in curve.groupby("preset", sort=False):
+        line, = ax.plot(rows["train_subjects"], rows["mean"], marker="o", label=preset)
+        ax.fill_between(rows["train_subjects"], rows["ci95_low"], rows["ci95_high"], color=line.get_color(), alpha=0.15)
+    ax.set(xscale="log", xlabel="training subjects (log scale)", ylabel=f"{metric_label} (mean, 95 % CI)",
+           title=f"Less data: {int(curve['count'].max())} seed(s) per point")
+    ax.set_xticks(sorted(curve["train_subjects"].unique()), labels=sorted(curve["train_subjects"].unique()))
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_gains(gains: pd.DataFrame, method: str = "lomix") -> plt.Figure:
+    """``method`` minus each baseline, paired by seed, against training-set size (mean, 95 % CI)."""
+    baselines = list(dict.fromkeys(gains["baseline"]))
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    offsets = np.linspace(-0.06, 0.06, len(baselines)) if len(baselines) > 1 else [0.0]
+    for offset, baseline in zip(offsets, baselines):
+        rows = gains[gains["baseline"] == baseline]
+        x = rows["train_subjects"] * 10 ** offset  # a small shift on the log axis keeps bars apart
+        ax.errorbar(x, rows["mean_difference"], yerr=[rows["mean_difference"] - rows["ci95_low"],
+                                                       rows["ci95_high"] - rows["mean_difference"]],
+                    marker="o", capsize=3, label=f"{method} − {baseline}")
+    ax.axhline(0, color="grey", lw=0.8)
+    sizes = sorted(gains["train_subjects"].unique())
+    ax.set(xscale="log", xlabel="training subjects (log scale)", ylabel="test Dice gain (mean, 95 % CI)",
+           title=f"Gain of {method} over each baseline, paired by seed")
+    ax.set_xticks(sizes, labels=sizes)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_map_dice(table: pd.DataFrame) -> plt.Figure:
+    """Each supervised map's validation Dice against its learned weight, coloured by operator
+    (from :func:`lomix_core.evaluate.evaluate_maps`), with the rank correlation in the title."""
+    from scipy import stats
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    sns.scatterplot(data=table, x="weight", y="dice", hue="operator", style="operator", s=60, ax=ax)
+    rho, p = stats.spearmanr(table["weight"], table["dice"])
+    for name in ("p1", table["dice"].idxmax()):
+        ax.annotate(name, (table.loc[name, "weight"], table.loc[name, "dice"]), fontsize=7,
+                    xytext=(4, 4), textcoords="offset points")
+    ax.set(xlabel="learned weight", ylabel="validation Dice of the map alone",
+           title=f"Does the weight rank the maps? Spearman ρ = {rho:.2f} (p = {p:.2g})")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def plot_weightings(histories: dict[str, pd.DataFrame]) -> plt.Figure:
+    """Side by side, the map-weight trajectories under each weighting: ``{name: run.history}``."""
+    fig, axes = plt.subplots(1, len(histories), figsize=(4 * len(histories), 3.4), squeeze=False, sharex=True)
+    for ax, (name, history) in zip(axes[0], histories.items()):
+        plot_weight_trajectories(history, ax=ax)
+        ax.set_title(name)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    fig.tight_layout()
+    return fig
+
+
+def plot_predictions(dataset, predictions: dict[str, torch.Tensor], indices: list[int],
+                     titles: list[str] | None = None, alpha: float = 0.5) -> plt.Figure:
+    """One row per slice: the image, the ground truth, then each model's prediction overlaid.
+    ``predictions`` maps a name to class indices ``[N, H, W]`` for every slice of ``dataset``."""
+    cmap = plt.get_cmap("tab10", dataset.num_classes)
+    columns = ["ground truth", *predictions]
+    fig, axes = plt.subplots(len(indices), len(columns) + 1, figsize=(2.1 * (len(columns) + 1), 2.2 * len(indices)),
+                             squeeze=False)
+    for row, i in enumerate(indices):
+        image = displayable(dataset.images[i])
+        labels = [dataset.labels[i], *(p[i] for p in predictions.values())]
+        axes[row, 0].imshow(image, cmap="gray")
+        axes[row, 0].set_title(titles[row] if titles else f"{dataset.subjects[i]} z={dataset.slice_index[i]}", fontsize=7)
+        for col, (name, label) in enumerate(zip(columns, labels), start=1):
+            label = label.cpu().numpy()
+            axes[row, col].imshow(image, cmap="gray")
+            axes[row, col].imshow(np.where(label == 0, np.nan, label), cmap=cmap, vmin=0,
+                                  vmax=dataset.num_classes - 1, alpha=alpha, interpolation="nearest")
+            axes[row, col].set_title(name, fontsize=7)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.tight_layout()
     return fig

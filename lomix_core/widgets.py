@@ -78,3 +78,32 @@ def slice_browser(dataset, alpha: float = 0.45) -> widgets.VBox:
         control.observe(show, names="value")
     show()
     return widgets.VBox([widgets.HBox([volume, position, overlay]), output])
+
+
+def prediction_browser(dataset, predictions: dict[str, torch.Tensor], alpha: float = 0.5) -> widgets.VBox:
+    """Step through a dataset's volumes slice by slice: the ground truth beside each model's
+    prediction (``predictions`` maps a name to class indices ``[N, H, W]`` for every slice)."""
+    from .evaluate import dice_per_class
+    from .viz import plot_predictions
+
+    volumes = dataset.subject_slices()
+    volume = widgets.Dropdown(options=list(volumes), description="volume")
+    position = widgets.IntSlider(min=0, max=len(volumes[volume.value]) - 1, description="slice")
+    output = widgets.Output()
+
+    def show(*_):
+        position.max = len(volumes[volume.value]) - 1
+        i = volumes[volume.value][min(position.value, position.max)]
+        present = torch.bincount(dataset.labels[i].reshape(-1), minlength=dataset.num_classes)[1:] > 0
+        scores = [f"{name} {dice_per_class(p[i], dataset.labels[i], dataset.num_classes)[present].mean():.2f}"
+                  for name, p in predictions.items()] if present.any() else ["no foreground"]
+        with output:
+            output.clear_output(wait=True)
+            plot_predictions(dataset, predictions, [i], titles=[f"z={dataset.slice_index[i]}; 2-D Dice: "
+                                                               + ", ".join(scores)])
+            plt.show()
+
+    for control in (volume, position):
+        control.observe(show, names="value")
+    show()
+    return widgets.VBox([widgets.HBox([volume, position]), output])

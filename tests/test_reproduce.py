@@ -45,7 +45,7 @@ def test_failing_notebook_is_named_with_cell_and_error_and_the_rest_still_run(se
                  "--output-root", str(series / "outputs")])
     assert code == 1
     out = series / "outputs" / "smoke"
-    summary = (out / "SUMMARY.md").read_text()
+    summary = (out / "REPORT.md").read_text()
     assert "| [01_good](01_good.ipynb) | ok |" in summary
     assert "02_bad](02_bad.ipynb) | FAILED: cell 3 (index 2): ZeroDivisionError: division by zero" in summary
     assert "| [03_after](03_after.ipynb) | ok |" in summary
@@ -83,7 +83,7 @@ def test_a_hung_cell_is_reported_and_the_series_goes_on(tmp_path):
                    "import time\ntime.sleep(60)")
     write_notebook(notebooks / "02_after.ipynb", 'PROFILE = "auto"\nOUTPUT_DIR = None', "y = 2")
     code = reproduce("smoke", notebooks_dir=notebooks, output_root=tmp_path / "outputs", cell_timeout=2)
-    summary = (tmp_path / "outputs" / "smoke" / "SUMMARY.md").read_text()
+    summary = (tmp_path / "outputs" / "smoke" / "REPORT.md").read_text()
     assert code == 1
     assert "| [01_hangs](01_hangs.ipynb) | FAILED: cell 3 (index 2): CellTimeoutError: still running after 2 s |" \
         in summary

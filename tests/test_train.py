@@ -160,9 +160,10 @@ def test_comparison_profile_takes_a_model():
 
 def test_comparison_profile_takes_a_dataset():
     brain, _ = lx.profiles.comparison("cpu")
-    assert brain.dataset == "brain_aal" and brain.data_kwargs == {"size": 64} and brain.epochs == 30
+    assert brain.dataset == "brain_aal" and brain.data_kwargs == {"size": 48} and brain.epochs == 30
     phantom, _ = lx.profiles.comparison("cpu", dataset="synthetic")
-    assert phantom.data_kwargs["num_subjects"] == 20 and phantom.epochs == 8
+    assert phantom.data_kwargs["num_subjects"] == 20 and phantom.data_kwargs["size"] == 32 and phantom.epochs == 6
+    assert lx.profiles.comparison("cpu", dataset="synapse")[0].data_kwargs == {"size": 64}
     assert lx.profiles.comparison("smoke", dataset="synapse")[0].data_kwargs == {"size": 32}
 
 
