@@ -248,6 +248,35 @@ def statement(comparison: Comparison, label: str, method: str = "lomix", alpha: 
     return "\n".join([lines[0] + " " + verdict, *lines[1:]])
 
 
+def low_data_statement(low: LowData, label: str, method: str = "lomix", alpha: float = 0.05) -> str:
+    """Does ``method``'s gain over each baseline grow as the training set shrinks (the paper's
+    claim)? The gain at the smallest and the largest size, with intervals and p-values."""
+    gains = low.gains(method)
+    smallest, largest = gains["train_subjects"].min(), gains["train_subjects"].max()
+    lines, grows = [], []
+    for baseline, rows in gains.groupby("baseline", sort=False):
+        small, large = (rows[rows["train_subjects"] == n].iloc[0] for n in (smallest, largest))
+        grows.append(small.mean_difference > large.mean_difference)
+        lines.append(f"- vs {baseline}: {small.mean_difference:+.3f} with {smallest} subject(s) "
+                     f"(95 % CI {small.ci95_low:+.3f} to {small.ci95_high:+.3f}, t p = {small.t_test_p:.3g}) against "
+                     f"{large.mean_difference:+.3f} with {largest} (CI {large.ci95_low:+.3f} to {large.ci95_high:+.3f}, "
+                     f"p = {large.t_test_p:.3g}).")
+    significant_small = int((gains[gains["train_subjects"] == smallest]["t_test_p"] < alpha).sum())
+    head = (f"Low data on {label}: {method}'s mean gain is larger with {smallest} subject(s) than with {largest} "
+            f"for {sum(grows)} of {len(grows)} baselines, and significant (p < {alpha}) at the smallest size for "
+            f"{significant_small} of them.")
+    return "\n".join([head, *lines])
+
+
+def weight_drift(history: pd.DataFrame) -> dict[str, float]:
+    """How the map weights moved over a run (from ``run.history``): their mean at the first and
+    last step, and the smallest and largest weight at the end."""
+    weights = history.filter(like="w:")
+    return {"mean_first_step": float(weights.iloc[0].mean()), "mean_last_step": float(weights.iloc[-1].mean()),
+            "min_last_step": float(weights.iloc[-1].min()), "max_last_step": float(weights.iloc[-1].max()),
+            "steps": len(weights)}
+
+
 def compare(base: TrainConfig, variants: Mapping[str, Mapping[str, Any]], seeds: Sequence[int],
             by: str = "variant", jobs: int | None = None) -> Comparison:
     """Train ``base`` with each variant's overrides and each seed: same data, budget and initial network."""

@@ -115,12 +115,15 @@ _QUICKSTART = {
 }
 
 
-def quickstart(profile: str, **overrides) -> TrainConfig:
-    """A LoMix run on brain_aal short enough for a first look (under a minute on a laptop)."""
+def quickstart(profile: str, dataset: str = "brain_aal", model: str | None = None, **overrides) -> TrainConfig:
+    """A LoMix run short enough for a first look (under a minute on a laptop's CPU)."""
     profile = resolve(profile)
+    _check_dataset(dataset)
     _check_fields(overrides)
-    settings = {**copy.deepcopy(_QUICKSTART[profile]), "dataset": "brain_aal", "supervision": "lomix",
-                "data_kwargs": data_kwargs(profile, "brain_aal"), "progress": profile != "smoke"}
+    settings = {**copy.deepcopy(_QUICKSTART[profile]), "dataset": dataset, "supervision": "lomix",
+                "data_kwargs": data_kwargs(profile, dataset), "progress": profile != "smoke"}
+    if model is not None:
+        settings["model"] = model
     return TrainConfig(**{**settings, **overrides})
 
 

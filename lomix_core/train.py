@@ -112,6 +112,17 @@ class Run:
     record: dict[str, Any]
     run_dir: Path
 
+    @torch.no_grad()
+    def maps(self, images: torch.Tensor) -> torch.Tensor:
+        """Every supervised map for ``images [B, C_in, H, W]``: ``[M, B, C, H, W]`` in
+        ``loss_fn.map_names`` order (decoder maps, then mutants), from the model in eval mode."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return self.loss_fn.mutants(self.model(images.to(next(self.model.parameters()).device))).cpu()
+        finally:
+            self.model.train(was_training)
+
 
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
