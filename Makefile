@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 
 test: install
 	$(PY) -m pytest tests
-	LOMIX_PROFILE=smoke $(PY) -m pytest --nbval-lax --nbval-current-env notebooks
+	LOMIX_HEADLESS=1 LOMIX_PROFILE=smoke $(PY) -m pytest --nbval-lax --nbval-current-env notebooks
 
 reproduce: install
 	$(PY) -m lomix_core reproduce --profile $(PROFILE)

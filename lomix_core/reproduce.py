@@ -6,12 +6,14 @@ and error, the other notebooks still run, and the command exits non-zero.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import profiles, report
 from .records import save_text
+from .widgets import HEADLESS
 
 
 @dataclass
@@ -84,6 +86,7 @@ def reproduce(profile: str = "cpu", notebooks_dir: str | Path = "notebooks", out
     ``cell_timeout=None`` takes the profile's limit per cell (:func:`profiles.cell_timeout`)."""
     profile = profiles.resolve(profile)
     cell_timeout = cell_timeout if cell_timeout is not None else profiles.cell_timeout(profile)
+    os.environ[HEADLESS] = "1"  # the kernels inherit it: widgets draw a plain figure (see lomix_core.widgets)
     output_dir = Path(output_root) / profile
     output_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
