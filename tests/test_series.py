@@ -134,6 +134,7 @@ def fake_comparison(dice: dict[str, list[float]]) -> experiments.Comparison:
 def test_statement_says_not_significant_when_it_is_not():
     noisy = fake_comparison({"lomix": [0.50, 0.60, 0.40], "last_layer": [0.45, 0.65, 0.38]})
     text = experiments.statement(noisy, "brain_aal")
+    assert text.startswith("On brain_aal with 3 seeds, lomix scored 0.500 ± 0.100 test Dice.")
     assert "did not beat any baseline significantly" in text and "not significant at 0.05" in text
     assert "0.500 ± 0.100" in text and "Wilcoxon p = " in text
     clear = fake_comparison({"lomix": [0.60, 0.70, 0.50, 0.65], "last_layer": [0.50, 0.61, 0.40, 0.56],
