@@ -114,6 +114,7 @@ def test_low_data_sweep(low, base):
         experiments.low_data(base, ["lomix"], [5], seeds=[0])
     text = experiments.low_data_statement(low, "the phantom")
     assert "with 1 subject(s) than with 4" in text and "vs last_layer" in text
+    assert f"mean test Dice over all presets was {runs[runs.train_subjects == 1]['test_dice'].mean():.3f}" in text
 
 
 def test_variants_share_the_papers_runs():
