@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +80,21 @@ def source_cell_number(executed: Path, cell_index: int) -> int:
     return cell_index - injected + 1
 
 
+@contextmanager
+def headless_kernels():
+    """Kernels started inside inherit ``LOMIX_HEADLESS=1``: their widgets draw a plain figure
+    (see :mod:`lomix_core.widgets`). The caller's environment is restored afterwards."""
+    before = os.environ.get(HEADLESS)
+    os.environ[HEADLESS] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(HEADLESS)
+        else:
+            os.environ[HEADLESS] = before
+
+
 def reproduce(profile: str = "cpu", notebooks_dir: str | Path = "notebooks", output_root: str | Path = "outputs",
               only: list[str] | None = None, cell_timeout: float | None = None) -> int:
     """Run the series; returns the process exit code (0 only if every notebook succeeded).
@@ -86,14 +102,14 @@ def reproduce(profile: str = "cpu", notebooks_dir: str | Path = "notebooks", out
     ``cell_timeout=None`` takes the profile's limit per cell (:func:`profiles.cell_timeout`)."""
     profile = profiles.resolve(profile)
     cell_timeout = cell_timeout if cell_timeout is not None else profiles.cell_timeout(profile)
-    os.environ[HEADLESS] = "1"  # the kernels inherit it: widgets draw a plain figure (see lomix_core.widgets)
     output_dir = Path(output_root) / profile
     output_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     results = []
     for path in find_notebooks(notebooks_dir, only):
         print(f"[{profile}] {path.name} ...", flush=True)
-        results.append(run_notebook(path, output_dir, profile, cell_timeout))
+        with headless_kernels():
+            results.append(run_notebook(path, output_dir, profile, cell_timeout))
         print(f"[{profile}] {path.name}: {'ok' if results[-1].ok else 'FAILED ' + results[-1].error}"
               f" ({results[-1].seconds:.0f} s)", flush=True)
     written = write_report(output_dir, profile, results, time.perf_counter() - start)

@@ -225,3 +225,12 @@ def test_headless_widgets_draw_a_plain_figure(monkeypatch):
     assert lx.widgets.slice_browser(val) is None and len(plt.get_fignums()) == before + 1
     title = plt.figure(plt.get_fignums()[-1]).axes[0].get_title()
     assert title.startswith(f"{val.subjects[0]}, slice 0")
+
+
+def test_reproduce_sets_headless_only_for_its_kernels(monkeypatch):
+    from lomix_core.reproduce import headless_kernels
+
+    monkeypatch.delenv("LOMIX_HEADLESS", raising=False)
+    with headless_kernels():
+        assert lx.widgets.headless()
+    assert "LOMIX_HEADLESS" not in __import__("os").environ
