@@ -156,6 +156,9 @@ def test_comparison_profile_takes_a_model():
     assert lx.profiles.comparison("smoke")[0].model == "unet_small"
     assert lx.profiles.comparison("full")[0].model == "pvt_v2_b2_emcad"
     assert lx.profiles.comparison("full")[0].data_kwargs["size"] == 224
+    full, seeds = lx.profiles.comparison("full", dataset="brain_aal")
+    assert full.epochs == 100 and len(seeds) == 5  # more steps and seeds than cpu
+    assert lx.profiles.comparison("full", dataset="synthetic")[0].epochs == 30
 
 
 def test_comparison_profile_takes_a_dataset():
