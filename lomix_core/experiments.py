@@ -57,8 +57,8 @@ def keyed(config: TrainConfig) -> TrainConfig:
 
 
 def is_finished(config: TrainConfig) -> bool:
-    record = Path(config.out_dir) / config.name / "record.json"
-    return record.is_file() and (Path(config.out_dir) / config.name / "best.pt").is_file()
+    run_dir = Path(config.out_dir) / config.name
+    return (run_dir / "record.json").is_file() and (run_dir / "best.pt").is_file()
 
 
 def default_jobs(num_runs: int) -> int:
@@ -71,7 +71,9 @@ def default_jobs(num_runs: int) -> int:
 def run_many(configs: Sequence[TrainConfig], jobs: int | None = None) -> list[Run]:
     """Train every config that has not finished yet, ``jobs`` at a time, and read every run back.
 
-    Returns the runs in the order of ``configs``; repeated configs are trained once.
+    Returns the runs in the order of ``configs``; repeated configs are trained once. With more
+    than one job the runs train in spawned processes, so a script (not a notebook) that calls this
+    needs Python's ``if __name__ == "__main__":`` guard.
     """
     configs = [keyed(c) for c in configs]
     todo = list({c.name: c for c in configs if not is_finished(c)}.values())
@@ -82,8 +84,8 @@ def run_many(configs: Sequence[TrainConfig], jobs: int | None = None) -> list[Ru
         print(f"training {len(todo)} of {len(configs)} runs ({len(configs) - len(todo)} read back), "
               f"{min(jobs, len(todo))} at a time", flush=True)
     if jobs == 1 or len(todo) == 1:
-        for config in todo:
-            _report(config.name, train(config, resume=True).record, done=todo.index(config) + 1, total=len(todo))
+        for done, config in enumerate(todo, start=1):
+            _report(config.name, train(config, resume=True).record, done, len(todo))
     elif todo:
         threads = max(1, (os.cpu_count() or 1) // jobs)
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=torch.set_num_threads,
@@ -362,7 +364,7 @@ def low_data(base: TrainConfig, presets: Sequence[str], subject_counts: Sequence
     """
     full = data.load(base.dataset, split="train", **base.data_kwargs)
     num_subjects = len(full.subject_slices())
-    steps = max(1, len(full) // base.batch_size) if len(full) > base.batch_size else 1
+    steps = max(1, len(full) // base.batch_size)  # what one full-set epoch makes (fit drops the last batch)
     counts = sorted(set(subject_counts))
     if not counts or counts[0] < 1 or counts[-1] > num_subjects:
         raise ValueError(f"subject_counts must lie in [1, {num_subjects}] (the training subjects of "
