@@ -149,7 +149,7 @@ def evaluate_maps(model: nn.Module, loss_fn: nn.Module, dataset: SliceDataset, b
             preds = [loss_fn.mutants(model(dataset.images[indices[i:i + batch_size]].to(device))).argmax(dim=2).cpu()
                      for i in range(0, len(indices), batch_size)]
             pred, labels = torch.cat(preds, dim=1), dataset.labels[indices]  # [M, N, H, W], [N, H, W]
-            present = torch.bincount(labels.reshape(-1), minlength=dataset.num_classes)[1:] > 0
+            present = foreground_present(labels, dataset.num_classes)
             for name, map_pred in zip(loss_fn.map_names, pred):
                 rows += [{"map": name, "volume": volume, "class_index": c + 1, "dice": d}
                          for c, d in enumerate(dice_per_class(map_pred, labels, dataset.num_classes).tolist())
@@ -163,14 +163,22 @@ def evaluate_maps(model: nn.Module, loss_fn: nn.Module, dataset: SliceDataset, b
     return table
 
 
+def foreground_present(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Which foreground classes (1..C-1) occur in ``labels``: a boolean ``[C-1]``."""
+    return torch.bincount(labels.reshape(-1), minlength=num_classes)[1:] > 0
+
+
+def slice_dice(pred: torch.Tensor, label: torch.Tensor, num_classes: int) -> float | None:
+    """Mean 2-D Dice of one slice over the foreground classes its label holds (None if none)."""
+    present = foreground_present(label, num_classes)
+    return dice_per_class(pred, label, num_classes)[present].mean().item() if present.any() else None
+
+
 def slice_scores(predictions: torch.Tensor, dataset: SliceDataset) -> pd.DataFrame:
-    """Mean 2-D Dice over the foreground classes present in each slice, for picking the best and
-    worst predictions to look at. ``predictions [N, H, W]`` are class indices for every slice."""
-    rows = []
-    for i, (pred, label) in enumerate(zip(predictions, dataset.labels)):
-        present = torch.bincount(label.reshape(-1), minlength=dataset.num_classes)[1:] > 0
-        if present.any():
-            dice = dice_per_class(pred, label, dataset.num_classes)[present].mean().item()
-            rows.append({"index": i, "volume": dataset.subjects[i], "slice": dataset.slice_index[i], "dice": dice,
-                         "classes": int(present.sum())})
-    return pd.DataFrame(rows).set_index("index")
+    """:func:`slice_dice` of every slice with foreground, for picking the best and worst
+    predictions to look at. ``predictions [N, H, W]`` are class indices for every slice."""
+    rows = [{"index": i, "volume": dataset.subjects[i], "slice": dataset.slice_index[i],
+             "dice": slice_dice(pred, label, dataset.num_classes),
+             "classes": int(foreground_present(label, dataset.num_classes).sum())}
+            for i, (pred, label) in enumerate(zip(predictions, dataset.labels))]
+    return pd.DataFrame([row for row in rows if row["dice"] is not None]).set_index("index")

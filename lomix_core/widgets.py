@@ -107,16 +107,15 @@ def slice_browser(dataset, alpha: float = 0.45):
 def prediction_browser(dataset, predictions: dict[str, torch.Tensor], alpha: float = 0.5):
     """Step through a dataset's volumes slice by slice: the ground truth beside each model's
     prediction (``predictions`` maps a name to class indices ``[N, H, W]`` for every slice)."""
-    from .evaluate import dice_per_class
+    from .evaluate import slice_dice
     from .viz import plot_predictions
 
     volumes, controls = _volume_controls(dataset)
 
     def draw(volume: str, slice: int):
         i = volumes[volume][min(slice, len(volumes[volume]) - 1)]
-        present = torch.bincount(dataset.labels[i].reshape(-1), minlength=dataset.num_classes)[1:] > 0
-        scores = [f"{name} {dice_per_class(p[i], dataset.labels[i], dataset.num_classes)[present].mean():.2f}"
-                  for name, p in predictions.items()] if present.any() else ["no foreground"]
+        dice = {name: slice_dice(p[i], dataset.labels[i], dataset.num_classes) for name, p in predictions.items()}
+        scores = [f"{name} {d:.2f}" for name, d in dice.items()] if None not in dice.values() else ["no foreground"]
         plot_predictions(dataset, predictions, [i], alpha=alpha,
                          titles=[f"z={dataset.slice_index[i]}; 2-D Dice: " + ", ".join(scores)])
 
