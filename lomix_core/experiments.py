@@ -85,7 +85,7 @@ def run_many(configs: Sequence[TrainConfig], jobs: int | None = None) -> list[Ru
               f"{min(jobs, len(todo))} at a time", flush=True)
     if jobs == 1 or len(todo) == 1:
         for done, config in enumerate(todo, start=1):
-            _report(config.name, train(config, resume=True).record, done, len(todo))
+            _report(config.name, _train_and_tidy(config), done, len(todo))
     elif todo:
         threads = max(1, (os.cpu_count() or 1) // jobs)
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=torch.set_num_threads,
@@ -96,10 +96,19 @@ def run_many(configs: Sequence[TrainConfig], jobs: int | None = None) -> list[Ru
     return [load_run(Path(c.out_dir) / c.name) for c in configs]
 
 
+def _train_and_tidy(config: TrainConfig) -> dict[str, Any]:
+    record = train(config, resume=True).record
+    # A finished run is read back from best.pt; last.pt (weights, optimiser moments and a second
+    # copy of the best weights, about 4x the model) only serves to resume, and a series keeps
+    # over a hundred runs.
+    (Path(config.out_dir) / config.name / "last.pt").unlink(missing_ok=True)
+    return record
+
+
 def _train_quietly(config: TrainConfig) -> dict[str, Any]:
     # Progress bars of parallel workers would interleave; the parent prints one line per run and
     # reads the weights back from disk.
-    return train(dataclasses.replace(config, progress=False), resume=True).record
+    return _train_and_tidy(dataclasses.replace(config, progress=False))
 
 
 def _report(name: str, record: dict[str, Any], done: int, total: int) -> None:

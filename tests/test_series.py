@@ -47,6 +47,7 @@ def test_run_key_names_what_a_run_computes(base):
 
 def test_finished_runs_are_read_back_not_retrained(base, monkeypatch):
     first = experiments.run_many([base], jobs=1)[0]
+    assert (first.run_dir / "best.pt").is_file() and not (first.run_dir / "last.pt").exists()  # only for resuming
 
     def must_not_train(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
