@@ -14,7 +14,6 @@ from pathlib import Path
 
 from . import profiles, report
 from .records import save_text
-from .widgets import HEADLESS
 
 
 @dataclass
@@ -84,6 +83,8 @@ def source_cell_number(executed: Path, cell_index: int) -> int:
 def headless_kernels():
     """Kernels started inside inherit ``LOMIX_HEADLESS=1``: their widgets draw a plain figure
     (see :mod:`lomix_core.widgets`). The caller's environment is restored afterwards."""
+    from .widgets import HEADLESS  # imported here: the widgets pull in matplotlib and seaborn
+
     before = os.environ.get(HEADLESS)
     os.environ[HEADLESS] = "1"
     try:
@@ -106,9 +107,9 @@ def reproduce(profile: str = "cpu", notebooks_dir: str | Path = "notebooks", out
     output_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     results = []
-    for path in find_notebooks(notebooks_dir, only):
-        print(f"[{profile}] {path.name} ...", flush=True)
-        with headless_kernels():
+    with headless_kernels():
+        for path in find_notebooks(notebooks_dir, only):
+            print(f"[{profile}] {path.name} ...", flush=True)
             results.append(run_notebook(path, output_dir, profile, cell_timeout))
         print(f"[{profile}] {path.name}: {'ok' if results[-1].ok else 'FAILED ' + results[-1].error}"
               f" ({results[-1].seconds:.0f} s)", flush=True)
