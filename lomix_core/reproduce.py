@@ -111,8 +111,8 @@ def reproduce(profile: str = "cpu", notebooks_dir: str | Path = "notebooks", out
         for path in find_notebooks(notebooks_dir, only):
             print(f"[{profile}] {path.name} ...", flush=True)
             results.append(run_notebook(path, output_dir, profile, cell_timeout))
-        print(f"[{profile}] {path.name}: {'ok' if results[-1].ok else 'FAILED ' + results[-1].error}"
-              f" ({results[-1].seconds:.0f} s)", flush=True)
+            print(f"[{profile}] {path.name}: {'ok' if results[-1].ok else 'FAILED ' + results[-1].error}"
+                  f" ({results[-1].seconds:.0f} s)", flush=True)
     written = write_report(output_dir, profile, results, time.perf_counter() - start)
     print(f"report: {written}")
     return 0 if all(r.ok for r in results) else 1
