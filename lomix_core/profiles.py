@@ -49,7 +49,8 @@ _PHANTOM = {
 
 
 # On a CPU the series must fit in 30 min on two cores: brain_aal's lobes survive 48 px, the
-# phantom's organs 32 px, and a LoMix step at those sizes costs about half of one at 64 px.
+# phantom's organs 32 px, and a LoMix step at those sizes costs half (48 px) or a third (32 px) of one
+# at 64 px (measured on 2 CPU cores).
 _DATASET_SIZE = {("brain_aal", "cpu"): 48, ("synthetic", "cpu"): 32}
 
 
@@ -103,8 +104,8 @@ def comparison(profile: str, dataset: str = "brain_aal", model: str | None = Non
 
 
 # The datasets of the two ablation chapters (04, 05). On a CPU they use the phantom: its 12
-# training subjects give more low-data sizes than brain_aal's 7 slabs, and its runs are about 2.5x
-# cheaper, which is what lets both chapters run 3 seeds within the series' 30 minutes.
+# training subjects give more low-data sizes than brain_aal's 7 slabs, and its runs cost about a
+# quarter as much, which is what lets both chapters run 3 seeds within the series' 30 minutes.
 _ABLATION_DATASET = {"smoke": "synthetic", "cpu": "synthetic", "full": "brain_aal"}
 
 
