@@ -4,7 +4,7 @@ Data flows one way: ``data`` → ``models`` → logits → ``supervision`` (``Lo
 ``train`` → ``evaluate`` → ``viz``.
 """
 from . import data, fusion, models, supervision
-from . import benchmark, experiments, profiles, report
+from . import benchmark, claims, experiments, profiles, report
 from .evaluate import CONVENTION, evaluate, mean_dice, mean_hd95
 from .supervision import PRESETS, LoMixLoss
 from .train import Run, TrainConfig, train
@@ -20,5 +20,5 @@ def __getattr__(name: str):
 
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'lomix_core' has no attribute {name!r}")
-__all__ = ["CONVENTION", "LoMixLoss", "PRESETS", "Run", "TrainConfig", "benchmark", "data", "evaluate",
+__all__ = ["CONVENTION", "LoMixLoss", "PRESETS", "Run", "TrainConfig", "benchmark", "claims", "data", "evaluate",
            "experiments", "fusion", "mean_dice", "mean_hd95", "models", "profiles", "report", "supervision", "train", "viz", "widgets"]

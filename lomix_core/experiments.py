@@ -138,7 +138,7 @@ class Comparison:
             metrics = run.record["metrics"]
             rows.append({by: variant, "seed": seed, "test_dice": metrics["test_dice"],
                          "test_hd95": metrics["test_hd95"],
-                         "val_dice": metrics["val_dice"], "best_epoch": metrics["best_epoch"],
+                         "val_dice": metrics["val_dice"], "best_epoch": metrics["best_epoch"], "epochs": run.config.epochs,
                          "test_dice_if_selected_on_test": metrics["test_dice_if_selected_on_test"],
                          "train_time_s": metrics["train_time_s"], "steps": metrics["steps"],
                          "supervised_maps": metrics["num_supervised_maps"]})

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
+from pathlib import Path
 
 import torch
 
@@ -177,3 +179,40 @@ def _check_fields(overrides: dict) -> None:
     unknown = sorted(set(overrides) - set(fields))
     if unknown:
         raise ValueError(f"unknown TrainConfig fields {unknown}; expected some of {fields}")
+
+
+# Wall time of each chapter under `make reproduce`, measured on the reference machine below with no
+# runs cached. A chapter whose runs already sit in OUTPUT_DIR/runs reads them back in seconds.
+REFERENCE_MACHINE = "2 cores of an AMD EPYC CPU, no GPU"
+_MEASURED_S = {
+    "cpu": {"00": 33, "01": 9, "02": 25, "03": 551, "04": 407, "05": 299, "06": 9, "07": 23},
+}
+
+
+def estimate(chapter: str, profile: str) -> str:
+    """A sentence on how long ``chapter`` ("03") takes under ``profile``, from measured times."""
+    seconds = _MEASURED_S.get(resolve(profile), {}).get(chapter)
+    if seconds is None:
+        return f"run time not measured yet for the {resolve(profile)} profile"
+    amount = f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+    return f"about {amount} on {REFERENCE_MACHINE} (measured), less where its runs are already cached"
+
+
+def device_name() -> str:
+    """The device training will use: the GPU's name, or the CPU's with its core count."""
+    if torch.cuda.is_available():
+        return f"GPU {torch.cuda.get_device_name(0)}"
+    from .report import cpu_name
+
+    return f"CPU {cpu_name()}, {os.cpu_count()} cores"
+
+
+def start(chapter: str, profile: str, output_dir: str | None = None) -> tuple[str, Path]:
+    """Resolve a chapter's profile and output folder, and say where it runs and for how long.
+
+    ``chapter`` is the two-digit number ("03"); returns ``(profile, output_dir)``, with ``auto``
+    resolved and ``output_dir`` defaulting to ``outputs/<profile>``."""
+    profile = resolve(profile)
+    output = Path(output_dir or Path("outputs") / profile)
+    print(f"chapter {chapter} | profile {profile} | {device_name()} | {estimate(chapter, profile)}")
+    return profile, output
