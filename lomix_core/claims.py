@@ -15,6 +15,7 @@ The verdict reads the interval, not the p-value alone:
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -63,7 +64,10 @@ COLUMNS = ["claim", "paper", "this run", "95 % CI", "seeds", "p", "p (Holm)", "v
 
 
 def verdict(mean: float, low: float, high: float, paper_gain: float | None, seeds: int) -> str:
-    """A plain reading of a paired difference and its interval (all in Dice points)."""
+    """A plain reading of a paired difference and its interval (all in Dice points).
+
+    ``mean`` is not read: the interval ``[low, high]`` around it decides; it is kept so that a
+    row's numbers can be passed as they are."""
     if seeds < 2:
         return "no verdict: one seed gives no interval"
     paper = "the paper's direction" if paper_gain is None else f"the paper's {paper_gain:+.1f}"
@@ -75,7 +79,9 @@ def verdict(mean: float, low: float, high: float, paper_gain: float | None, seed
         return "contradicted: significantly worse here"
     if paper_gain is not None and paper_gain > high:
         return f"not reproduced: no difference shown, and {paper} lies above the interval"
-    return f"inconclusive: the interval holds 0 and {paper}"
+    if paper_gain is None:
+        return "inconclusive: the interval holds 0"
+    return f"inconclusive: the interval holds both 0 and {paper}"
 
 
 def budget_flag(runs: pd.DataFrame) -> str:
@@ -98,8 +104,9 @@ def holm(p_values: Sequence[float]) -> list[float]:
 def _row(claim: Claim, differences: pd.Series, runs: pd.DataFrame) -> dict:
     test = paired_test(100 * differences)  # Dice points, as the paper reports them
     mean, low, high, seeds = test["mean_difference"], test["ci95_low"], test["ci95_high"], test["seeds"]
+    interval = "none (one seed)" if seeds < 2 else f"[{low:+.2f}, {high:+.2f}]"
     return {"claim": claim.claim, "paper": "+" if claim.paper_gain is None else f"{claim.paper_gain:+.2f}",
-            "this run": f"{mean:+.2f}", "95 % CI": f"[{low:+.2f}, {high:+.2f}]", "seeds": seeds,
+            "this run": f"{mean:+.2f}", "95 % CI": interval, "seeds": seeds,
             "p": test["t_test_p"], "verdict": verdict(mean, low, high, claim.paper_gain, seeds),
             "budget": budget_flag(runs), "paper setting": claim.setting}
 
@@ -114,9 +121,18 @@ def _pair_runs(comparison: Comparison, claim: Claim) -> pd.DataFrame:
     return comparison.runs[comparison.runs[comparison.by].isin([claim.method, claim.baseline])]
 
 
+def _check_ran(comparison: Comparison, claim: Claim, where: str) -> None:
+    variants = set(comparison.runs[comparison.by])
+    if not {claim.method, claim.baseline} <= variants:
+        raise ValueError(f"{where} lacks {claim.method!r} or {claim.baseline!r} (the claim's method and baseline); "
+                         f"variants run: {sorted(variants)}")
+
+
 def paper_vs_run(comparison: Comparison, claims: Sequence[Claim] = SUPERVISION_CLAIMS,
                  metric: str = "test_dice") -> pd.DataFrame:
     """One row per claim whose method and baseline ``comparison`` ran (others are skipped)."""
+    if metric not in comparison.runs.columns:
+        raise ValueError(f"unknown metric {metric!r}; expected a column of comparison.runs, e.g. 'test_dice'")
     variants = set(comparison.runs[comparison.by])
     rows = [_row(c, comparison.paired_differences(c.method, metric)[c.baseline], _pair_runs(comparison, c))
             for c in claims if {c.method, c.baseline} <= variants]
@@ -128,25 +144,43 @@ def paper_vs_run(comparison: Comparison, claims: Sequence[Claim] = SUPERVISION_C
 def low_data_vs_paper(low: LowData, claim: Claim = LOW_DATA_CLAIM, growth: Claim = LOW_DATA_GROWTH_CLAIM,
                       metric: str = "test_dice") -> pd.DataFrame:
     """The low-data claim at the smallest training set, and whether the gain grows from the largest
-    to the smallest set (per seed: gain with the fewest subjects minus gain with the most)."""
+    to the smallest set (per seed: gain with the fewest subjects minus gain with the most; this row
+    needs at least two sizes)."""
+    if not low.comparisons:
+        raise ValueError("low_data_vs_paper needs a LowData with at least one training-set size; got none")
     smallest, largest = min(low.comparisons), max(low.comparisons)
     small, large = low.comparisons[smallest], low.comparisons[largest]
+    for n in (smallest, largest):
+        _check_ran(low.comparisons[n], claim, f"the sweep's runs on {n} training subject(s)")
     gain_small = small.paired_differences(claim.method, metric)[claim.baseline]
-    gain_large = large.paired_differences(claim.method, metric)[claim.baseline]
-    both = pd.concat([_pair_runs(small, claim), _pair_runs(large, claim)])
     rows = [_row(Claim(f"{claim.claim} (here {smallest} training subject{'s' * (smallest > 1)})", claim.baseline,
-                       claim.paper_gain, claim.setting, claim.method), gain_small, _pair_runs(small, claim)),
-            _row(Claim(f"{growth.claim} (here {smallest} vs {largest} subjects)", growth.baseline, growth.paper_gain,
-                       growth.setting, growth.method), gain_small - gain_large, both)]
+                       claim.paper_gain, claim.setting, claim.method), gain_small, _pair_runs(small, claim))]
+    if largest > smallest:
+        gain_large = large.paired_differences(claim.method, metric)[claim.baseline]
+        both = pd.concat([_pair_runs(small, claim), _pair_runs(large, claim)])
+        rows.append(_row(Claim(f"{growth.claim} (here {smallest} vs {largest} subjects)", growth.baseline,
+                               growth.paper_gain, growth.setting, growth.method), gain_small - gain_large, both))
     return _table(rows)
 
 
 def notes(table: pd.DataFrame, tests_in_chapter: int | None = None, alpha: float = 0.05) -> str:
-    """What to keep in mind when reading ``table``: how many tests were run, and the budget."""
-    m = tests_in_chapter or len(table)
-    lines = [f"{m} paired tests in this chapter: at alpha = {alpha}, the chance that at least one comes out "
-             f"'significant' by luck alone is up to {1 - (1 - alpha) ** m:.0%} if they were independent. "
-             f"'p (Holm)' corrects the {len(table)} claims in this table for that."]
+    """What to keep in mind when reading ``table`` (from :func:`paper_vs_run` or
+    :func:`low_data_vs_paper`): how many tests were run, the seeds, and the budget.
+
+    ``tests_in_chapter``: every paired test the chapter shows (None: the table's rows)."""
+    if not isinstance(table, pd.DataFrame) or not {"seeds", "budget"} <= set(table.columns):
+        raise ValueError("notes needs a table from paper_vs_run or low_data_vs_paper (columns 'seeds' and 'budget')")
+    m = len(table) if tests_in_chapter is None else tests_in_chapter
+    if not isinstance(m, numbers.Integral) or isinstance(m, bool) or m < len(table):
+        raise ValueError(f"tests_in_chapter must be an int >= the table's {len(table)} rows, got {tests_in_chapter!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
+    lines = [f"{m} paired test{'s' * (m > 1)} in this chapter: at alpha = {alpha}, the chance that at least one "
+             f"comes out 'significant' by luck alone is up to {1 - (1 - alpha) ** m:.0%} if they were independent. "
+             f"'p (Holm)' corrects the {len(table)} claim{'s' * (len(table) > 1)} in this table for that."]
+    if (table["seeds"] < 2).any():
+        lines.append(f"{int((table['seeds'] < 2).sum())} of {len(table)} rows rest on one seed: no interval and no "
+                     f"test exist there. Run more seeds (SEEDS) before reading anything into them.")
     limited = table["budget"] != "ok"
     if limited.any():
         lines.append(f"{int(limited.sum())} of {len(table)} rows involve runs that peaked at their last epoch: "
