@@ -78,9 +78,19 @@ class WeightedFusion(nn.Module):
         super().__init__()
         self.scorers = nn.ModuleList(nn.Conv2d(num_classes, 1, kernel_size=1) for _ in range(num_members))
 
-    def forward(self, maps: Sequence[torch.Tensor]) -> torch.Tensor:
+    def attention(self, maps: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Each member's per-pixel weight ``α [B, k, H, W]``: the softmax over members of the
+        scores ``a_j = w_j·z_j + b_j``; it sums to 1 over members at every pixel."""
+        maps = list(maps)
+        if len(maps) != len(self.scorers):
+            raise ValueError(f"this WeightedFusion has {len(self.scorers)} members, got {len(maps)} maps; "
+                             f"expected one [B,C,H,W] map per member")
         scores = torch.cat([score(m) for score, m in zip(self.scorers, maps)], dim=1)  # [B,k,H,W]
-        attention = scores.softmax(dim=1)
+        return scores.softmax(dim=1)
+
+    def forward(self, maps: Sequence[torch.Tensor]) -> torch.Tensor:
+        maps = list(maps)
+        attention = self.attention(maps)
         return sum(attention[:, j : j + 1] * m for j, m in enumerate(maps))
 
     def member_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,6 +138,38 @@ class MutantGenerator(nn.Module):
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def subset(self, subset: Sequence[int] | str) -> tuple[int, ...]:
+        """A subset given as map indices ``(0, 1)`` or as names ``"p4,p3"``, as indices."""
+        names = original_names(self.num_maps)
+        if isinstance(subset, str):
+            unknown = [name for name in subset.split(",") if name.strip() not in names]
+            if unknown:
+                raise ValueError(f"unknown map name(s) {unknown} in subset {subset!r}; expected names from {names}")
+            subset = [names.index(name.strip()) for name in subset.split(",")]
+        subset = tuple(int(i) for i in subset)
+        if subset not in self.subsets:
+            raise ValueError(f"{subset} is not a subset of 2..{self.num_maps} maps in increasing order; expected one "
+                             f"of {self.subsets} (or names such as 'p4,p3')")
+        return subset
+
+    def learned(self, operator: str, subset: Sequence[int] | str) -> nn.Module:
+        """The trained module of one subset: a :class:`LearnedConcat` for ``"concat"``, a
+        :class:`WeightedFusion` for ``"wf"`` (``subset`` as indices ``(0, 1)`` or names ``"p4,p3"``)."""
+        if operator not in ("concat", "wf") or operator not in self.operators:
+            learned = [op for op in ("concat", "wf") if op in self.operators]
+            raise ValueError(f"no learned module for operator {operator!r}; expected one of {learned} "
+                             f"(the learned operators this generator builds)")
+        return getattr(self, operator)[_key(self.subset(subset))]
+
+    def wf_attention(self, stacked: torch.Tensor, subset: Sequence[int] | str) -> torch.Tensor:
+        """wf's per-pixel weights over the members of ``subset``: ``[B, k, H, W]``, summing to 1
+        over the k members. ``stacked`` is the decoder maps ``[n, B, C, H, W]`` (coarse → fine)."""
+        if not isinstance(stacked, torch.Tensor) or stacked.dim() != 5 or stacked.shape[0] != self.num_maps:
+            raise ValueError(f"stacked must be the {self.num_maps} decoder maps as one tensor [n,B,C,H,W], got "
+                             f"{tuple(getattr(stacked, 'shape', ())) or type(stacked).__name__}: use torch.stack(logits)")
+        module = self.learned("wf", subset)
+        return module.attention([stacked[i] for i in self.subset(subset)])
 
     def forward(self, stacked: torch.Tensor) -> torch.Tensor:
         return torch.cat(self.per_operator(stacked))
