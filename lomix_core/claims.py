@@ -70,7 +70,7 @@ def verdict(mean: float, low: float, high: float, paper_gain: float | None, seed
     row's numbers can be passed as they are."""
     if seeds < 2:
         return "no verdict: one seed gives no interval"
-    paper = "the paper's direction" if paper_gain is None else f"the paper's {paper_gain:+.1f}"
+    paper = "the paper's direction" if paper_gain is None else f"the paper's {paper_gain:+g}"
     if low > 0:
         if paper_gain is None or low <= paper_gain <= high:
             return f"reproduced: better here, consistent with {paper}"

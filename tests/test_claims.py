@@ -157,7 +157,7 @@ def test_low_data_vs_paper():
     at_one, growth = table.iloc[0], table.iloc[1]
     assert at_one["paper"] == "+9.23" and at_one["this run"] == f"{100 * small.mean():+.2f}"
     assert at_one["95 % CI"] == interval(100 * small) and at_one["paper setting"] == claims.PAPER_LOW_DATA_SETTING
-    assert at_one["verdict"] == "reproduced: better here, consistent with the paper's +9.2"
+    assert at_one["verdict"] == "reproduced: better here, consistent with the paper's +9.23"
     assert growth["paper"] == "+5.03" and growth["this run"] == f"{100 * (small - large).mean():+.2f}"
     assert growth["95 % CI"] == interval(100 * (small - large))  # paired by seed across the two sizes
     assert growth["p"] == pytest.approx(stats.ttest_1samp(small - large, 0).pvalue)
