@@ -53,6 +53,32 @@ def _interact(controls: dict[str, dict], draw: Callable[..., None]):
     return widgets.VBox([widgets.HBox(list(made.values())), output])
 
 
+def mutant_picker(loss_fn: LoMixLoss, maps: torch.Tensor, image: np.ndarray | None = None):
+    """Pick an operator and a subset; see the member maps and the mutant they make.
+
+    ``maps [M, C, H, W]`` are one slice's supervised maps in ``loss_fn.map_names`` order (for
+    example ``loss_fn.mutants(logits)[:, 0]``). :func:`mutant_explorer` shows more (a pixel's
+    class probabilities, wf's attention) from the decoder's logits.
+    """
+    names, n = loss_fn.map_names, loss_fn.num_maps
+    subset_labels = [",".join(original_names(n)[i] for i in s) for s in subsets(n)]
+
+    def draw(operator: str, subset: str):
+        panels = subset.split(",") + [f"{operator}({subset})"]
+        fig, axes = plt.subplots(1, len(panels), figsize=(2.4 * len(panels), 2.6))
+        for ax, name in zip(np.atleast_1d(axes), panels):
+            label = maps[names.index(name)].argmax(dim=0).cpu().numpy()
+            if image is not None:
+                ax.imshow(image, cmap="gray")
+            ax.imshow(np.where(label == 0, np.nan, label), cmap="tab10", vmin=0, vmax=maps.shape[1] - 1,
+                      alpha=0.6, interpolation="nearest")
+            ax.set_title(name, fontsize=8)
+            ax.axis("off")
+
+    return _interact({"operator": {"kind": "Dropdown", "options": list(loss_fn.operators)},
+                      "subset": {"kind": "Dropdown", "options": subset_labels}}, draw)
+
+
 def _mark(ax, row: int, column: int) -> None:
     ax.plot([column], [row], marker="+", color="white", markersize=10, markeredgewidth=2)
     ax.plot([column], [row], marker="+", color="black", markersize=7, markeredgewidth=1)
