@@ -130,8 +130,8 @@ def mutant_explorer(loss_fn: LoMixLoss, logits, image: np.ndarray | None = None,
         members = subset.split(",")
         panels = members + [f"{operator}({subset})"]
         rows = 3 if operator == "wf" else 2
-        fig = plt.figure(figsize=(2.3 * len(panels), 2.5 * rows + 0.6))
-        grid = fig.add_gridspec(rows, len(panels), height_ratios=[1, 0.9] + [1] * (rows - 2))
+        fig = plt.figure(figsize=(2.3 * len(panels), 2.2 * rows + 0.4))
+        grid = fig.add_gridspec(rows, len(panels), height_ratios=[1, 0.8] + [1] * (rows - 2))
         probabilities = []
         for j, name in enumerate(panels):
             ax = fig.add_subplot(grid[0, j])
@@ -197,7 +197,7 @@ def weight_slider(history: pd.DataFrame):
     weights = history[columns].to_numpy(dtype=float)
     steps = history["step"].to_numpy()
     first, change = weights[0], weights - weights[0]
-    top = max(weights.max() * 1.1, 1e-6)
+    top = max(weights.max() * 1.4, 1e-6)  # headroom above the bars for the legend
     spread = max(np.abs(change).max() * 1.1, 1e-6)
     colours = dict(zip(OPERATORS, plt.get_cmap("tab10").colors))
     colour = [colours.get(name.split("(")[0], "black") if "(" in name else "black" for name in names]
@@ -213,7 +213,7 @@ def weight_slider(history: pd.DataFrame):
         ax.set(ylim=(0, top), ylabel="weight")
         present = ["decoder map"] + [op for op in OPERATORS if any(n.startswith(op + "(") for n in names)]
         ax.legend(handles=[Patch(color=colours.get(label, "black"), label=label) for label in present],
-                  fontsize=7, ncol=len(present), loc="lower right")
+                  fontsize=7, ncol=len(present), loc="upper right")
         epoch = f", epoch {int(history['epoch'].iloc[i])}" if "epoch" in history.columns else ""
         ax.set_title(f"Map weights at step {int(steps[i])} of {int(steps[-1])}{epoch} (grey: first step)", fontsize=9)
         ax_change.bar(x, change[i], color=colour)
