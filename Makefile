@@ -10,7 +10,7 @@ HAVE_TORCH := $(shell $(PYTHON) -c "import torch, torchvision" >/dev/null 2>&1 &
 VENV_FLAGS := $(if $(HAVE_TORCH),--system-site-packages,)
 PY := $(VENV)/bin/python
 
-.PHONY: install test reproduce smoke clean
+.PHONY: install test test-browser reproduce smoke clean
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,27 @@ $(VENV)/.installed: pyproject.toml
 test: install
 	$(PY) -m pytest tests
 	LOMIX_HEADLESS=1 LOMIX_PROFILE=smoke $(PY) -m pytest --nbval-lax --nbval-current-env notebooks
+
+# A real browser on chapter 01 (browser_tests/): JupyterLab on 127.0.0.1, headless Chromium through
+# Playwright, run all cells, move the slice slider, see the figure change. Playwright's own browser
+# download cannot reach its CDN here, so the browser is Debian's, installed once when root (without
+# its recommends, which bring udev, upower and an avahi daemon; fonts-liberation draws the text). The
+# timeout sends SIGINT so that pytest still runs the fixtures' teardown and shuts JupyterLab down.
+BROWSER_PKG ?= chromium-headless-shell
+test-browser: install
+	$(PY) -c "import playwright" >/dev/null 2>&1 || $(PY) -m pip install -e ".[browser]"
+	@if [ -z "$$LOMIX_CHROMIUM" ] && ! command -v chromium-headless-shell >/dev/null 2>&1 \
+	    && ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing $(BROWSER_PKG) with apt-get"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(BROWSER_PKG) fonts-liberation </dev/null; \
+	  else \
+	    echo "test-browser: no headless Chromium; install it once as root: apt-get update && apt-get install -y $(BROWSER_PKG)" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+	timeout -s INT -k 60 900 $(PY) -m pytest browser_tests -s -p no:cacheprovider
 
 reproduce: install
 	$(PY) -m lomix_core reproduce --profile $(PROFILE)
