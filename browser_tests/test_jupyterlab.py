@@ -46,6 +46,21 @@ def _wait_for_idle_kernel(page, base_url: str, token: str, timeout_s: float) -> 
     pytest.fail(f"no idle kernel within {timeout_s} s (kernel states: {states or 'no session'})", pytrace=False)
 
 
+def _settled_figure(page, image, base_url: str, token: str, timeout_s: float) -> str:
+    """The figure's data URL once every redraw the presses asked for has arrived: the kernel is
+    idle and the image has not changed for a second (ipywidgets may send the slider's values to
+    the kernel one by one, and an idle kernel between two of them is not the end)."""
+    deadline, last = time.monotonic() + timeout_s, None
+    while time.monotonic() < deadline:
+        _wait_for_idle_kernel(page, base_url, token, timeout_s)
+        src = image.get_attribute("src")
+        if src == last:
+            return src
+        last = src
+        page.wait_for_timeout(1000)
+    pytest.fail(f"the slice browser's figure kept changing for {timeout_s} s after the slider moved", pytrace=False)
+
+
 def _errors(page) -> str:
     """The tracebacks and stderr the notebook shows, for a failure message."""
     texts = page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]').all_inner_texts()
@@ -102,10 +117,7 @@ def test_run_chapter_and_move_slice_slider(page, jupyterlab):
         page.wait_for_function(IMAGE_CHANGED, arg=[widget.element_handle(), before_src], timeout=WIDGET_S * 1000)
     except Exception:
         pytest.fail(f"the slider moved to {expected} but the slice browser's figure did not change", pytrace=False)
-    # Every redraw the presses asked for has arrived once the kernel is idle again.
-    _wait_for_idle_kernel(page, base_url, token, WIDGET_S)
-    page.wait_for_timeout(500)
-    after_src = image.get_attribute("src")
+    after_src = _settled_figure(page, image, base_url, token, WIDGET_S)
     assert after_src != before_src, "the slice browser's figure is the same before and after the slider moved"
 
     shot = SCREENSHOTS / "01_slice_browser.png"
