@@ -236,7 +236,8 @@ def statement(comparison: Comparison, label: str, method: str = "lomix", alpha: 
     differences, their intervals and p-values, whatever the answer is."""
     summary, tests = comparison.summary(), comparison.paired_tests(method)
     own = summary.loc[method]
-    lines = [f"On {label} with {own.seeds:.0f} seed{'s' * (own.seeds != 1)}, {method} scored {own.test_dice_mean:.3f} ± {own.test_dice_std:.3f} "
+    seeds = f"{own.seeds:.0f} seed" + ("" if own.seeds == 1 else "s")
+    lines = [f"On {label} with {seeds}, {method} scored {own.test_dice_mean:.3f} ± {own.test_dice_std:.3f} "
              f"test Dice."]
     significant_wins, significant_losses = [], []
     for baseline, t in tests.iterrows():
