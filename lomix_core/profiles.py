@@ -184,10 +184,12 @@ def _check_fields(overrides: dict) -> None:
 
 
 # Wall time of each chapter under `make reproduce`, measured on the reference machine below with no
-# runs cached. A chapter whose runs already sit in OUTPUT_DIR/runs reads them back in seconds.
-REFERENCE_MACHINE = "2 cores of an AMD EPYC CPU, no GPU"
+# runs cached (the whole cpu series: 27.7 min). A chapter whose runs already sit in OUTPUT_DIR/runs
+# reads them back in seconds.
+REFERENCE_MACHINE = "2 cores of an Intel Xeon CPU, no GPU"
 _MEASURED_S = {
-    "cpu": {"00": 33, "01": 9, "02": 25, "03": 551, "04": 407, "05": 299, "06": 9, "07": 23},
+    "smoke": {"00": 16, "01": 11, "02": 13, "03": 25, "04": 15, "05": 31, "06": 12, "07": 9},
+    "cpu": {"00": 40, "01": 13, "02": 32, "03": 708, "04": 479, "05": 352, "06": 10, "07": 23},
 }
 
 
