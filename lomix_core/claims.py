@@ -23,7 +23,8 @@ import pandas as pd
 
 from .experiments import Comparison, LowData, paired_test
 
-# Where the paper's numbers come from (arXiv 2510.22995, abstract and main table).
+# Where the paper's numbers come from: the deltas of its abstract (arXiv 2510.22995), as DESIGN.md §1 gives
+# them; the low-data baseline is read as the abstract's single-output (last-layer) supervision.
 PAPER_SETTING = "Synapse, PVT-v2-b2 + EMCAD, 224 px, 300 epochs, all 18 training scans"
 PAPER_LOW_DATA_SETTING = "Synapse, 1-2 labelled scans (5 % of the training data)"
 
