@@ -64,11 +64,8 @@ COMPONENT_CLAIMS = (
 COLUMNS = ["claim", "paper", "this run", "95 % CI", "seeds", "p", "p (Holm)", "verdict", "budget"]
 
 
-def verdict(mean: float, low: float, high: float, paper_gain: float | None, seeds: int) -> str:
-    """A plain reading of a paired difference and its interval (all in Dice points).
-
-    ``mean`` is not read: the interval ``[low, high]`` around it decides; it is kept so that a
-    row's numbers can be passed as they are."""
+def verdict(low: float, high: float, paper_gain: float | None, seeds: int) -> str:
+    """A plain reading of a paired difference's 95 % interval ``[low, high]`` (in Dice points)."""
     if seeds < 2:
         return "no verdict: one seed gives no interval"
     paper = "the paper's direction" if paper_gain is None else f"the paper's {paper_gain:+g}"
@@ -108,7 +105,7 @@ def _row(claim: Claim, differences: pd.Series, runs: pd.DataFrame) -> dict:
     interval = "none (one seed)" if seeds < 2 else f"[{low:+.2f}, {high:+.2f}]"
     return {"claim": claim.claim, "paper": "+" if claim.paper_gain is None else f"{claim.paper_gain:+.2f}",
             "this run": f"{mean:+.2f}", "95 % CI": interval, "seeds": seeds,
-            "p": test["t_test_p"], "verdict": verdict(mean, low, high, claim.paper_gain, seeds),
+            "p": test["t_test_p"], "verdict": verdict(low, high, claim.paper_gain, seeds),
             "budget": budget_flag(runs), "paper setting": claim.setting}
 
 

@@ -168,8 +168,8 @@ class MutantGenerator(nn.Module):
         if not isinstance(stacked, torch.Tensor) or stacked.dim() != 5 or stacked.shape[0] != self.num_maps:
             raise ValueError(f"stacked must be the {self.num_maps} decoder maps as one tensor [n,B,C,H,W], got "
                              f"{tuple(getattr(stacked, 'shape', ())) or type(stacked).__name__}: use torch.stack(logits)")
-        module = self.learned("wf", subset)
-        return module.attention([stacked[i] for i in self.subset(subset)])
+        members = self.subset(subset)
+        return self.learned("wf", members).attention([stacked[i] for i in members])
 
     def forward(self, stacked: torch.Tensor) -> torch.Tensor:
         return torch.cat(self.per_operator(stacked))
