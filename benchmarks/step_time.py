@@ -20,7 +20,7 @@ from pathlib import Path
 import lomix_core as lx
 from lomix_core.benchmark import step_times
 from lomix_core.report import machine, markdown_table
-from lomix_core.train import resolve_device
+from lomix_core.training import resolve_device
 
 
 def main(argv=None) -> int:

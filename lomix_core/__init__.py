@@ -5,9 +5,9 @@ Data flows one way: ``data`` → ``models`` → logits → ``supervision`` (``Lo
 """
 from . import data, fusion, models, supervision
 from . import benchmark, claims, experiments, profiles, report
-from .evaluate import CONVENTION, evaluate, mean_dice, mean_hd95
+from .evaluation import CONVENTION, evaluate, mean_dice, mean_hd95
 from .supervision import PRESETS, LoMixLoss
-from .train import Run, TrainConfig, train
+from .training import Run, TrainConfig, train
 
 __version__ = "0.1.0"
 

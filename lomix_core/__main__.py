@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from . import data, models, profiles, supervision
-from .evaluate import CONVENTION, evaluate, mean_dice, mean_hd95, per_class
-from .train import TrainConfig, train
+from .evaluation import CONVENTION, evaluate, mean_dice, mean_hd95, per_class
+from .training import TrainConfig, train
 
 
 def _train(args) -> int:

@@ -30,7 +30,7 @@ import torch
 from . import data
 from .fusion import OPERATORS
 from .supervision import WEIGHTINGS
-from .train import RESUMABLE_CHANGES, Run, TrainConfig, load_run, train
+from .training import RESUMABLE_CHANGES, Run, TrainConfig, load_run, train
 
 
 @functools.lru_cache(maxsize=1)

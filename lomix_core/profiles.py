@@ -17,7 +17,7 @@ import torch
 from . import data, models
 from .arguments import reject_unknown_options
 from .benchmark import step_times
-from .train import TrainConfig
+from .training import TrainConfig
 
 PROFILES = ("smoke", "cpu", "full", "auto")
 

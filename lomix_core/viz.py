@@ -195,7 +195,7 @@ def plot_gains(gains: pd.DataFrame, method: str = "lomix") -> plt.Figure:
 
 def plot_map_dice(table: pd.DataFrame) -> plt.Figure:
     """Each supervised map's validation Dice against its learned weight, coloured by operator
-    (from :func:`lomix_core.evaluate.evaluate_maps`), with the rank correlation in the title."""
+    (from :func:`lomix_core.evaluation.evaluate_maps`), with the rank correlation in the title."""
     from scipy import stats
 
     fig, ax = plt.subplots(figsize=(6.5, 4))

@@ -257,7 +257,7 @@ def slice_browser(dataset, alpha: float = 0.45):
 def prediction_browser(dataset, predictions: dict[str, torch.Tensor], alpha: float = 0.5):
     """Step through a dataset's volumes slice by slice: the ground truth beside each model's
     prediction (``predictions`` maps a name to class indices ``[N, H, W]`` for every slice)."""
-    from .evaluate import slice_dice
+    from .evaluation import slice_dice
     from .viz import plot_predictions
 
     volumes, controls = _volume_controls(dataset)

@@ -6,7 +6,7 @@ from torch import nn
 
 import lomix_core as lx
 from lomix_core.data import SliceDataset
-from lomix_core.evaluate import dice_per_class, hd95, predict, volume_metrics
+from lomix_core.evaluation import dice_per_class, hd95, predict, volume_metrics
 
 medpy_binary = pytest.importorskip("medpy.metric.binary")
 

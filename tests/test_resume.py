@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import lomix_core as lx
-from lomix_core.train import ResumeError
+from lomix_core.training import ResumeError
 from test_train import assert_same_run, tiny_config
 
 STEPS_PER_EPOCH = 2

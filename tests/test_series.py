@@ -13,8 +13,8 @@ matplotlib.use("Agg")
 
 import lomix_core as lx  # noqa: E402
 from lomix_core import experiments  # noqa: E402
-from lomix_core.evaluate import evaluate, evaluate_maps, mean_dice, predict, slice_scores  # noqa: E402
-from lomix_core.train import load_run  # noqa: E402
+from lomix_core.evaluation import evaluate, evaluate_maps, mean_dice, predict, slice_scores  # noqa: E402
+from lomix_core.training import load_run  # noqa: E402
 
 DATA = dict(num_subjects=6, num_slices=8, size=32, num_val=1, num_test=1)  # 4 training subjects
 TINY = dict(epochs=2, max_steps_per_epoch=2, batch_size=8, lr=3e-3, progress=False, model_kwargs={"width": 8},

@@ -7,7 +7,7 @@ import torch
 
 import lomix_core as lx
 from lomix_core.records import git_state
-from lomix_core.train import fit
+from lomix_core.training import fit
 
 TINY_DATA = dict(num_subjects=6, num_slices=8, size=32, num_val=1, num_test=1)
 

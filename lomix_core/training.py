@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, RandomSampler
 from tqdm.auto import tqdm
 
 from . import data, models
-from .evaluate import CONVENTION, evaluate, mean_dice, mean_hd95, per_class
+from .evaluation import CONVENTION, evaluate, mean_dice, mean_hd95, per_class
 from .records import git_state, save_csv, save_json, save_torch
 from .report import cpu_name
 from .supervision import LoMixLoss
