@@ -125,7 +125,8 @@ class Comparison:
     operator subset or a weighting (chapter 05).
     """
 
-    results: pd.DataFrame  # tidy test results: <by>, seed, volume, class_name, dice, hd95, gt_present
+    # tidy test results at native resolution: <by>, seed, volume, class_name, dice, hd95 (voxels), hd95_mm, gt_present
+    results: pd.DataFrame
     runs: pd.DataFrame  # one row per run: <by>, seed, test/val Dice, train time, maps
     models: dict[tuple[str, int], Run]
     by: str = "preset"
@@ -137,21 +138,23 @@ class Comparison:
             results.append(run.test.assign(**{by: variant, "seed": seed}))
             metrics = run.record["metrics"]
             rows.append({by: variant, "seed": seed, "test_dice": metrics["test_dice"],
-                         "test_hd95": metrics["test_hd95"],
+                         "test_hd95": metrics["test_hd95"], "test_hd95_mm": metrics.get("test_hd95_mm"),
                          "val_dice": metrics["val_dice"], "best_epoch": metrics["best_epoch"], "epochs": run.config.epochs,
                          "test_dice_if_selected_on_test": metrics["test_dice_if_selected_on_test"],
                          "train_time_s": metrics["train_time_s"], "steps": metrics["steps"],
                          "supervised_maps": metrics["num_supervised_maps"]})
         results = pd.concat(results, ignore_index=True)[[by, "seed", "volume", "class_name", "dice", "hd95",
-                                                           "gt_present"]]
+                                                           "hd95_mm", "gt_present"]]
         return cls(results, pd.DataFrame(rows), dict(runs), by)
 
     def summary(self) -> pd.DataFrame:
-        """Mean ± std over seeds of each run's mean test Dice and HD95, one row per variant."""
+        """Mean ± std over seeds of each run's mean test Dice and HD95 (``test_hd95_*`` in voxels,
+        ``test_hd95_mm_*`` in mm, NaN where the data state no spacing), one row per variant."""
         grouped = self.runs.groupby(self.by, sort=False)
         return pd.DataFrame({
             "test_dice_mean": grouped["test_dice"].mean(), "test_dice_std": grouped["test_dice"].std(),
             "test_hd95_mean": grouped["test_hd95"].mean(), "test_hd95_std": grouped["test_hd95"].std(),
+            "test_hd95_mm_mean": grouped["test_hd95_mm"].mean(), "test_hd95_mm_std": grouped["test_hd95_mm"].std(),
             "seeds": grouped["seed"].count(), "supervised_maps": grouped["supervised_maps"].first(),
             "train_time_s": grouped["train_time_s"].mean(),
         })

@@ -218,7 +218,8 @@ def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_
         if is_best:
             best_dice = val_dice
             best_state = {"model": _cpu_state(model), "loss_fn": _cpu_state(loss_fn), "epoch": epoch,
-                          "val_dice": val_dice, "config": dataclasses.asdict(config)}
+                          "val_dice": val_dice, "config": dataclasses.asdict(config),
+                          "preprocessing": train_set.preprocessing.to_dict()}
             if checkpoint_path is not None:
                 save_torch(best_state, checkpoint_path)
         epoch_rows.append({"epoch": epoch, "train_loss": float(step_losses[-1].mean()), "val_dice": val_dice,
@@ -302,9 +303,10 @@ def train(config: TrainConfig, resume: bool = False) -> Run:
         "config": dataclasses.asdict(config),
         "metrics": {
             "best_epoch": int(best["epoch"]), "val_dice": float(best["val_dice"]), "test_dice": mean_dice(test),
-            "test_hd95": mean_hd95(test),
+            "test_hd95": mean_hd95(test), "test_hd95_mm": _number_or_none(mean_hd95(test, unit="mm")),
             "test_dice_per_class": per_class(test)["dice"].to_dict(),
             "test_hd95_per_class": per_class(test)["hd95"].to_dict(),
+            "scored_at": test.attrs["resolution"],
             "test_dice_if_selected_on_test": float(epochs["test_dice"].max()) if config.track_test else None,
             "train_time_s": float(epochs["elapsed_s"].iloc[-1]), "steps": len(history),
             "num_supervised_maps": loss_fn.num_supervised,
@@ -312,7 +314,8 @@ def train(config: TrainConfig, resume: bool = False) -> Run:
             "loss_parameters": sum(p.numel() for p in loss_fn.parameters()),
         },
         "data": {"in_channels": train_set.in_channels, "num_classes": train_set.num_classes,
-                 "class_names": list(train_set.class_names), "train_slices": len(train_set)},
+                 "class_names": list(train_set.class_names), "train_slices": len(train_set),
+                 "preprocessing": train_set.preprocessing.to_dict()},
         "map_weights_at_best_epoch": loss_fn.map_weights(),
         "evaluation": CONVENTION,
         "environment": environment(device),
@@ -322,6 +325,11 @@ def train(config: TrainConfig, resume: bool = False) -> Run:
     save_csv(epochs, run_dir / "epochs.csv")
     save_csv(test, run_dir / "test.csv")
     return Run(config, model, loss_fn, history, epochs, test, record, run_dir)
+
+
+def _number_or_none(value: float) -> float | None:
+    """JSON has no NaN: an unknown value (HD95 in mm without a spacing) is written as null."""
+    return None if np.isnan(value) else value
 
 
 def build_model_and_loss(config: TrainConfig, in_channels: int, num_classes: int,

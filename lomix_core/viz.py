@@ -9,6 +9,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 
+from .data.preprocessing import as_float
 from .fusion import OPERATORS
 from .supervision import LoMixLoss
 
@@ -96,7 +97,9 @@ def plot_training_curves(runs: dict, ax: plt.Axes | None = None) -> plt.Figure:
 
 
 def displayable(image: torch.Tensor) -> np.ndarray:
-    """``[C, H, W]`` → what imshow wants: ``[H, W]`` for one channel (shown grey), ``[H, W, 3]`` for RGB."""
+    """``[C, H, W]`` (float, or uint8 as compact datasets store it) → what imshow wants: ``[H, W]`` for
+    one channel (shown grey), ``[H, W, 3]`` for RGB."""
+    image = as_float(image)
     return image[0].numpy() if image.shape[0] == 1 else image[:3].permute(1, 2, 0).clamp(0, 1).numpy()
 
 

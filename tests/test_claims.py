@@ -21,7 +21,7 @@ def comparison(differences: dict[str, list[float]], method: str = "lomix", last_
     (Dice fractions). ``last_epoch``: {(variant, seed)} whose best epoch is the last one."""
     seeds = range(len(next(iter(differences.values()))))
     dice = {method: LOMIX[list(seeds)]} | {b: LOMIX[list(seeds)] - np.array(d) for b, d in differences.items()}
-    rows = [{"preset": variant, "seed": s, "test_dice": float(values[s]), "test_hd95": 5.0, "val_dice": 0.5,
+    rows = [{"preset": variant, "seed": s, "test_dice": float(values[s]), "test_hd95": 5.0, "test_hd95_mm": None, "val_dice": 0.5,
              "best_epoch": epochs if (variant, s) in (last_epoch or set()) else epochs // 2, "epochs": epochs,
              "train_time_s": 1.0, "steps": 100, "supervised_maps": 1}
             for variant, values in dice.items() for s in seeds]

@@ -74,7 +74,7 @@ def test_load_every_split(prepared, split, patients):
     assert set(data.subjects) == {f"{p}_{phase}" for p in patients for phase in ("ED", "ES")}
     assert len(data) == SHAPE[2] * 2 * len(patients)
     assert data.images.shape == (len(data), 1, 32, 32) and data.images.dtype == torch.float32
-    assert data.labels.shape == (len(data), 32, 32) and data.labels.dtype == torch.int64
+    assert data.labels.shape == (len(data), 32, 32) and data.labels.dtype == torch.uint8
     assert data.num_classes == 4 and data.class_names == acdc.CLASS_NAMES
     slices = data.subject_slices()
     assert data.labels[slices[f"{patients[0]}_ED"]].unique().tolist() == [0, 1, 2, 3]

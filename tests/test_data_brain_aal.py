@@ -6,6 +6,7 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 
 import lomix_core as lx
@@ -23,7 +24,8 @@ def test_embedded_dataset_loads_offline(split, slices, slabs):
     assert len(dataset) == slices and len(set(dataset.subjects)) == slabs
     assert dataset.images.shape == (slices, 1, 64, 64) and dataset.labels.shape == (slices, 64, 64)
     assert dataset.class_names == brain_aal.CLASS_NAMES and dataset.num_classes == 8
-    assert 0.0 <= dataset.images.min() and dataset.images.max() <= 1.0
+    assert dataset.images.dtype == torch.uint8 and dataset.labels.dtype == torch.uint8  # compact: 8-bit source
+    assert 0.0 <= dataset.image_batch(0).min() and dataset.image_batch(0).max() <= 1.0
     assert int(dataset.labels.max()) <= 7
 
 

@@ -54,9 +54,9 @@ def load(prepared, split, **kwargs):
 def test_random_protocol_splits_training_and_validation_80_10_10(prepared):
     splits = {s: load(prepared, s) for s in ("train", "val", "test")}
     for dataset in splits.values():
-        assert dataset.images.shape[1:] == (3, 32, 32) and dataset.images.dtype == torch.float32
-        assert dataset.labels.shape[1:] == (32, 32) and dataset.labels.dtype == torch.int64
-        assert 0 <= dataset.images.min() and dataset.images.max() <= 1
+        assert dataset.images.shape[1:] == (3, 32, 32) and dataset.images.dtype == torch.uint8
+        assert dataset.labels.shape[1:] == (32, 32) and dataset.labels.dtype == torch.uint8
+        assert 0 <= dataset[0][0].min() and dataset[0][0].max() <= 1
         assert dataset.class_names == ("background", "lesion") and dataset.num_classes == 2
         assert (dataset.labels[:, 16, 16] == 1).all() and (dataset.labels[:, 0, 0] == 0).all()
         assert dataset.slice_index == [0] * len(dataset) and len(set(dataset.subjects)) == len(dataset)

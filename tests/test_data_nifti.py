@@ -184,8 +184,8 @@ def test_missing_or_empty_folder(tmp_path, monkeypatch):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="is empty"):
         lx.data.load("nifti", root=tmp_path / "empty")
-    assert check_folder(tmp_path / "nowhere")[0].endswith("is not a folder: expected dataset.json, imagesTr/, "
-                                                          "labelsTr/ (imagesTs/, labelsTs/)")
+    assert check_folder(tmp_path / "nowhere")[0].endswith(
+        "is not a folder: expected dataset.json, imagesTr/ and labelsTr/, or imagesTs/ and labelsTs/, or both")
     empty = make_folder(tmp_path / "no_cases", train={}, test={})
     (empty / "imagesTr").mkdir()
     (empty / "labelsTr").mkdir()

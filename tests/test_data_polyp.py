@@ -56,9 +56,9 @@ def test_every_split_loads_images_as_one_slice_subjects(prepared):
     splits |= {name: lx.data.load("polyp", split="test", root=prepared, size=32, test_set=name)
                for name in polyp.TEST_SETS}
     for dataset in splits.values():
-        assert dataset.images.shape[1:] == (3, 32, 32) and dataset.images.dtype == torch.float32
-        assert dataset.labels.shape[1:] == (32, 32) and dataset.labels.dtype == torch.int64
-        assert 0 <= dataset.images.min() and dataset.images.max() <= 1 and dataset.images.max() > 0.5
+        assert dataset.images.shape[1:] == (3, 32, 32) and dataset.images.dtype == torch.uint8
+        assert dataset.labels.shape[1:] == (32, 32) and dataset.labels.dtype == torch.uint8
+        assert dataset.images.max() > 128 and 0 <= dataset[0][0].min() and dataset[0][0].max() <= 1
         assert dataset.class_names == ("background", "polyp") and dataset.num_classes == 2
         assert set(dataset.labels.unique().tolist()) == {0, 1}
         assert dataset.slice_index == [0] * len(dataset) and len(set(dataset.subjects)) == len(dataset)

@@ -73,7 +73,7 @@ def test_load_every_split(prepared, split, cases):
     data = lx.data.load("synapse", split=split, root=prepared, size=32)
     assert set(data.subjects) == cases and len(data) == SHAPE[2] * len(cases)
     assert data.images.shape == (len(data), 1, 32, 32) and data.images.dtype == torch.float32
-    assert data.labels.shape == (len(data), 32, 32) and data.labels.dtype == torch.int64
+    assert data.labels.shape == (len(data), 32, 32) and data.labels.dtype == torch.uint8
     assert data.num_classes == 9 and data.class_names[1:3] == ("spleen", "right_kidney")
     assert 0 <= data.images.min() and data.images.max() <= 1
     assert set(data.labels.unique().tolist()) == {0, 5, 6}

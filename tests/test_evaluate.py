@@ -6,7 +6,7 @@ from torch import nn
 
 import lomix_core as lx
 from lomix_core.data import SliceDataset
-from lomix_core.evaluation import dice_per_class, hd95, predict, volume_metrics
+from lomix_core.evaluation import dice_per_class, hd95, predict_slices, volume_metrics
 
 medpy_binary = pytest.importorskip("medpy.metric.binary")
 
@@ -48,7 +48,7 @@ def test_evaluate_uses_only_the_finest_map_and_restores_mode():
     results = lx.evaluate(model, dataset, batch_size=4)
     assert model.training
     assert isinstance(results, pd.DataFrame)
-    assert list(results.columns) == ["volume", "class_index", "class_name", "dice", "hd95", "gt_present"]
+    assert list(results.columns) == ["volume", "class_index", "class_name", "dice", "hd95", "hd95_mm", "gt_present"]
     assert len(results) == 2 * 2 and (results["dice"] == 1.0).all() and (results["hd95"] == 0.0).all()
     assert lx.mean_dice(results) == 1.0 and lx.mean_hd95(results) == 0.0
     assert "TransUNet" in results.attrs["convention"]
@@ -58,7 +58,7 @@ def test_predict_stacks_subject_slices_in_order():
     dataset = make_dataset()
     order = dataset.subject_slices()
     assert order == {"a": [0, 1, 2], "b": [5, 4, 3]}
-    pred = predict(Oracle(dataset), dataset.images[order["b"]])
+    pred = predict_slices(Oracle(dataset), dataset.images[order["b"]])
     assert torch.equal(pred, dataset.labels[[5, 4, 3]])
 
 

@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 
 import lomix_core as lx  # noqa: E402
 from lomix_core import experiments  # noqa: E402
-from lomix_core.evaluation import evaluate, evaluate_maps, mean_dice, predict, slice_scores  # noqa: E402
+from lomix_core.evaluation import evaluate, evaluate_maps, mean_dice, predict_slices, slice_scores  # noqa: E402
 from lomix_core.training import load_run  # noqa: E402
 
 DATA = dict(num_subjects=6, num_slices=8, size=32, num_val=1, num_test=1)  # 4 training subjects
@@ -128,7 +128,7 @@ def test_variants_share_the_papers_runs():
 
 
 def fake_comparison(dice: dict[str, list[float]]) -> experiments.Comparison:
-    rows = [{"preset": p, "seed": s, "test_dice": d, "test_hd95": 5.0, "supervised_maps": 1, "train_time_s": 1.0}
+    rows = [{"preset": p, "seed": s, "test_dice": d, "test_hd95": 5.0, "test_hd95_mm": None, "supervised_maps": 1, "train_time_s": 1.0}
             for p, values in dice.items() for s, d in enumerate(values)]
     return experiments.Comparison(results=pd.DataFrame(), runs=pd.DataFrame(rows), models={})
 
@@ -180,7 +180,7 @@ def test_series_plots_and_browser(low):
     assert "Spearman" in fig.axes[0].get_title()
     histories = {"softplus": run.history, "equal": run.history}
     assert len(lx.viz.plot_weightings(histories).axes) == 2
-    predictions = {"lomix": predict(run.model, val.images), "truth": val.labels}
+    predictions = {"lomix": predict_slices(run.model, val.images), "truth": val.labels}
     fig = lx.viz.plot_predictions(val, predictions, [0, 3])
     assert len(fig.axes) == 2 * 4  # image, ground truth and two predictions per row
     browser = lx.widgets.prediction_browser(val, predictions)

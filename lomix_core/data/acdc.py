@@ -47,6 +47,7 @@ from .prepared import (already_prepared, load_volume_h5, open_prepared, save_vol
                        start_writing, write_manifest)
 from .registry import register
 from .slices import SliceDataset
+from .preprocessing import Preprocessing, scale_intensity
 from .volumes import check_volume, read_labelled_volume, stack_subjects
 
 SOURCE_URL = "https://www.creatis.insa-lyon.fr/Challenge/acdc/"
@@ -104,12 +105,14 @@ def _labelled_frames(patient_dir: Path) -> dict[str, int]:
         raise ValueError(f"{info}: expected integer 'ED:' and 'ES:' lines, got {sorted(fields)}") from None
 
 
-def _read_volume(image_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """One labelled frame: image [D,H,W] float32 in [0,1], label [D,H,W] uint8."""
-    image, label = read_labelled_volume(image_path, label_path, len(CLASS_NAMES))
-    low, high = np.percentile(image, PERCENTILES)
-    image = (np.clip(image, low, high) - low) / (high - low) if high > low else np.zeros(image.shape)
-    return image.astype(np.float32), label.astype(np.uint8)
+PREPROCESSING = {"intensity": ({"kind": "percentile", "percentiles": list(PERCENTILES)},), "axis": 2,
+                 "orientation": "voxel"}
+
+
+def _read_volume(image_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """One labelled frame: image [D,H,W] float32 in [0,1], label [D,H,W] uint8, spacing (z, x, y) in mm."""
+    image, label, spacing = read_labelled_volume(image_path, label_path, len(CLASS_NAMES))
+    return scale_intensity(image, PREPROCESSING["intensity"][0]), label.astype(np.uint8), spacing
 
 
 def prepare(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, force: bool = False,
@@ -127,12 +130,13 @@ def prepare(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, force: bool 
     chosen = _choose_patients(training, patients)
     start_writing(out_dir, ("volumes",))
 
-    frames = {}
+    frames, spacing = {}, {}
     for patient in chosen:
         frames[patient] = _labelled_frames(training / patient)
         for phase, frame in frames[patient].items():
             name = f"{patient}_frame{frame:02d}"
-            image, label = _read_volume(training / patient / f"{name}.nii.gz", training / patient / f"{name}_gt.nii.gz")
+            image, label, spacing[f"{patient}_{phase}"] = _read_volume(training / patient / f"{name}.nii.gz",
+                                                                      training / patient / f"{name}_gt.nii.gz")
             save_volume_h5(out_dir / "volumes" / f"{patient}_{phase}.h5", image, label)
         print(f"acdc: {patient}: ED frame {frames[patient]['ED']}, ES frame {frames[patient]['ES']}")
 
@@ -143,6 +147,7 @@ def prepare(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, force: bool 
         "dataset": "acdc", "source": SOURCE_URL, "raw_dir": str(raw_dir.resolve()),
         "class_names": list(CLASS_NAMES), "intensity_percentiles": list(PERCENTILES),
         "splits": splits, "frames": frames,
+        "spacing": spacing,  # mm per volume, (z, x, y): the order of the stored [D, H, W] arrays
     })
     print(f"acdc: prepared {len(chosen)} patients in {out_dir}: "
           + ", ".join(f"{len(v)} {k}" for k, v in splits.items()))
@@ -169,6 +174,8 @@ def load_acdc(split: str, augment: bool = False, root: str | os.PathLike | None 
                 path = folder / "volumes" / f"{subject}.h5"
                 image, label = load_volume_h5(path)
                 check_volume(image, label, len(CLASS_NAMES), str(path))
-                yield subject, image, label
+                # Folders prepared before the spacing was recorded score HD95 in voxels only.
+                yield subject, image, label, manifest.get("spacing", {}).get(subject)
 
-    return stack_subjects(volumes(), size, CLASS_NAMES, "acdc", split, augment)
+    preprocessing = Preprocessing(size=size, class_names=CLASS_NAMES, **PREPROCESSING)
+    return stack_subjects(volumes(), preprocessing, "acdc", split, augment)

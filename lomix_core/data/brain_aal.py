@@ -65,6 +65,7 @@ import torch
 
 from ..records import save_npz
 from .registry import register
+from .preprocessing import Preprocessing, crop_square, scale_intensity
 from .volumes import one_line, pick_subjects, stack_subjects
 
 CLASS_REGIONS: dict[str, tuple[str, ...]] = {
@@ -82,6 +83,10 @@ CLASS_NAMES: tuple[str, ...] = ("background", *CLASS_REGIONS)
 NUM_SLABS, GAP = 10, 3
 SPLIT_SLABS = {"train": (0, 1, 3, 6, 7, 8, 9), "val": (4,), "test": (2, 5)}
 SIZE = 224
+PLANE = (217, 181)  # the axial plane of the 181×217×181 MNI grid, radiological: rows y, columns x
+SPACING = (1.0, 1.0, 1.0)  # mm
+# How a raw T1 volume became the stored slices (build_arrays): predict treats a new scan the same way.
+PREPROCESSING = {"intensity": ({"kind": "max"},), "axis": 2, "orientation": "radiological", "eight_bit": True}
 
 ASSETS = Path(__file__).parent / "assets"
 DATASET_FILE = ASSETS / "brain_aal.npz"
@@ -204,9 +209,9 @@ def build_arrays(files: dict[str, bytes]) -> dict[str, np.ndarray]:
     labelled = np.flatnonzero((label > 0).any(axis=(0, 1)))
     if len(labelled) < NUM_SLABS * (GAP + 1):
         raise ValueError(f"only {len(labelled)} axial slices carry labels; expected at least {NUM_SLABS * (GAP + 1)}")
-    scale = 255.0 / max(float(image.max()), 1.0)
+    image = np.round(scale_intensity(image, PREPROCESSING["intensity"][0]) * 255).astype(np.uint8)
     return {
-        "image": np.stack([_axial(np.round(image * scale).astype(np.uint8), z) for z in labelled]),
+        "image": np.stack([_axial(image, z) for z in labelled]),
         "label": np.stack([_axial(label, z) for z in labelled]),
         "z": labelled.astype(np.int16),
         "slab": slab_of_slice(len(labelled)).astype(np.int8),
@@ -276,15 +281,23 @@ def slab_table(path: str | Path = DATASET_FILE) -> "pd.DataFrame":
 
 @register("brain_aal")
 def load_brain_aal(split: str, augment: bool = False, size: int = SIZE, num_train_subjects: int | None = None,
-                   split_seed: int = 0, path: str | Path = DATASET_FILE):
+                   split_seed: int = 0, path: str | Path = DATASET_FILE, aspect: str = "pad"):
     """The ``split`` of the embedded brain MRI, resized to ``size``; images scaled to [0, 1].
 
     ``num_train_subjects`` keeps that many whole training slabs, chosen by ``split_seed``.
+    ``aspect="stretch"`` squeezes the 217×181 plane to a square instead of padding it.
     """
     arrays = _arrays(str(path))
     chosen = slabs(split, path)
     if split == "train":
         chosen = {name: chosen[name] for name in pick_subjects(list(chosen), num_train_subjects, split_seed)}
-    subjects = ((name, torch.from_numpy(arrays["image"][rows]).float() / 255.0, torch.from_numpy(arrays["label"][rows]))
+    # The file pads the 217×181 plane to 224×224; the scan's own grid is the plane without the padding.
+    subjects = ((name, unpad(arrays["image"][rows]), unpad(arrays["label"][rows]), SPACING)
                 for name, rows in chosen.items())
-    return stack_subjects(subjects, size, CLASS_NAMES, name="brain_aal", split=split, augment=augment)
+    preprocessing = Preprocessing(size=size, class_names=CLASS_NAMES, aspect=aspect, **PREPROCESSING)
+    return stack_subjects(subjects, preprocessing, name="brain_aal", split=split, augment=augment)
+
+
+def unpad(stack: np.ndarray) -> np.ndarray:
+    """Slices of the file ``[D, 224, 224]`` without the padding: the scan's own ``[D, 217, 181]`` plane."""
+    return crop_square(torch.from_numpy(stack), PLANE).numpy()

@@ -21,6 +21,7 @@ from PIL import Image
 
 from ..records import save_npz
 from .prepared import start_writing, write_manifest
+from .preprocessing import Preprocessing
 from .slices import SliceDataset
 from .volumes import check_finite, check_labels, one_line, pick_subjects, stack_subjects
 
@@ -162,6 +163,8 @@ def to_dataset(ids: Sequence[str], images: np.ndarray, masks: np.ndarray, keep: 
     so per-volume evaluation becomes per-image Dice."""
     def subjects() -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         for i in keep:
-            yield ids[i], images[i:i + 1].astype(np.float32) / 255, masks[i:i + 1]
+            yield ids[i], images[i:i + 1], masks[i:i + 1]
 
-    return stack_subjects(subjects(), size, class_names, name, split, augment)
+    preprocessing = Preprocessing(size=size, class_names=class_names, intensity=({"kind": "divide", "by": 255},) * 3,
+                                  eight_bit=True)
+    return stack_subjects(subjects(), preprocessing, name, split, augment)

@@ -47,10 +47,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import nibabel as nib
 import numpy as np
 
 from .registry import register
 from .slices import SliceDataset
+from .preprocessing import Preprocessing, scale_intensity
 from .volumes import check_finite, check_labels, pick_subjects, prepared_dir, read_nifti, stack_subjects
 
 HOW_TO_GET = ("lay out image/label pairs as `help(lomix_core.data.nifti_folder)` shows, then check them with "
@@ -163,13 +165,18 @@ def _nifti_files(folder: Path) -> tuple[dict[str, Path], list[str]]:
     return files, problems
 
 
+def _has_part(root: Path, part: str) -> bool:
+    return (root / f"images{part}").exists() or (root / f"labels{part}").exists()
+
+
 def _pair_cases(root: Path, part: str, spec: FolderSpec | None) -> tuple[dict[str, Case], list[str]]:
     """The image/label pairs of ``images{part}/`` and ``labels{part}/`` ("Tr" or "Ts"), and what is wrong.
 
-    A missing test part is fine (no test cases); a missing training part is not.
+    Either part may be missing (a training-only folder, or a test-only one to evaluate on), not both.
     """
     images_dir, labels_dir = root / f"images{part}", root / f"labels{part}"
-    if part == "Ts" and not images_dir.exists() and not labels_dir.exists():
+    other = "Ts" if part == "Tr" else "Tr"
+    if not _has_part(root, part) and _has_part(root, other):
         return {}, []
     missing = [f"missing folder {folder}" for folder in (images_dir, labels_dir) if not folder.is_dir()]
     if missing:
@@ -226,28 +233,27 @@ def _read_case(case: Case, spec: FolderSpec | None) -> tuple[list[np.ndarray], n
     return channels, label, problems
 
 
-def _scale(volume: np.ndarray, modality: str, ct_window: tuple[float, float]) -> np.ndarray:
-    """Intensities to [0, 1]: a fixed HU window for CT, per-volume robust percentiles otherwise."""
-    if modality.upper() == "CT":
-        low, high = ct_window
-    else:
-        low, high = np.percentile(volume, [0.5, 99.5])
-    if high <= low:  # a constant volume carries no contrast to scale
-        return np.zeros(volume.shape, np.float32)
-    return ((np.clip(volume, low, high) - low) / (high - low)).astype(np.float32)
-
-
 def _stop_at(problem: str, root: Path):
     raise ValueError(f"{problem} (run `python -m lomix_core check {root}` to list every problem)")
 
 
-def _slices(case: Case, spec: FolderSpec, axis: int, root: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Image ``[D, C, H, W]`` in [0, 1] and label ``[D, H, W]``, slicing along ``axis``."""
+def preprocessing(spec: FolderSpec, size: int | tuple[int, int], axis: int, aspect: str = "pad") -> Preprocessing:
+    """Intensities to [0, 1] per channel: CT (any case) clipped to the folder's HU window, the same
+    for every scan; any other modality clipped per volume to its 0.5th and 99.5th percentiles."""
+    intensity = tuple({"kind": "ct_window", "window": list(spec.ct_window)} if modality.upper() == "CT"
+                      else {"kind": "percentile", "percentiles": [0.5, 99.5]} for modality in spec.modalities)
+    return Preprocessing(size=size, class_names=spec.class_names, intensity=intensity, axis=axis, aspect=aspect)
+
+
+def _slices(case: Case, spec: FolderSpec, steps: Preprocessing,
+            root: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """Image ``[D, C, H, W]`` in [0, 1], label ``[D, H, W]`` and spacing, slicing as ``steps`` says."""
     channels, label, problems = _read_case(case, spec)
     if problems:
         _stop_at(problems[0], root)
-    image = np.stack([_scale(v, m, spec.ct_window) for v, m in zip(channels, spec.modalities)])
-    return np.moveaxis(image, axis + 1, 0), np.moveaxis(label.astype(np.int64), axis, 0)
+    image = np.stack([scale_intensity(volume, intensity) for volume, intensity in zip(channels, steps.intensity)])
+    zooms = nib.load(str(case.label)).header.get_zooms()  # the header only: the data were read above
+    return steps.slices(image), steps.slices(label.astype(np.uint8)), steps.slice_spacing(zooms)
 
 
 # ---------------------------------------------------------------- public API
@@ -259,7 +265,7 @@ def check_folder(root: str | os.PathLike) -> list[str]:
     """
     root = Path(root)
     if not root.is_dir():
-        return [f"{root} is not a folder: expected dataset.json, imagesTr/, labelsTr/ (imagesTs/, labelsTs/)"]
+        return [f"{root} is not a folder: expected dataset.json, imagesTr/ and labelsTr/, or imagesTs/ and labelsTs/, or both"]
     spec, problems = _read_spec(root)
     for part in ("Tr", "Ts"):
         cases, pairing_problems = _pair_cases(root, part, spec)
@@ -291,7 +297,7 @@ def split_train_val(cases: list[str], num_val: int | None, split_seed: int) -> d
 @register("nifti")
 def load_nifti_folder(split: str, augment: bool = False, root: str | os.PathLike | None = None, size: int = 224,
                       num_val: int | None = None, num_train_subjects: int | None = None, split_seed: int = 0,
-                      axis: int = 2) -> SliceDataset:
+                      axis: int = 2, aspect: str = "pad") -> SliceDataset:
     """The ``split`` of the NIfTI folder ``root`` (default ``$LOMIX_DATA/nifti``); see the module docstring.
 
     ``num_train_subjects`` keeps that many training cases (chosen by ``split_seed``) for
@@ -307,12 +313,16 @@ def load_nifti_folder(split: str, augment: bool = False, root: str | os.PathLike
     if problems:
         _stop_at(problems[0], folder)
     if not cases:
-        raise FileNotFoundError(f"{folder} has no imagesTs/ and labelsTs/: the test split needs labelled test cases")
+        needs = ("imagesTs/ and labelsTs/: the test split needs labelled test cases" if split == "test" else
+                 f"imagesTr/ and labelsTr/: it holds test cases only, which evaluation can score but the {split} "
+                 f"split needs training cases")
+        raise FileNotFoundError(f"{folder} has no {needs}")
     names = sorted(cases)
     if split != "test":
         names = split_train_val(names, num_val, split_seed)[split]
     if split == "train":
         names = pick_subjects(names, num_train_subjects, split_seed)
+    steps = preprocessing(spec, size, axis % 3, aspect)
     # A generator, so only one case's raw volumes are in memory at a time.
-    subjects = ((name, *_slices(cases[name], spec, axis % 3, folder)) for name in names)
-    return stack_subjects(subjects, size, spec.class_names, "nifti", split, augment)
+    subjects = ((name, *_slices(cases[name], spec, steps, folder)) for name in names)
+    return stack_subjects(subjects, steps, "nifti", split, augment)

@@ -47,6 +47,7 @@ from .prepared import (already_prepared, load_volume_h5, open_prepared, save_vol
                        start_writing, write_manifest)
 from .registry import register
 from .slices import SliceDataset
+from .preprocessing import Preprocessing, scale_intensity
 from .volumes import check_volume, one_line, read_labelled_volume, stack_subjects
 
 SOURCE_URL = "https://www.synapse.org/#!Synapse:syn3193805/wiki/"
@@ -102,12 +103,14 @@ def _choose_cases(found: dict[str, tuple[Path, Path]], cases: Iterable[str] | No
     return sorted(wanted)
 
 
-def _read_case(image_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """A raw case as TransUNet stores it: image [D,H,W] float32 in [0,1], label [D,H,W] uint8 classes."""
-    image, label = read_labelled_volume(image_path, label_path, len(LABEL_MAP))
-    low, high = HU_WINDOW
-    image = (np.clip(image.astype(np.float32), low, high) - low) / (high - low)
-    return image, LABEL_MAP[label.astype(np.int64)]
+PREPROCESSING = {"intensity": ({"kind": "ct_window", "window": list(HU_WINDOW)},), "axis": 2, "orientation": "voxel"}
+
+
+def _read_case(image_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """A raw case as TransUNet stores it: image [D,H,W] float32 in [0,1], label [D,H,W] uint8 classes,
+    and the voxel spacing (z, x, y) in mm."""
+    image, label, spacing = read_labelled_volume(image_path, label_path, len(LABEL_MAP))
+    return scale_intensity(image, PREPROCESSING["intensity"][0]), LABEL_MAP[label.astype(np.int64)], spacing
 
 
 def prepare(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, force: bool = False,
@@ -125,9 +128,9 @@ def prepare(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, force: bool 
     chosen = _choose_cases(found, cases, raw_dir)
     start_writing(out_dir, ("train_npz", "test_vol_h5", "lists"))
 
-    num_slices = {}
+    num_slices, spacing = {}, {}
     for case in chosen:
-        image, label = _read_case(*found[case])
+        image, label, spacing[case] = _read_case(*found[case])
         if case in TEST_CASES:
             save_volume_h5(out_dir / "test_vol_h5" / f"{case}.npy.h5", image, label)
         else:
@@ -146,6 +149,7 @@ def prepare(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, force: bool 
         "dataset": "synapse", "source": SOURCE_URL, "raw_dir": str(raw_dir.resolve()),
         "class_names": list(CLASS_NAMES), "label_map": {raw: int(LABEL_MAP[raw]) for raw in RAW_LABELS},
         "hu_window": list(HU_WINDOW), "splits": splits, "num_slices": num_slices,
+        "spacing": spacing,  # mm per case, (z, x, y): the order of the stored [D, H, W] arrays
     })
     print(f"synapse: prepared {len(chosen)} cases in {out_dir}: "
           + ", ".join(f"{len(v)} {k}" for k, v in splits.items()))
@@ -189,6 +193,8 @@ def load_synapse(split: str, augment: bool = False, root: str | os.PathLike | No
                 where = folder / "train_npz" / f"{case}_slice*.npz"
                 image, label = _load_slices(folder / "train_npz", case, manifest["num_slices"][case])
             check_volume(image, label, len(CLASS_NAMES), str(where))
-            yield case, image, label
+            # Folders prepared before the spacing was recorded score HD95 in voxels only.
+            yield case, image, label, manifest.get("spacing", {}).get(case)
 
-    return stack_subjects(volumes(), size, CLASS_NAMES, "synapse", split, augment)
+    preprocessing = Preprocessing(size=size, class_names=CLASS_NAMES, **PREPROCESSING)
+    return stack_subjects(volumes(), preprocessing, "synapse", split, augment)

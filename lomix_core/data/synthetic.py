@@ -13,14 +13,15 @@ import torch
 from .augment import RandomRotFlip
 from .phantom import CLASS_NAMES, make_subject
 from .registry import register
-from .slices import SliceDataset
+from .preprocessing import Preprocessing
+from .slices import NativeGrid, SliceDataset
 
 
 @lru_cache(maxsize=4)
 def _volumes(num_subjects: int, num_slices: int, size: int, data_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     pairs = [make_subject(data_seed * 100_003 + s, num_slices=num_slices, size=size) for s in range(num_subjects)]
     images = torch.from_numpy(np.stack([img for img, _ in pairs]))  # [S, D, H, W]
-    labels = torch.from_numpy(np.stack([lab for _, lab in pairs]).astype(np.int64))
+    labels = torch.from_numpy(np.stack([lab for _, lab in pairs]).astype(np.uint8))
     return images, labels
 
 
@@ -46,6 +47,8 @@ def load_synthetic(split: str, augment: bool = False, num_subjects: int = 20, nu
         picked = np.random.default_rng(split_seed + 1).permutation(len(chosen))[:num_train_subjects]
         chosen = sorted(chosen[i] for i in picked)
     images, labels = _volumes(num_subjects, num_slices, size, data_seed)
+    # The phantom is drawn at the model's size, so its own grid is the model grid (no spacing in mm).
+    native = None if split == "train" else {f"phantom_{s:03d}": NativeGrid(labels[s]) for s in chosen}
     return SliceDataset(
         images=images[chosen].reshape(-1, 1, size, size),
         labels=labels[chosen].reshape(-1, size, size),
@@ -53,5 +56,6 @@ def load_synthetic(split: str, augment: bool = False, num_subjects: int = 20, nu
         slice_index=[z for _ in chosen for z in range(num_slices)],
         class_names=CLASS_NAMES,
         transform=RandomRotFlip() if augment else None,
-        name="synthetic", split=split,
+        name="synthetic", split=split, native=native,
+        preprocessing=Preprocessing(size=size, class_names=CLASS_NAMES),
     )

@@ -1,8 +1,8 @@
 """From prepared files on disk to a :class:`SliceDataset` at model size.
 
-Every file-backed loader (the paper benchmarks, the generic NIfTI folder) goes through here,
-so they share one rule for where data lives, one set of error messages for bad files, and one
-way of resampling: images bilinear, labels nearest neighbour, slice by slice in-plane only.
+Every loader goes through here, so they share one rule for where data lives, one set of error
+messages for bad files, and one way to the model's grid (:mod:`.preprocessing`: padded to a
+square, then images bilinear and labels nearest neighbour, slice by slice in-plane only).
 """
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .augment import RandomRotFlip
-from .slices import SliceDataset
+from .preprocessing import Preprocessing, to_model_grid
+from .slices import NativeGrid, SliceDataset
 
 DATA_ROOT_ENV = "LOMIX_DATA"
 
@@ -105,71 +105,55 @@ def check_same_grid(image_shape: Sequence[int], label_shape: Sequence[int], wher
                          f"[D,C,H,W] and label [D,H,W] with the same D, H and W")
 
 
-def read_labelled_volume(image_path: Path, label_path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def read_labelled_volume(image_path: Path, label_path: Path,
+                         num_classes: int) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
     """A checked 3-D image and label, slices first as TransUNet stores them: NIfTI ``[x, y, z]``
     becomes ``[z, x, y]``, so slice k is the k-th axial plane with rows along x; nothing is resampled.
+    The third value is the voxel spacing in mm in that order ``(z, x, y)``.
 
     Two grids that differ, a NaN or inf in the image, or a label outside ``[0, num_classes)``
     raise one line naming the file.
     """
-    image, _ = read_nifti(image_path)
+    image, zooms = read_nifti(image_path)
     label, _ = read_nifti(label_path)
     if image.ndim != 3 or image.shape != label.shape:
         raise ValueError(f"{image_path.name} is {image.shape} and {label_path.name} is {label.shape}; "
                          f"expected two 3-D volumes on the same grid")
     check_finite(image, str(image_path))
     check_labels(label, num_classes, str(label_path))
-    return np.transpose(image, (2, 0, 1)), np.transpose(label, (2, 0, 1))
+    return np.transpose(image, (2, 0, 1)), np.transpose(label, (2, 0, 1)), (zooms[2], zooms[0], zooms[1])
 
 
-def resize_slices(stack: np.ndarray | torch.Tensor, size: int | tuple[int, int], label: bool) -> torch.Tensor:
-    """Resample every slice of ``stack`` to ``size`` in-plane; the slice axis is untouched.
+def stack_subjects(subjects: Iterable[tuple], preprocessing: Preprocessing, name: str, split: str,
+                   augment: bool = False, keep_native: bool | None = None) -> SliceDataset:
+    """One SliceDataset from ``(subject_id, image [D,(C,)H,W], label [D,H,W][, spacing])`` tuples.
 
-    ``stack`` is ``[D, H, W]`` (one channel) or ``[D, C, H, W]``. Images come back float32
-    ``[D, C, h, w]`` (bilinear, antialiased when shrinking); labels int64 ``[D, h, w]`` (nearest,
-    so class values stay exact).
+    Slices go to the model grid as ``preprocessing`` says (:func:`to_model_grid`). Each subject's
+    slices keep their order, so evaluation can restack them into the volume. With ``keep_native``
+    (default: every split but train, which is never scored) the labels are also kept as they came,
+    uint8 on the scan's own grid with its ``spacing`` (mm, slice-row-column, or None), so that
+    evaluation scores at native resolution. A 2-D dataset (polyp, skin) passes every image as a
+    one-slice subject.
     """
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    tensor = torch.as_tensor(np.ascontiguousarray(stack) if isinstance(stack, np.ndarray) else stack)
-    if label:
-        if tensor.dim() != 3:
-            raise ValueError(f"a label stack must be [D,H,W], got {tuple(tensor.shape)}")
-        if tuple(tensor.shape[-2:]) == size:
-            return tensor.long()
-        return F.interpolate(tensor[:, None].float(), size=size, mode="nearest-exact")[:, 0].long()
-    if tensor.dim() == 3:
-        tensor = tensor[:, None]
-    if tensor.dim() != 4:
-        raise ValueError(f"an image stack must be [D,H,W] or [D,C,H,W], got {tuple(tensor.shape)}")
-    tensor = tensor.float()
-    if tuple(tensor.shape[-2:]) == size:
-        return tensor
-    return F.interpolate(tensor, size=size, mode="bilinear", align_corners=False, antialias=True)
-
-
-def stack_subjects(subjects: Iterable[tuple[str, np.ndarray | torch.Tensor, np.ndarray | torch.Tensor]],
-                   size: int | tuple[int, int], class_names: Sequence[str], name: str, split: str,
-                   augment: bool = False) -> SliceDataset:
-    """One SliceDataset from ``(subject_id, image [D,(C,)H,W], label [D,H,W])`` triples.
-
-    Each subject's slices keep their order, so evaluation can restack them into the volume.
-    A 2-D dataset (polyp, skin) passes every image as a one-slice subject.
-    """
-    images, labels, subject_ids, slice_index = [], [], [], []
-    for subject, image, label in subjects:
+    keep_native = split != "train" if keep_native is None else keep_native
+    images, labels, subject_ids, slice_index, native = [], [], [], [], {}
+    for subject, image, label, *spacing in subjects:
         check_same_grid(image.shape, label.shape, f"{name}/{subject}")  # before resizing hides a mismatch
-        image, label = resize_slices(image, size, label=False), resize_slices(label, size, label=True)
-        images.append(image)
-        labels.append(label)
-        subject_ids += [subject] * image.shape[0]
-        slice_index += list(range(image.shape[0]))
+        if keep_native:
+            native[subject] = NativeGrid(torch.as_tensor(np.ascontiguousarray(label)).to(torch.uint8),
+                                         tuple(spacing[0]) if spacing and spacing[0] is not None else None)
+        images.append(to_model_grid(image, preprocessing.size, label=False, aspect=preprocessing.aspect))
+        labels.append(to_model_grid(label, preprocessing.size, label=True, aspect=preprocessing.aspect))
+        subject_ids += [subject] * images[-1].shape[0]
+        slice_index += list(range(images[-1].shape[0]))
     if not images:
         raise ValueError(f"dataset {name!r} split {split!r} has no subjects")
     channels = {image.shape[1] for image in images}
     if len(channels) != 1:
         raise ValueError(f"dataset {name!r}: subjects have different channel counts {sorted(channels)}")
-    return SliceDataset(torch.cat(images), torch.cat(labels), subject_ids, slice_index, class_names,
-                        transform=RandomRotFlip() if augment else None, name=name, split=split)
+    return SliceDataset(torch.cat(images), torch.cat(labels), subject_ids, slice_index, preprocessing.class_names,
+                        transform=RandomRotFlip() if augment else None, name=name, split=split,
+                        native=native if keep_native else None, preprocessing=preprocessing)
 
 
 def pick_subjects(subjects: Sequence[str], count: int | None, seed: int) -> list[str]:

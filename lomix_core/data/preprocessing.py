@@ -1,0 +1,229 @@
+"""From a scan's own grid to the model's and back, in one place.
+
+Training, evaluation and ``predict`` all bring a scan to the model the same way, so a prediction
+on a new file is made exactly as the test split was scored:
+
+1. **Intensities** to [0, 1] (:func:`scale_intensity`): a fixed Hounsfield window for CT, the
+   volume's own 0.5th-99.5th percentiles for MRI, or a division for 8-bit sources.
+2. **Slices**: the volume is cut along ``axis`` of the file's voxel order, and turned to the
+   dataset's display ``orientation`` (``"voxel"``: rows and columns as stored; ``"radiological"``:
+   anterior up and the patient's right on the image left, as ``brain_aal`` is stored).
+3. **Model grid** (:func:`to_model_grid`): each slice is zero-padded, centred, to a square and then
+   resized to ``size`` × ``size`` (``aspect="pad"``), so anatomy keeps its proportions;
+   ``aspect="stretch"`` resizes straight to the square, as the official code does.
+
+Back to the scan (:func:`native_argmax`): the logits are resized bilinearly to the padded square
+at the scan's own resolution, the padding is cropped, and then the argmax is taken. The
+alternative, the argmax at the model grid enlarged by nearest neighbour (``method="nearest"``,
+what TransUNet does with ``zoom(order=0)``), gives staircase edges at the model's pixel size.
+Labels are never resampled for scoring.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ASPECTS = ("pad", "stretch")
+ORIENTATIONS = ("voxel", "radiological")
+INTENSITY_KINDS = ("ct_window", "percentile", "max", "divide", "unit")
+NATIVE_METHODS = ("logits", "nearest")
+
+
+# ---------------------------------------------------------------- intensities
+
+def scale_intensity(volume: np.ndarray, spec: dict) -> np.ndarray:
+    """``volume`` as float32 in [0, 1] by ``spec``, one of
+
+    * ``{"kind": "ct_window", "window": [low, high]}``: clip to a fixed HU window (same for every scan);
+    * ``{"kind": "percentile", "percentiles": [0.5, 99.5]}``: clip to the volume's own percentiles,
+      since MRI has no fixed scale and a few hot voxels would squash the rest;
+    * ``{"kind": "max"}``: divide by the volume's maximum;
+    * ``{"kind": "divide", "by": 255}``: a fixed divisor (8-bit photos);
+    * ``{"kind": "unit"}``: already in [0, 1] (the phantom).
+    """
+    kind = spec.get("kind")
+    volume = np.asarray(volume, dtype=np.float32)
+    if kind == "ct_window":
+        low, high = spec["window"]
+    elif kind == "percentile":
+        low, high = np.percentile(volume, spec["percentiles"])
+    elif kind == "max":
+        low, high = 0.0, max(float(volume.max()), 1.0)
+    elif kind == "divide":
+        low, high = 0.0, float(spec["by"])
+    elif kind == "unit":
+        low, high = 0.0, 1.0
+    else:
+        raise ValueError(f"unknown intensity kind {kind!r}; expected one of {INTENSITY_KINDS}")
+    if high <= low:  # a constant volume carries no contrast to scale
+        return np.zeros(volume.shape, np.float32)
+    return ((np.clip(volume, low, high) - low) / (high - low)).astype(np.float32)
+
+
+# ---------------------------------------------------------------- the model's grid and back
+
+def square_pad(stack: torch.Tensor) -> torch.Tensor:
+    """``stack [..., H, W]`` zero-padded, centred, to ``[..., S, S]`` with ``S = max(H, W)``."""
+    height, width = stack.shape[-2:]
+    side = max(height, width)
+    top, left = (side - height) // 2, (side - width) // 2
+    return F.pad(stack, (left, side - width - left, top, side - height - top))
+
+
+def crop_square(stack: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """The inverse of :func:`square_pad`: the centred ``shape`` ``(H, W)`` of ``[..., S, S]``."""
+    height, width = shape
+    side = stack.shape[-1]
+    top, left = (side - height) // 2, (side - width) // 2
+    return stack[..., top:top + height, left:left + width]
+
+
+def to_model_grid(stack: np.ndarray | torch.Tensor, size: int | tuple[int, int], label: bool,
+                  aspect: str = "pad") -> torch.Tensor:
+    """Every slice of ``stack`` on the model's ``size`` grid; the slice axis is untouched.
+
+    ``stack`` is ``[D, H, W]`` or ``[D, C, H, W]``. Labels come back uint8 ``[D, h, w]`` (nearest,
+    so class values stay exact). Images come back ``[D, C, h, w]``: bilinear, antialiased when
+    shrinking; a uint8 stack stays uint8 (rounded), so 8-bit data keeps a quarter of the memory.
+    """
+    if aspect not in ASPECTS:
+        raise ValueError(f"aspect must be one of {ASPECTS}, got {aspect!r}")
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    tensor = torch.as_tensor(np.ascontiguousarray(stack) if isinstance(stack, np.ndarray) else stack)
+    if label:
+        if tensor.dim() != 3:
+            raise ValueError(f"a label stack must be [D,H,W], got {tuple(tensor.shape)}")
+        tensor = square_pad(tensor) if aspect == "pad" else tensor
+        if tuple(tensor.shape[-2:]) != size:
+            tensor = F.interpolate(tensor[:, None].float(), size=size, mode="nearest-exact")[:, 0]
+        return tensor.to(torch.uint8)
+    if tensor.dim() == 3:
+        tensor = tensor[:, None]
+    if tensor.dim() != 4:
+        raise ValueError(f"an image stack must be [D,H,W] or [D,C,H,W], got {tuple(tensor.shape)}")
+    eight_bit = tensor.dtype == torch.uint8
+    tensor = square_pad(tensor) if aspect == "pad" else tensor
+    if tuple(tensor.shape[-2:]) == size:
+        return tensor if eight_bit else tensor.float()
+    # In chunks, so that a large uint8 stack never has a whole float copy.
+    out = torch.empty((tensor.shape[0], tensor.shape[1], *size), dtype=torch.uint8 if eight_bit else torch.float32)
+    for start in range(0, tensor.shape[0], 64):
+        chunk = F.interpolate(tensor[start:start + 64].float(), size=size, mode="bilinear", align_corners=False,
+                              antialias=True)
+        out[start:start + 64] = chunk.round().clamp(0, 255) if eight_bit else chunk
+    return out
+
+
+def to_native_grid(maps: torch.Tensor, shape: Sequence[int], aspect: str = "pad",
+                   mode: str = "bilinear") -> torch.Tensor:
+    """``maps [B, C, s, s]`` on the model grid back to the scan's in-plane ``shape (H, W)``: the inverse
+    of :func:`to_model_grid`. ``mode`` is "bilinear" for logits, "nearest" for class maps."""
+    height, width = shape
+    target = (max(height, width),) * 2 if aspect == "pad" else (height, width)
+    if tuple(maps.shape[-2:]) != target:
+        kwargs = {"align_corners": False} if mode == "bilinear" else {}
+        maps = F.interpolate(maps.float() if mode == "bilinear" else maps, size=target,
+                             mode=mode if mode == "bilinear" else "nearest-exact", **kwargs)
+    return crop_square(maps, shape) if aspect == "pad" else maps
+
+
+def native_argmax(logits: torch.Tensor, shape: Sequence[int], aspect: str = "pad",
+                  method: str = "logits") -> torch.Tensor:
+    """Class index per pixel ``[B, H, W]`` (uint8) at the scan's own ``shape`` from model-grid logits
+    ``[B, C, s, s]``: resample the logits, then argmax (``"logits"``), or argmax, then enlarge by
+    nearest neighbour (``"nearest"``, TransUNet's choice)."""
+    if method == "logits":
+        return to_native_grid(logits, shape, aspect).argmax(dim=1).to(torch.uint8)
+    if method == "nearest":
+        classes = logits.argmax(dim=1, keepdim=True).to(torch.uint8)
+        return to_native_grid(classes, shape, aspect, mode="nearest")[:, 0]
+    raise ValueError(f"method must be one of {NATIVE_METHODS}, got {method!r}")
+
+
+# ---------------------------------------------------------------- the whole recipe, saved with a model
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a dataset's scans became model input; saved in every checkpoint, so ``predict`` can
+    treat a new file exactly as the training data were treated.
+
+    ``intensity`` has one spec per input channel (:func:`scale_intensity`). ``eight_bit``: the
+    dataset keeps images as uint8 (0..255) after resizing, as 8-bit sources are stored.
+    """
+
+    size: int | tuple[int, int]
+    class_names: tuple[str, ...]
+    intensity: tuple[dict, ...] = ({"kind": "unit"},)
+    axis: int = 2
+    orientation: str = "voxel"
+    aspect: str = "pad"
+    eight_bit: bool = False
+
+    def __post_init__(self):
+        if self.aspect not in ASPECTS:
+            raise ValueError(f"aspect must be one of {ASPECTS}, got {self.aspect!r}")
+        if self.orientation not in ORIENTATIONS:
+            raise ValueError(f"orientation must be one of {ORIENTATIONS}, got {self.orientation!r}")
+        if self.axis not in (0, 1, 2):
+            raise ValueError(f"axis must be 0, 1 or 2 (the voxel axis slices are cut along), got {self.axis}")
+        object.__setattr__(self, "class_names", tuple(self.class_names))
+        object.__setattr__(self, "intensity", tuple(dict(spec) for spec in self.intensity))
+
+    @property
+    def in_channels(self) -> int:
+        return len(self.intensity)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Preprocessing":
+        values = dict(values)
+        if isinstance(values.get("size"), list):
+            values["size"] = tuple(values["size"])
+        return cls(**values)
+
+    # -- a volume in the file's voxel order <-> slices first, in the dataset's orientation
+
+    def slices(self, volume: np.ndarray) -> np.ndarray:
+        """``volume [X, Y, Z]`` (or ``[C, X, Y, Z]``) → ``[D, H, W]`` (or ``[D, C, H, W]``)."""
+        channels = volume.ndim == 4
+        stack = np.moveaxis(volume, self.axis + channels, 0)
+        if self.orientation == "radiological":  # rows anterior → posterior, columns patient right → left
+            stack = np.swapaxes(stack[..., ::-1, ::-1], -1, -2)
+        return np.ascontiguousarray(stack)
+
+    def unslice(self, stack: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`slices` for a label stack ``[D, H, W]``: back to the voxel order."""
+        if self.orientation == "radiological":
+            stack = np.swapaxes(stack, -1, -2)[..., ::-1, ::-1]
+        return np.ascontiguousarray(np.moveaxis(stack, 0, self.axis))
+
+    def slice_spacing(self, zooms: Sequence[float]) -> tuple[float, float, float]:
+        """Voxel spacing in the order of :meth:`slices`' output ``(slice, row, column)``."""
+        zooms = [float(z) for z in zooms[:3]]
+        order = [self.axis] + [a for a in range(3) if a != self.axis]
+        slice_z, row, column = (zooms[a] for a in order)
+        return (slice_z, column, row) if self.orientation == "radiological" else (slice_z, row, column)
+
+    def model_input(self, volume: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+        """A raw volume ``[X, Y, Z]`` / ``[C, X, Y, Z]`` (or a 2-D image ``[C, H, W]`` treated as one
+        slice by the caller) → model-grid slices as the dataset stores them, and the in-plane shape."""
+        if volume.ndim == 3:
+            volume = volume[None]
+        if volume.shape[0] != self.in_channels:
+            raise ValueError(f"the scan has {volume.shape[0]} channels; the model expects {self.in_channels}")
+        scaled = np.stack([scale_intensity(channel, spec) for channel, spec in zip(volume, self.intensity)])
+        if self.eight_bit:
+            scaled = np.round(scaled * 255).astype(np.uint8)
+        stack = self.slices(scaled)
+        return to_model_grid(stack, self.size, label=False, aspect=self.aspect), tuple(stack.shape[-2:])
+
+
+def as_float(images: torch.Tensor) -> torch.Tensor:
+    """Stored images (uint8 0..255 or float in [0, 1]) as the float32 the model takes."""
+    return images.float() / 255 if images.dtype == torch.uint8 else images.float()
