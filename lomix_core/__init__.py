@@ -1,11 +1,14 @@
 """LoMix kit: learnable weighted multi-scale logits mixing for medical image segmentation.
 
 Data flows one way: ``data`` → ``models`` → logits → ``supervision`` (``LoMixLoss``) →
-``train`` → ``evaluate`` → ``viz``.
+``training`` → ``evaluation`` → ``viz``; ``inference`` applies a trained model to new scans.
+The functions ``lx.train``, ``lx.evaluate`` and ``lx.predict`` live in the modules
+``lx.training``, ``lx.evaluation`` and ``lx.inference``.
 """
 from . import data, fusion, models, supervision
 from . import benchmark, claims, experiments, profiles, report
 from .evaluation import CONVENTION, evaluate, mean_dice, mean_hd95
+from .inference import TrainedModel, load_checkpoint, predict
 from .supervision import PRESETS, LoMixLoss
 from .training import Run, TrainConfig, train
 
@@ -20,5 +23,6 @@ def __getattr__(name: str):
 
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'lomix_core' has no attribute {name!r}")
-__all__ = ["CONVENTION", "LoMixLoss", "PRESETS", "Run", "TrainConfig", "benchmark", "claims", "data", "evaluate",
-           "experiments", "fusion", "mean_dice", "mean_hd95", "models", "profiles", "report", "supervision", "train", "viz", "widgets"]
+__all__ = ["CONVENTION", "LoMixLoss", "PRESETS", "Run", "TrainConfig", "TrainedModel", "benchmark", "claims", "data",
+           "evaluate", "experiments", "fusion", "load_checkpoint", "mean_dice", "mean_hd95", "models", "predict",
+           "profiles", "report", "supervision", "train", "viz", "widgets"]

@@ -1,4 +1,4 @@
-"""Command line: ``python -m lomix_core {train,evaluate,reproduce,check} --help``."""
+"""Command line: ``python -m lomix_core {train,evaluate,predict,reproduce,check} --help``."""
 from __future__ import annotations
 
 import argparse
@@ -35,19 +35,42 @@ def _model_kwargs(args) -> dict:
 
 
 def _evaluate(args) -> int:
-    import torch
+    from .inference import load_checkpoint
+    from .records import save_csv
 
-    if not Path(args.checkpoint).is_file():
-        raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist; expected a best.pt or last.pt "
-                                f"written by train (outputs/runs/<run name>/best.pt)")
-    checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-    config = TrainConfig(**checkpoint["config"])
-    dataset = data.load(config.dataset, split=args.split, **config.data_kwargs)
-    model = models.build(config.model, dataset.in_channels, dataset.num_classes, **config.model_kwargs)
-    model.load_state_dict(checkpoint["model"])
-    results = evaluate(model, dataset)
+    trained = load_checkpoint(args.checkpoint, device=args.device)
+    config, trained_classes = trained.config, trained.preprocessing.class_names
+    name = args.dataset or config["dataset"]
+    # Another dataset is read at the model's input size unless told otherwise.
+    base = config["data_kwargs"] if args.dataset is None else {"size": trained.preprocessing.size}
+    dataset = data.load(name, split=args.split, **{**base, **args.data_kwargs})
+    if dataset.class_names != trained_classes:
+        raise ValueError(f"{args.checkpoint} was trained on {len(trained_classes)} classes {list(trained_classes)}, "
+                         f"but {name!r} has {dataset.num_classes} {list(dataset.class_names)}; evaluate needs the same "
+                         f"classes in the same order")
+    if dataset.in_channels != trained.preprocessing.in_channels:
+        raise ValueError(f"{args.checkpoint} takes {trained.preprocessing.in_channels} input channels, but {name!r} "
+                         f"has {dataset.in_channels}")
+    for field in ("intensity", "orientation", "aspect"):
+        theirs, ours = getattr(dataset.preprocessing, field), getattr(trained.preprocessing, field)
+        if theirs != ours:
+            print(f"note: {name!r} is read with {field} {theirs}, the training data with {ours}")
+    results = evaluate(trained.model, dataset, method=args.method, tta=args.tta)
     print(per_class(results).round(4).to_string())
-    print(f"mean Dice ({args.split}): {mean_dice(results):.4f}, mean HD95: {mean_hd95(results):.2f}\n{CONVENTION}")
+    print(f"mean Dice ({name}, {args.split}, {results.attrs['resolution']} resolution): {mean_dice(results):.4f}, "
+          f"mean HD95: {mean_hd95(results):.2f} voxels, {mean_hd95(results, unit='mm'):.2f} mm\n{CONVENTION}")
+    if args.save:
+        save_csv(results, args.save)
+        print(f"wrote {args.save}")
+    return 0
+
+
+def _predict(args) -> int:
+    from .inference import predict_files
+
+    written = predict_files(args.checkpoint, args.input, args.output, tta=args.tta, overwrite=args.overwrite,
+                            progress=not args.quiet, device=args.device)
+    print(f"wrote {len(written)} label map(s) to {args.output}")
     return 0
 
 
@@ -96,10 +119,32 @@ def parser() -> argparse.ArgumentParser:
                         "a finished run is scored again, not retrained")
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("evaluate", help="score a saved checkpoint on a split")
+    p = sub.add_parser("evaluate", help="score a saved checkpoint on a split, at each scan's own resolution")
     p.add_argument("checkpoint", help="a best.pt written by train")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--dataset", default=None, choices=data.available(),
+                   help="score on another dataset with the same classes (default: the one it was trained on)")
+    p.add_argument("--data-kwargs", type=_json_object, default={},
+                   help='JSON for the dataset, e.g. \'{"root": "data/other_scans"}\' (the size defaults to the model\'s)')
+    p.add_argument("--method", default="logits", choices=["logits", "nearest"],
+                   help="back to the scan's grid: resample the logits, then argmax (default), or argmax, then "
+                        "nearest neighbour (TransUNet)")
+    p.add_argument("--tta", action="store_true", help="average the prediction over left-right and up-down flips")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--save", default=None, metavar="CSV", help="write the tidy per-volume, per-class results here")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("predict", help="write label maps for new scans (NIfTI) or images with a trained model")
+    p.add_argument("checkpoint", help="a best.pt written by train")
+    p.add_argument("input", help="a NIfTI file, a folder of NIfTI files (<case>_0000.nii.gz ... for several channels), "
+                                 "or a folder of 2-D images")
+    p.add_argument("output", help="folder for <case>.nii.gz (or .png) label maps and <case>.json sidecars")
+    p.add_argument("--tta", action="store_true", help="average the prediction over left-right and up-down flips")
+    p.add_argument("--overwrite", action="store_true",
+                   help="predict every case again (default: skip cases already predicted with this checkpoint)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_predict)
 
     p = sub.add_parser("reproduce", help="run the notebook series with papermill and write REPORT.md")
     p.add_argument("--profile", default="auto", choices=list(profiles.PROFILES))

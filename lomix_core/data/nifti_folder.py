@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import nibabel as nib
 import numpy as np
 
 from .registry import register
@@ -252,6 +251,8 @@ def _slices(case: Case, spec: FolderSpec, steps: Preprocessing,
     if problems:
         _stop_at(problems[0], root)
     image = np.stack([scale_intensity(volume, intensity) for volume, intensity in zip(channels, steps.intensity)])
+    import nibabel as nib
+
     zooms = nib.load(str(case.label)).header.get_zooms()  # the header only: the data were read above
     return steps.slices(image), steps.slices(label.astype(np.uint8)), steps.slice_spacing(zooms)
 

@@ -1,0 +1,228 @@
+"""Apply a trained model to new scans: ``lx.predict`` and ``python -m lomix_core predict``.
+
+A checkpoint (``best.pt``) holds the weights, the run's config and the :class:`Preprocessing` its
+training data went through. A new scan goes through the same steps (intensity, slicing, pad and
+resize) and the finest map's logits come back to the scan's own grid, so the label map written
+has the input's shape, affine and header. Predicting the test cases' files and scoring them
+gives the same Dice as ``evaluate`` on those cases (``tests/test_predict.py`` checks it).
+
+Inputs: one NIfTI file, a folder of NIfTI files (nnU-Net's ``<case>_0000.nii.gz`` channel
+files are grouped by case), or a folder of 2-D images (PNG, JPEG, ...). For each case the output
+folder gets ``<case>.nii.gz`` (or ``<case>.png``: class index per pixel) and ``<case>.json``, a
+sidecar with the class names and what made the file. Both are written atomically and the sidecar
+last, so an interrupted run leaves whole files only, and a rerun skips the cases already done
+with the same checkpoint and options.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import models
+from .data.images import IMAGE_SUFFIXES
+from .data.nifti_folder import CHANNEL_SUFFIX
+from .data.preprocessing import Preprocessing
+from .data.volumes import one_line
+from .evaluation import predict_native
+from .records import atomic_write, save_json
+
+
+@dataclass
+class TrainedModel:
+    """A model read back from a checkpoint, with what ``predict`` needs to use it."""
+
+    model: nn.Module
+    preprocessing: Preprocessing
+    config: dict[str, Any]
+    path: Path
+    digest: str  # of the checkpoint file: a sidecar names the exact weights that made its label map
+
+
+def load_checkpoint(path: str | Path, device: str = "auto") -> TrainedModel:
+    """The selected model of a run from its ``best.pt`` (or ``last.pt``), in eval mode on ``device``."""
+    from .training import resolve_device
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; expected a best.pt written by train "
+                                f"(outputs/runs/<run name>/best.pt)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        config, state = checkpoint["config"], checkpoint["model"]
+    except Exception as error:  # torch raises many types for a truncated or foreign file
+        raise ValueError(f"cannot read checkpoint {path}: {type(error).__name__}: {one_line(error)} "
+                         f"(expected a best.pt or last.pt written by train)") from None
+    if "preprocessing" not in checkpoint:
+        raise ValueError(f"checkpoint {path} records no preprocessing (it predates native-resolution scoring); "
+                         f"train it again with this version of the kit")
+    preprocessing = Preprocessing.from_dict(checkpoint["preprocessing"])
+    # The weights come from the checkpoint: never fetch ImageNet weights for the encoder again.
+    kwargs = {k: v for k, v in config["model_kwargs"].items() if k not in ("pretrained", "weights")}
+    model = models.build(config["model"], preprocessing.in_channels, len(preprocessing.class_names), **kwargs)
+    model.load_state_dict(state)
+    digest = hashlib.sha1(path.read_bytes()).hexdigest()[:12]
+    return TrainedModel(model.to(resolve_device(device)).eval(), preprocessing, config, path, digest)
+
+
+def predict(model: nn.Module | TrainedModel, volume: np.ndarray, preprocessing: Preprocessing | None = None,
+            tta: bool = False, batch_size: int = 16) -> np.ndarray:
+    """Class index per voxel (uint8) of a raw scan, on the scan's own grid.
+
+    ``volume`` is as stored in the file: ``[X, Y, Z]``, or ``[C, X, Y, Z]`` for several channels;
+    a 2-D image is ``[C, H, W, 1]``. ``preprocessing`` is the training data's (a
+    :class:`TrainedModel` brings its own). ``tta`` averages the image with its two flips.
+    """
+    if isinstance(model, TrainedModel):
+        model, preprocessing = model.model, preprocessing or model.preprocessing
+    if preprocessing is None:
+        raise ValueError("predict needs the training data's preprocessing: pass a TrainedModel from "
+                         "load_checkpoint, or preprocessing=Preprocessing(...)")
+    volume = np.asarray(volume)
+    if volume.ndim not in (3, 4):
+        raise ValueError(f"expected a volume [X, Y, Z] or [C, X, Y, Z], got shape {volume.shape}")
+    if not np.isfinite(volume).all():
+        raise ValueError(f"the scan holds {int((~np.isfinite(volume)).sum())} NaN or inf values; expected finite "
+                         f"intensities")
+    stack, shape = preprocessing.model_input(volume)
+    labels = predict_native(model, stack, shape, preprocessing.aspect, batch_size=batch_size, tta=tta)
+    return preprocessing.unslice(labels.numpy())
+
+
+# ---------------------------------------------------------------- files
+
+def find_cases(source: str | Path, in_channels: int) -> tuple[str, dict[str, list[Path]]]:
+    """``("nifti" | "image", {case: [file per channel]})`` for a NIfTI file or a folder of scans or images."""
+    source = Path(source)
+    if source.is_file():
+        files = [source]
+    elif source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith("."))
+    else:
+        raise FileNotFoundError(f"input {source} does not exist; expected a NIfTI file, or a folder of NIfTI "
+                                f"files or 2-D images")
+    nifti = [p for p in files if p.name.endswith((".nii", ".nii.gz"))]
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    if not nifti and not images:
+        raise FileNotFoundError(f"no .nii/.nii.gz files or images ({', '.join(IMAGE_SUFFIXES)}) in {source}")
+    if nifti and images:
+        raise ValueError(f"{source} mixes NIfTI files and 2-D images; expected one kind")
+    if images:
+        return "image", {p.stem: [p] for p in images}
+    cases: dict[str, dict[int, Path]] = {}
+    for path in nifti:
+        stem = path.name[:-len(".nii.gz")] if path.name.endswith(".gz") else path.name[:-len(".nii")]
+        match = CHANNEL_SUFFIX.match(stem)
+        case, channel = (match["case"], int(match["channel"])) if match else (stem, 0)
+        if channel in cases.setdefault(case, {}):
+            raise ValueError(f"{path} and {cases[case][channel]} are both channel {channel} of case {case!r}")
+        cases[case][channel] = path
+    for case, channels in cases.items():
+        if sorted(channels) != list(range(in_channels)):
+            raise ValueError(f"case {case!r} has channels {[f'{c:04d}' for c in sorted(channels)]}; the model takes "
+                             f"{in_channels} (files <case>_0000 to _{in_channels - 1:04d})")
+    return "nifti", {case: [channels[c] for c in sorted(channels)] for case, channels in cases.items()}
+
+
+def _read_scan(files: list[Path]):
+    """The channels of one NIfTI case as ``[C, X, Y, Z]``, and the first file's image (for its geometry)."""
+    import nibabel as nib
+
+    volumes, first = [], None
+    for path in files:
+        try:
+            image = nib.load(str(path))
+            volumes.append(np.asarray(image.dataobj, dtype=np.float32))
+        except Exception as error:
+            raise ValueError(f"cannot read NIfTI file {path}: {type(error).__name__}: {one_line(error)} "
+                             f"(expected a valid .nii or .nii.gz)") from None
+        if volumes[-1].ndim != 3:
+            raise ValueError(f"{path}: {volumes[-1].ndim}-D array of shape {volumes[-1].shape}, expected a 3-D volume")
+        if volumes[-1].shape != volumes[0].shape:
+            raise ValueError(f"{path} has shape {volumes[-1].shape} but {files[0]} has {volumes[0].shape}; "
+                             f"a case's channels must share one grid")
+        first = image if first is None else first
+    return np.stack(volumes), first
+
+
+def _read_picture(path: Path, in_channels: int) -> np.ndarray:
+    """A 2-D image as ``[C, H, W, 1]``: RGB for a 3-channel model, grey for a 1-channel one."""
+    from PIL import Image
+
+    if in_channels not in (1, 3):
+        raise ValueError(f"2-D images can feed a 1- or 3-channel model; this one takes {in_channels}")
+    try:
+        with Image.open(path) as picture:
+            array = np.asarray(picture.convert("RGB" if in_channels == 3 else "L"))
+    except Exception as error:
+        raise ValueError(f"cannot read image {path}: {type(error).__name__}: {one_line(error)} "
+                         f"(truncated or corrupt?)") from None
+    array = array[..., None] if array.ndim == 2 else array
+    return np.moveaxis(array, -1, 0)[..., None]
+
+
+def _save_nifti(labels: np.ndarray, like, path: Path) -> None:
+    import nibabel as nib
+
+    image = nib.Nifti1Image(labels.astype(np.uint8), like.affine, like.header.copy())
+    image.set_data_dtype(np.uint8)
+    image.header.set_slope_inter(1, 0)  # class indices as they are, whatever scaling the scan had
+    data = image.to_bytes()
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(gzip.compress(data, 6) if path.suffix == ".gz" else data))
+
+
+def _save_png(labels: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    atomic_write(path, lambda tmp: Image.fromarray(labels.astype(np.uint8)).save(tmp, format="PNG"))
+
+
+def predict_files(checkpoint: str | Path | TrainedModel, source: str | Path, out_dir: str | Path,
+                  tta: bool = False, overwrite: bool = False, progress: bool = True,
+                  device: str = "auto") -> list[Path]:
+    """Label maps for every case in ``source``, written to ``out_dir``; returns their paths.
+
+    A case whose sidecar already names this checkpoint and these options is skipped (resuming an
+    interrupted run) unless ``overwrite``.
+    """
+    from tqdm.auto import tqdm
+
+    trained = checkpoint if isinstance(checkpoint, TrainedModel) else load_checkpoint(checkpoint, device)
+    kind, cases = find_cases(source, trained.preprocessing.in_channels)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sidecar_base = {"class_names": {str(i): name for i, name in enumerate(trained.preprocessing.class_names)},
+                    "checkpoint": str(trained.path), "checkpoint_sha1": trained.digest, "tta": tta,
+                    "model": trained.config["model"], "supervision": trained.config["supervision"],
+                    "trained_on": trained.config["dataset"]}
+    written = []
+    for case, files in tqdm(sorted(cases.items()), desc="predict", unit="case", disable=not progress):
+        target = out_dir / (f"{case}.png" if kind == "image" else f"{case}.nii.gz")
+        sidecar = out_dir / f"{case}.json"
+        if not overwrite and target.is_file() and _same_run(sidecar, sidecar_base):
+            written.append(target)
+            continue
+        if kind == "image":
+            labels = predict(trained, _read_picture(files[0], trained.preprocessing.in_channels), tta=tta)
+            _save_png(labels[..., 0], target)
+        else:
+            volume, like = _read_scan(files)
+            _save_nifti(predict(trained, volume, tta=tta), like, target)
+        save_json({**sidecar_base, "source": [str(f) for f in files], "label_map": target.name}, sidecar)
+        written.append(target)
+    return written
+
+
+def _same_run(sidecar: Path, expected: dict) -> bool:
+    try:
+        saved = json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        return False
+    return all(saved.get(key) == value for key, value in expected.items() if key != "checkpoint")

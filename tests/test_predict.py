@@ -1,0 +1,161 @@
+"""``predict`` and ``evaluate --dataset``: a model trained on one NIfTI folder, applied to another.
+
+The issue's acceptance checks: predicted files have the inputs' shape and affine, and scoring
+them against the labels gives the same Dice as ``evaluate`` on the same cases.
+"""
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import lomix_core as lx
+from lomix_core.__main__ import main
+from lomix_core.evaluation import volume_metrics
+
+CLASSES = {"background": 0, "liver": 1, "spleen": 2}
+SPACING = (0.8, 0.9, 2.5)
+
+
+def affine():
+    """A scan's own affine: spacing on the diagonal, rotated and shifted, so a copy is easy to tell apart."""
+    matrix = np.diag([*SPACING, 1.0])
+    matrix[:3, 3] = (-90.0, 12.5, 40.0)
+    matrix[:2, :2] = [[0.0, -SPACING[1]], [SPACING[0], 0.0]]
+    return matrix
+
+
+def scan(shape, seed):
+    """A CT-like volume in HU with a liver (1) and a spleen (2) that move from case to case."""
+    rng = np.random.default_rng(seed)
+    label = np.zeros(shape, np.uint8)
+    x, y = rng.integers(2, 6, 2)
+    label[x:x + shape[0] // 2, y:y + shape[1] // 2, 1:] = 1
+    label[-12:-3, -14:-4, :-1] = 2
+    image = np.choose(label, [-100, 60, 140]) + rng.normal(0, 15, shape)
+    return image.astype(np.int16), label
+
+
+def write_folder(root, cases, part):
+    (root / f"images{part}").mkdir(parents=True, exist_ok=True)
+    (root / f"labels{part}").mkdir(parents=True, exist_ok=True)
+    (root / "dataset.json").write_text(json.dumps({"labels": CLASSES, "modality": "CT"}))
+    for seed, (case, shape) in enumerate(cases.items()):
+        image, label = scan(shape, seed + 10 * (part == "Ts"))
+        for array, path in ((image, root / f"images{part}" / f"{case}_0000.nii.gz"),
+                            (label, root / f"labels{part}" / f"{case}.nii.gz")):
+            nifti = nib.Nifti1Image(array, affine())
+            nifti.header.set_zooms(SPACING)
+            nib.save(nifti, str(path))
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model trained for 9 steps on one folder, and a test-only folder it never saw (non-square scans)."""
+    tmp = tmp_path_factory.mktemp("predict")
+    train_root = write_folder(tmp / "train_scans", {f"case_{i}": (40, 40, 5) for i in range(4)}, "Tr")
+    write_folder(train_root, {"case_t": (40, 40, 5)}, "Ts")  # train scores its own test split at the end
+    test_root = write_folder(tmp / "other_scans", {"new_a": (44, 30, 6), "new_b": (36, 52, 4)}, "Ts")
+    data_kwargs = json.dumps({"root": str(train_root), "size": 32})
+    assert main(["train", "--dataset", "nifti", "--data-kwargs", data_kwargs, "--model", "unet_small",
+                 "--model-kwargs", '{"width": 4}', "--supervision", "deep_supervision", "--epochs", "3",
+                 "--max-steps-per-epoch", "3", "--batch-size", "4", "--lr", "1e-2", "--out-dir", str(tmp / "runs"),
+                 "--run-name", "toy"]) == 0
+    return tmp / "runs" / "toy" / "best.pt", test_root
+
+
+def test_predict_writes_the_inputs_geometry_and_scores_like_evaluate(trained, tmp_path, capsys):
+    checkpoint, test_root = trained
+    results_csv = tmp_path / "results.csv"
+    assert main(["evaluate", str(checkpoint), "--dataset", "nifti", "--data-kwargs",
+                 json.dumps({"root": str(test_root)}), "--save", str(results_csv)]) == 0
+    printed = capsys.readouterr().out
+    assert "native resolution" in printed and "mm" in printed
+    evaluated = pd.read_csv(results_csv).set_index(["volume", "class_index"])
+    assert evaluated["dice"].between(0.05, 0.999).any()  # a real prediction, not all empty or all perfect
+
+    out = tmp_path / "labels"
+    assert main(["predict", str(checkpoint), str(test_root / "imagesTs"), str(out), "--quiet"]) == 0
+    for case in ("new_a", "new_b"):
+        source = nib.load(str(test_root / "imagesTs" / f"{case}_0000.nii.gz"))
+        written = nib.load(str(out / f"{case}.nii.gz"))
+        assert written.shape == source.shape and np.array_equal(written.affine, source.affine)
+        assert written.get_data_dtype() == np.uint8
+        truth = np.asarray(nib.load(str(test_root / "labelsTs" / f"{case}.nii.gz")).dataobj)
+        prediction = np.asarray(written.dataobj)
+        scored = volume_metrics(torch.from_numpy(prediction), torch.from_numpy(truth), 3, spacing=SPACING)
+        for row in scored.itertuples():
+            assert row.dice == pytest.approx(evaluated.loc[(case, row.class_index), "dice"], abs=1e-12)
+            # The header stores the spacing as float32, so mm agree to its precision.
+            assert row.hd95_mm == pytest.approx(evaluated.loc[(case, row.class_index), "hd95_mm"], rel=1e-6)
+        sidecar = json.loads((out / f"{case}.json").read_text())
+        assert sidecar["class_names"] == {"0": "background", "1": "liver", "2": "spleen"}
+        assert sidecar["label_map"] == f"{case}.nii.gz" and sidecar["tta"] is False
+    assert not list(out.glob(".*.tmp"))  # every file written whole
+
+
+def test_predict_skips_finished_cases_and_accepts_one_file(trained, tmp_path):
+    checkpoint, test_root = trained
+    out = tmp_path / "labels"
+    lx.inference.predict_files(checkpoint, test_root / "imagesTs", out, progress=False)
+    stamp = (out / "new_a.nii.gz").stat().st_mtime_ns
+    lx.inference.predict_files(checkpoint, test_root / "imagesTs", out, progress=False)
+    assert (out / "new_a.nii.gz").stat().st_mtime_ns == stamp  # same checkpoint and options: not redone
+    lx.inference.predict_files(checkpoint, test_root / "imagesTs", out, tta=True, progress=False)
+    assert json.loads((out / "new_a.json").read_text())["tta"] is True  # other options: redone
+    single = lx.inference.predict_files(checkpoint, test_root / "imagesTs" / "new_b_0000.nii.gz", tmp_path / "one",
+                                        progress=False)
+    assert [p.name for p in single] == ["new_b.nii.gz"]
+
+
+def test_lx_predict_takes_a_volume_in_file_order(trained):
+    checkpoint, test_root = trained
+    model = lx.load_checkpoint(checkpoint, device="cpu")
+    volume = np.asarray(nib.load(str(test_root / "imagesTs" / "new_a_0000.nii.gz")).dataobj)
+    labels = lx.predict(model, volume)
+    assert labels.shape == volume.shape and labels.dtype == np.uint8 and labels.max() <= 2
+    flipped = lx.predict(model, volume, tta=True)
+    assert flipped.shape == volume.shape
+    with pytest.raises(ValueError, match="channels; the model expects 1"):
+        lx.predict(model, np.stack([volume, volume]))
+    bad = volume.astype(np.float32)
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        lx.predict(model, bad)
+
+
+def test_2d_images_in_and_out(trained, tmp_path):
+    from PIL import Image
+
+    checkpoint, _ = trained
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 45), dtype=np.uint8)).save(folder / "a.png")
+    written = lx.inference.predict_files(checkpoint, folder, tmp_path / "out", progress=False)
+    with Image.open(written[0]) as label_map:
+        assert label_map.size == (45, 30) and label_map.mode == "L"
+
+
+def test_bad_inputs_give_one_line(trained, tmp_path, capsys):
+    checkpoint, test_root = trained
+    (tmp_path / "empty").mkdir()
+    for argv, expected in [
+        (["predict", str(tmp_path / "missing.pt"), str(test_root), str(tmp_path / "o")], "does not exist"),
+        (["predict", str(checkpoint), str(tmp_path / "empty"), str(tmp_path / "o")], "no .nii/.nii.gz files"),
+        (["evaluate", str(checkpoint), "--dataset", "brain_aal"], "same classes"),
+    ]:
+        assert main(argv) == 2
+        error = capsys.readouterr().err.strip()
+        assert expected in error and "\n" not in error
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "x.nii.gz").write_bytes(b"\x1f\x8b not really gzip")
+    assert main(["predict", str(checkpoint), str(corrupt), str(tmp_path / "o2")]) == 2
+    assert "cannot read NIfTI file" in capsys.readouterr().err
+    assert not (tmp_path / "o2" / "x.nii.gz").exists()
+    torch.save({"config": {}, "model": {}}, tmp_path / "old.pt")
+    assert main(["predict", str(tmp_path / "old.pt"), str(test_root), str(tmp_path / "o3")]) == 2
+    assert "records no preprocessing" in capsys.readouterr().err
