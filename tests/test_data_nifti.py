@@ -209,3 +209,43 @@ def test_check_command(folder, tmp_path):
     bad = check(broken)
     assert bad.returncode == 1 and len(bad.stdout.splitlines()) == 2
     assert "case_a_0000.nii.gz has no label" in bad.stdout and "has shape (40, 48, 9)" in bad.stdout
+
+
+# ---------------------------------------------------------------- test-only folders and the scan's own grid
+
+def test_a_test_only_folder_checks_loads_its_test_split_and_names_what_train_needs(tmp_path):
+    root = make_folder(tmp_path / "test_only", train={}, test=TEST_SHAPES)
+    assert not (root / "imagesTr").exists() and not (root / "labelsTr").exists()
+    assert check_folder(root) == []
+    result = subprocess.run([sys.executable, "-m", "lomix_core", "check", str(root)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == "ok: 0 training cases, 2 test cases, 3 classes (background, liver, spleen)\n"
+    test = lx.data.load("nifti", split="test", root=root, size=32)
+    assert set(test.subjects) == set(TEST_SHAPES) and test.resolution == "native"
+    for split in ("train", "val"):
+        with pytest.raises(FileNotFoundError, match=f"{root} has no imagesTr/ and labelsTr/.*the {split} split "
+                                                    f"needs training cases") as error:
+            lx.data.load("nifti", split=split, root=root, size=32)
+        assert "\n" not in str(error.value)
+
+
+def test_a_non_square_volume_keeps_its_grid_and_spacing(tmp_path):
+    root = make_folder(tmp_path / "wide", train={}, test={})
+    shape, zooms = (40, 56, 5), (0.8, 0.9, 2.5)  # NIfTI [x, y, z] and mm
+    image, label = phantom(shape, 0)
+    for path, array in ((root / "imagesTs" / "wide_0000.nii.gz", image), (root / "labelsTs" / "wide.nii.gz", label)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nib.save(nib.Nifti1Image(array, np.diag([*zooms, 1.0])), str(path))
+    assert check_folder(root) == []
+
+    axial = lx.data.load("nifti", split="test", root=root, size=32)
+    native = axial.native_grid("wide")
+    assert native.shape == (40, 56) and native.labels.shape == (5, 40, 56)
+    assert native.spacing == pytest.approx((2.5, 0.8, 0.9))  # (slice, row, column)
+    np.testing.assert_array_equal(native.labels.numpy(), np.transpose(label, (2, 0, 1)))  # never resampled
+    assert axial.images.shape == (5, 1, 32, 32)
+
+    sagittal = lx.data.load("nifti", split="test", root=root, size=32, axis=0)
+    native = sagittal.native_grid("wide")
+    assert native.shape == (56, 5) and native.spacing == pytest.approx((0.8, 0.9, 2.5))
+    np.testing.assert_array_equal(native.labels.numpy(), label)
