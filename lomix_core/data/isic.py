@@ -27,7 +27,10 @@ challenge) and Tschandl et al. 2018 (HAM10000). Nothing here redistributes the i
 * ``"official"``: the challenge's own Training / Validation / Test; needs all three prepared.
 
 **Size.** 384×384, G-CASCADE's ``img_size`` for ISIC 2018. G-CASCADE first stores 512×384 (keeping
-the 4:3 aspect) and then squeezes to 384×384 when loading; this kit resizes once, straight to 384×384.
+the 4:3 aspect) and then squeezes to 384×384 when loading; this kit zero-pads each photo, centred,
+to a square and resizes it once to 384×384, so lesions keep their shape. Val and test are scored
+at each photo's original size against its original mask, kept 1 bit a pixel (a 12-megapixel
+mask takes 1.5 MB of memory).
 
 **Prepared layout** (see :mod:`lomix_core.data.images`)::
 
@@ -39,9 +42,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
-from .images import find_pairs, load_part, low_data_subset, split_indices, to_dataset, write_prepared
+from .images import (FORMAT, check_format, find_pairs, low_data_subset, part_ids, split_indices, to_dataset,
+                     write_prepared)
 from .prepared import already_prepared, open_prepared
 from .registry import register
 from .slices import SliceDataset
@@ -63,7 +65,7 @@ def raw_folders(raw_dir: Path, part: str) -> tuple[Path, Path]:
 def prepare(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, force: bool = False, size: int = SIZE) -> Path:
     """Read the ISIC 2018 Task 1 folders under ``raw_dir`` and write the prepared arrays to ``out_dir``."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-    if already_prepared("isic2018", out_dir, force, size=size):
+    if already_prepared("isic2018", out_dir, force, size=size, **FORMAT):
         return out_dir
     parts = {}
     for part in PARTS:
@@ -86,24 +88,31 @@ def load_isic2018(split: str, augment: bool = False, root: str | os.PathLike | N
     """The ``split`` of the prepared ISIC 2018 data at ``size`` under ``protocol`` ("random" or
     "official"); ``split_seed`` draws the random split and the ``num_train_subjects`` subset."""
     folder, manifest = open_prepared("isic2018", root, CLASS_NAMES, PREPARE_COMMAND)
+    check_format(folder, manifest, PREPARE_COMMAND)
     if protocol == "random":
         # Validation first, then Training: the order G-CASCADE shuffles, so seed 42 matches its split.
-        loaded = [load_part(folder, part, len(CLASS_NAMES)) for part in ("Validation", "Training")
-                  if part in manifest["parts"]]
-        ids = [i for part_ids, _, _ in loaded for i in part_ids]
-        images = np.concatenate([part_images for _, part_images, _ in loaded])
-        masks = np.concatenate([part_masks for _, _, part_masks in loaded])
+        parts = [part for part in ("Validation", "Training") if part in manifest["parts"]]
+        ids_of = {part: part_ids(folder, part, manifest["size"]) for part in parts}
+        ids = [i for part in parts for i in ids_of[part]]
         keep = split_indices(len(ids), 0.1, 0.1, split_seed)[split]
+        if split == "train":
+            keep = low_data_subset(ids, keep, num_train_subjects, split_seed)
+        selection, start = [], 0
+        for part in parts:  # rows of the joined list back to rows of each part
+            end = start + len(ids_of[part])
+            selection.append((part, [i - start for i in keep if start <= i < end]))
+            start = end
     elif protocol == "official":
         part = {"train": "Training", "val": "Validation", "test": "Test"}[split]
         if part not in manifest["parts"]:
             raise FileNotFoundError(f"protocol='official' needs the {part} images, which {folder} lacks: add the "
                                     f"{part} folders from {DOWNLOAD} and run "
                                     f"`{PREPARE_COMMAND} --out {folder} --force`")
-        ids, images, masks = load_part(folder, part, len(CLASS_NAMES))
-        keep = list(range(len(ids)))
+        rows = None
+        if split == "train":
+            ids = part_ids(folder, part, manifest["size"])
+            rows = low_data_subset(ids, list(range(len(ids))), num_train_subjects, split_seed)
+        selection = [(part, rows)]
     else:
         raise ValueError(f"unknown ISIC protocol {protocol!r}; expected 'random' or 'official'")
-    if split == "train":
-        keep = low_data_subset(ids, keep, num_train_subjects, split_seed)
-    return to_dataset(ids, images, masks, keep, size, CLASS_NAMES, "isic2018", split, augment)
+    return to_dataset(folder, manifest, selection, CLASS_NAMES, "isic2018", split, augment, size)

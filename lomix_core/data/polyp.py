@@ -37,8 +37,11 @@ An image and its mask share a file name (``masks/1.png`` for ``images/1.png``).
 * EMCAD's paper reports ClinicDB, ColonDB, ETIS, Kvasir and BKAI each trained and tested on its
   own split of that one dataset; that per-dataset protocol is not implemented here.
 
-**Size.** 352×352, PraNet's and G-CASCADE's ``trainsize``. PraNet scores Dice after resizing the
-prediction back to the original mask; this kit scores at model size, which differs slightly.
+**Size.** 352×352, PraNet's and G-CASCADE's ``trainsize``. Each photo is zero-padded, centred, to a
+square before it is resized (PraNet stretches it instead), so polyps keep their shape. As in
+PraNet's and EMCAD's evaluation, val and test are scored at each photo's original size against
+its original mask: the prediction is brought back to that size (``lx.evaluate``, whose results
+say ``attrs["resolution"] == "native"``).
 
 **Prepared layout** (see :mod:`lomix_core.data.images`)::
 
@@ -51,7 +54,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .images import find_pairs, load_part, low_data_subset, split_indices, to_dataset, write_prepared
+from .images import (FORMAT, check_format, find_pairs, low_data_subset, part_ids, split_indices, to_dataset,
+                     write_prepared)
 from .prepared import already_prepared, open_prepared
 from .registry import register
 from .slices import SliceDataset
@@ -71,7 +75,7 @@ PREPARE_COMMAND = "python data_scripts/prepare_polyp.py --raw <folder with Train
 def prepare(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, force: bool = False, size: int = SIZE) -> Path:
     """Read PraNet's folders under ``raw_dir`` and write the prepared arrays to ``out_dir``."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-    if already_prepared("polyp", out_dir, force, size=size):
+    if already_prepared("polyp", out_dir, force, size=size, **FORMAT):
         return out_dir
     folders = {"train": raw_dir / "TrainDataset"} | {f"test_{name}": raw_dir / "TestDataset" / name
                                                       for name in TEST_SETS}
@@ -91,15 +95,16 @@ def load_polyp(split: str, augment: bool = False, root: str | os.PathLike | None
                num_train_subjects: int | None = None, split_seed: int = 0, test_set: str = "Kvasir") -> SliceDataset:
     """The ``split`` of the prepared polyp data at ``size``; ``test_set`` picks the test set,
     ``split_seed`` the validation images and the ``num_train_subjects`` low-data subset."""
-    folder, _ = open_prepared("polyp", root, CLASS_NAMES, PREPARE_COMMAND)
+    folder, manifest = open_prepared("polyp", root, CLASS_NAMES, PREPARE_COMMAND)
+    check_format(folder, manifest, PREPARE_COMMAND)
     if split == "test":
         if test_set not in TEST_SETS:
             raise ValueError(f"unknown polyp test_set {test_set!r}; expected one of {TEST_SETS}")
-        ids, images, masks = load_part(folder, f"test_{test_set}", len(CLASS_NAMES))
-        keep = list(range(len(ids)))
+        selection = [(f"test_{test_set}", None)]
     else:
-        ids, images, masks = load_part(folder, "train", len(CLASS_NAMES))
+        ids = part_ids(folder, "train", manifest["size"])
         keep = split_indices(len(ids), VAL_FRACTION, 0.0, split_seed)[split]
         if split == "train":
             keep = low_data_subset(ids, keep, num_train_subjects, split_seed)
-    return to_dataset(ids, images, masks, keep, size, CLASS_NAMES, "polyp", split, augment)
+        selection = [("train", keep)]
+    return to_dataset(folder, manifest, selection, CLASS_NAMES, "polyp", split, augment, size)
