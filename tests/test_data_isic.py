@@ -65,6 +65,31 @@ def test_random_protocol_splits_training_and_validation_80_10_10(prepared):
     assert set.union(*subjects.values()) == set(IDS["Training"] + IDS["Validation"])  # Test is not used
 
 
+def original_mask(raw, subject):
+    for part in IDS:
+        path = isic.raw_folders(raw, part)[1] / f"{subject}_segmentation.png"
+        if path.is_file():
+            return np.asarray(Image.open(path)) >= 128
+
+
+def test_val_and_test_are_scored_against_the_original_masks_of_both_parts(raw, prepared):
+    assert load(prepared, "train").native is None
+    scored = [load(prepared, s) for s in ("val", "test")] + [load(prepared, s, protocol="official")
+                                                            for s in ("val", "test")]
+    for dataset in scored:
+        assert dataset.resolution == "native"
+        for subject in dataset.subjects:
+            native = dataset.native_grid(subject).labels[0].numpy()
+            assert native.shape in ((36, 48), (30, 36)) and np.array_equal(native, original_mask(raw, subject))
+    # The random protocol's held-out images come from Validation and Training alike at seed 0.
+    held_out = set(load(prepared, "val", split_seed=0).subjects + load(prepared, "test", split_seed=0).subjects)
+    assert held_out & set(IDS["Validation"]) and held_out & set(IDS["Training"])
+    for split in ("val", "test"):
+        dataset = load(prepared, split, split_seed=0)
+        for subject in dataset.subjects:
+            assert np.array_equal(dataset.native_grid(subject).labels[0].numpy(), original_mask(raw, subject))
+
+
 def g_cascade_split(validation, training, seed=42):
     """G-CASCADE's utils/lesion/make_dataset.py: validation then training, np.random.seed(42), shuffle, 80:10:10."""
     all_files = np.array([[name, name + "_gt"] for name in sorted(validation) + sorted(training)])

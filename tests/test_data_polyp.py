@@ -71,6 +71,18 @@ def test_every_split_loads_images_as_one_slice_subjects(prepared):
     assert (labels[:, 16, 16] == 1).all() and (labels[:, 0, 0] == 0).all()
 
 
+def test_val_and_test_keep_each_original_mask_and_train_none(raw, prepared):
+    val = lx.data.load("polyp", split="val", root=prepared, size=32)
+    tests = [lx.data.load("polyp", split="test", root=prepared, size=32, test_set=name) for name in polyp.TEST_SETS]
+    assert lx.data.load("polyp", split="train", root=prepared, size=32).native is None
+    for dataset, folder in [(val, raw / "TrainDataset")] + [(t, raw / "TestDataset" / n)
+                                                           for t, n in zip(tests, polyp.TEST_SETS)]:
+        assert dataset.resolution == "native"
+        for subject in dataset.subjects:
+            original = np.asarray(Image.open(folder / "masks" / f"{subject}.png")) >= 128
+            assert np.array_equal(dataset.native_grid(subject).labels[0].numpy(), original)
+
+
 def test_masks_are_thresholded_at_128_and_01_masks_kept(tmp_path):
     image = np.zeros((32, 32, 3), np.uint8)
     Image.fromarray(image).save(tmp_path / "image.png")
@@ -78,11 +90,12 @@ def test_masks_are_thresholded_at_128_and_01_masks_kept(tmp_path):
     grey[:, 10:] = 100
     grey[:, 20:] = 200
     Image.fromarray(grey).save(tmp_path / "grey.png")
-    _, mask = read_pair(tmp_path / "image.png", tmp_path / "grey.png", 32)
-    assert mask.dtype == np.uint8 and np.array_equal(mask, (grey >= 128).astype(np.uint8))
+    _, mask, native = read_pair(tmp_path / "image.png", tmp_path / "grey.png", 32)
+    assert mask.dtype == native.dtype == np.uint8 and np.array_equal(mask, (grey >= 128).astype(np.uint8))
+    assert np.array_equal(native, mask)  # a square at the prepared size: nothing to pad or resize
     Image.fromarray((grey > 0).astype(np.uint8)).save(tmp_path / "ones.png")
-    _, mask = read_pair(tmp_path / "image.png", tmp_path / "ones.png", 32)
-    assert np.array_equal(mask, (grey > 0).astype(np.uint8))
+    _, mask, native = read_pair(tmp_path / "image.png", tmp_path / "ones.png", 32)
+    assert np.array_equal(mask, (grey > 0).astype(np.uint8)) and np.array_equal(native, mask)
 
 
 def test_val_split_is_seeded_and_low_data_takes_whole_images(prepared):
