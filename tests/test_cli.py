@@ -23,7 +23,7 @@ def test_train_then_evaluate(tmp_path, capsys):
     assert record["config"]["supervision"] == "mutation" and record["metrics"]["num_supervised_maps"] == 15
     assert main(["evaluate", str(tmp_path / "cli" / "best.pt"), "--split", "val"]) == 0
     out = capsys.readouterr().out
-    assert "mean Dice (val):" in out and "aorta" in out
+    assert "mean Dice (synthetic, val, native resolution):" in out and "aorta" in out and "mm" in out
 
 
 def test_train_resume(tmp_path, capsys):
