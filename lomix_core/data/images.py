@@ -184,7 +184,7 @@ class PackedMasks(Mapping):
     :class:`NativeGrid` (no spacing: photos have no millimetres) that evaluation scores against."""
 
     def __init__(self, ids: Sequence[str], shapes: np.ndarray, bits: np.ndarray):
-        self.ids, self.shapes, self.bits = list(ids), np.asarray(shapes, np.int64).reshape(-1, 2), bits
+        self.ids, self.shapes, self.bits = [str(i) for i in ids], np.asarray(shapes, np.int64).reshape(-1, 2), bits
         self.starts = np.concatenate([[0], np.cumsum(packed_lengths(self.shapes))])
         self._index = {subject: i for i, subject in enumerate(self.ids)}
         if len(self._index) != len(self.ids) or self.starts[-1] != len(bits):
