@@ -1,6 +1,6 @@
-"""Prepare ISIC 2018 Task 1 for ``lx.data.load("isic2018")``: resize the skin lesion images and masks
-(Training, plus Validation and Test when present) into compressed arrays for the kit. Classes,
-splits and layout: ``python -c "import lomix_core.data.isic as i; help(i)"``.
+"""Prepare ISIC 2018 Task 1 for ``lx.data.load("isic2018")``: pad the skin lesion images and masks
+(Training, plus Validation and Test when present) to squares, resize them, and keep the original
+masks for scoring, in compressed arrays for the kit. Classes, splits and layout: ``python -c "import lomix_core.data.isic as i; help(i)"``.
 """
 import sys
 

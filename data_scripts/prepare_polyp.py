@@ -1,6 +1,7 @@
-"""Prepare PraNet's polyp train/test release for ``lx.data.load("polyp")``: resize its TrainDataset
-and the five TestDataset sets (Kvasir, CVC-ClinicDB, CVC-ColonDB, ETIS-LaribPolypDB, CVC-300) into
-compressed arrays for the kit. Classes, splits and layout:
+"""Prepare PraNet's polyp train/test release for ``lx.data.load("polyp")``: pad each photo of its
+TrainDataset and the five TestDataset sets (Kvasir, CVC-ClinicDB, CVC-ColonDB, ETIS-LaribPolypDB,
+CVC-300) to a square, resize it, and keep its original mask for scoring, in compressed arrays for
+the kit. Classes, splits and layout:
 ``python -c "import lomix_core.data.polyp as p; help(p)"``.
 """
 import sys
