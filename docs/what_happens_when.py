@@ -31,6 +31,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere, without installi
 
 import lomix_core as lx  # noqa: E402
 from lomix_core.data import acdc, polyp, synapse  # noqa: E402
+from lomix_core.data.images import FORMAT, pack_part  # noqa: E402
 from lomix_core.data.prepared import save_volume_h5, write_manifest  # noqa: E402
 from lomix_core.records import save_npz  # noqa: E402
 
@@ -141,9 +142,8 @@ def acdc_test_volume(folder: Path, image: np.ndarray, label: np.ndarray) -> Path
 
 def polyp_test_set(folder: Path, images: np.ndarray, masks: np.ndarray) -> Path:
     """Prepared polyp data whose Kvasir test set holds ``images`` ``[N,3,S,S]`` and ``masks`` ``[N,S,S]``."""
-    prepared(folder, "polyp", polyp.CLASS_NAMES, size=16, parts={})
-    ids = np.array([f"{i}" for i in range(len(images))])
-    save_npz({"ids": ids, "images": images, "masks": masks}, folder / "test_Kvasir.npz")
+    prepared(folder, "polyp", polyp.CLASS_NAMES, size=16, parts={}, **FORMAT)
+    save_npz(pack_part([f"{i}" for i in range(len(images))], images, masks, list(masks)), folder / "test_Kvasir.npz")
     return folder
 
 
@@ -322,8 +322,14 @@ def _polyp_truncated_npz(tmp: Path):
 
 
 def _isic_part_missing(tmp: Path):
-    folder = prepared(tmp / "isic2018", "isic2018", ("background", "lesion"), size=16, parts={"Training": 2})
+    folder = prepared(tmp / "isic2018", "isic2018", ("background", "lesion"), size=16, parts={"Training": 2},
+                      **FORMAT)
     return lx.data.load("isic2018", split="train", root=folder, size=16)
+
+
+def _polyp_old_format(tmp: Path):
+    folder = prepared(tmp / "polyp", "polyp", polyp.CLASS_NAMES, size=16, parts={})  # no "format": version 1
+    return lx.data.load("polyp", split="test", root=folder, size=16)
 
 
 def _brain_aal_truncated(tmp: Path):
@@ -449,6 +455,8 @@ CASES: list[Case] = [
          ("cannot read <tmp>/polyp/test_Kvasir.npz", "--force")),
     Case("isic-part-missing", "isic2018: a manifest listing a part whose .npz is gone", _isic_part_missing,
          FileNotFoundError, ("<tmp>/isic2018/Training.npz is missing", "--force")),
+    Case("polyp-old-format", "polyp: a folder prepared by an older kit (photos stretched)", _polyp_old_format,
+         ValueError, ("<tmp>/polyp was prepared in an older format", "prepare_polyp.py", "--out <tmp>/polyp --force")),
     Case("nifti-empty", "nifti: an empty folder",
          lambda tmp: (tmp / "mine").mkdir() or lx.data.load("nifti", root=tmp / "mine"), FileNotFoundError,
          ("<tmp>/mine is empty", "lomix_core check")),
