@@ -83,9 +83,9 @@ class SliceDataset(Dataset):
             image, label = self.transform(image, label)
         return image, label
 
-    def image_batch(self, indices) -> torch.Tensor:
-        """Images ``indices`` as float32 in [0, 1], ``[B, channels, H, W]``, without augmentation."""
-        return as_float(self.images[indices])
+    def image_batch(self, indices=None) -> torch.Tensor:
+        """Images ``indices`` (all when None) as float32 in [0, 1], ``[B, channels, H, W]``, without augmentation."""
+        return as_float(self.images if indices is None else self.images[indices])
 
     def native_grid(self, subject: str) -> NativeGrid:
         """``subject`` at the scan's own resolution; a dataset without ``native`` is its own grid."""

@@ -51,6 +51,9 @@ def check_input(x, in_channels: int, stride: int, name: str) -> None:
         got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"{name} expects an image batch [B, {in_channels}, H, W], got {got} "
                          f"(add the batch axis with x[None] for one image)")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} expects float images in [0, 1], got {x.dtype} (a dataset keeps 8-bit images as "
+                         f"uint8: take them with dataset.image_batch(indices) or dataset[i], which scale them)")
     if x.shape[1] != in_channels:
         raise ValueError(f"{name} was built for in_channels={in_channels} but the input has {x.shape[1]} channels "
                          f"(shape {tuple(x.shape)})")
