@@ -159,3 +159,61 @@ def test_bad_inputs_give_one_line(trained, tmp_path, capsys):
     torch.save({"config": {}, "model": {}}, tmp_path / "old.pt")
     assert main(["predict", str(tmp_path / "old.pt"), str(test_root), str(tmp_path / "o3")]) == 2
     assert "records no preprocessing" in capsys.readouterr().err
+
+
+def test_a_raw_ras_head_is_predicted_exactly_as_brain_aal_is_scored(tmp_path):
+    """brain_aal's slices are radiological views of a RAS file, scaled by the head's maximum and stored
+    8-bit: predict must redo all of it on a raw volume. Rebuilt from the test slabs (with the head's
+    brightest value, 255, in one corner voxel), it gives evaluate's Dice class for class."""
+    from lomix_core.data import brain_aal
+    from lomix_core.data.preprocessing import Preprocessing
+
+    config = lx.TrainConfig(dataset="brain_aal", supervision="last_layer", epochs=1, max_steps_per_epoch=3,
+                            batch_size=4, lr=3e-3, data_kwargs={"size": 32}, model_kwargs={"width": 4},
+                            out_dir=str(tmp_path), progress=False)
+    run = lx.train(config)
+    trained = lx.load_checkpoint(run.run_dir / "best.pt", device="cpu")
+    assert trained.preprocessing.orientation == "radiological" and trained.preprocessing.eight_bit
+    results = lx.evaluate(trained.model, lx.data.load("brain_aal", split="test", size=32))
+    arrays = brain_aal._arrays(str(brain_aal.DATASET_FILE))
+    radiological = Preprocessing(size=32, class_names=brain_aal.CLASS_NAMES, orientation="radiological")
+    for name, rows in brain_aal.slabs("test").items():
+        image, label = brain_aal.unpad(arrays["image"][rows]), brain_aal.unpad(arrays["label"][rows])
+        raw = radiological.unslice(image).astype(np.float32)  # [x, y, z] as the RAS file stores it
+        raw[0, 0, 0] = 255
+        labels = lx.predict(trained, raw)
+        assert labels.shape == raw.shape
+        scored = volume_metrics(torch.from_numpy(radiological.slices(labels)), torch.from_numpy(label), 8)
+        expected = results[results.volume == name].set_index("class_index")["dice"]
+        assert scored.set_index("class_index")["dice"].tolist() == pytest.approx(expected.tolist(), abs=1e-12)
+
+
+def test_a_nifti_folder_can_be_read_as_another_dataset_was(tmp_path):
+    """orientation= and intensity= make a NIfTI folder of RAS heads look as brain_aal does."""
+    from lomix_core.data import brain_aal
+    from lomix_core.data.preprocessing import Preprocessing
+
+    arrays = brain_aal._arrays(str(brain_aal.DATASET_FILE))
+    radiological = Preprocessing(size=32, class_names=brain_aal.CLASS_NAMES, orientation="radiological")
+    root = tmp_path / "heads"
+    (root / "imagesTs").mkdir(parents=True)
+    (root / "labelsTs").mkdir()
+    (root / "dataset.json").write_text(json.dumps({"labels": {n: i for i, n in enumerate(brain_aal.CLASS_NAMES)},
+                                                   "modality": "MRI"}))
+    rows = brain_aal.slabs("test")["slab_2"]
+    image = radiological.unslice(brain_aal.unpad(arrays["image"][rows])).astype(np.float32)
+    image[0, 0, 0] = 255
+    nib.save(nib.Nifti1Image(image, np.eye(4)), str(root / "imagesTs" / "slab_2_0000.nii.gz"))
+    nib.save(nib.Nifti1Image(radiological.unslice(brain_aal.unpad(arrays["label"][rows])), np.eye(4)),
+             str(root / "labelsTs" / "slab_2.nii.gz"))
+    folder = lx.data.load("nifti", split="test", root=root, size=32, orientation="radiological",
+                          intensity={"kind": "max"})
+    brain = lx.data.load("brain_aal", split="test", size=32)
+    ours, theirs = folder.subject_slices()["slab_2"], brain.subject_slices()["slab_2"]
+    assert torch.equal(folder.labels[ours], brain.labels[theirs])
+    assert torch.equal(folder.native_grid("slab_2").labels, brain.native_grid("slab_2").labels)
+    # brain_aal keeps its images 8-bit after resizing, the folder floats: equal to within that rounding
+    # (slice 0 is left out: it holds the added 255 voxel)
+    assert (folder.image_batch(ours[1:]) - brain.image_batch(theirs[1:])).abs().max() <= 0.5 / 255 + 1e-6
+    with pytest.raises(ValueError, match="unknown intensity kind 'loud'"):
+        lx.data.load("nifti", split="test", root=root, intensity={"kind": "loud"})

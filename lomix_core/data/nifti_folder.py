@@ -26,10 +26,13 @@ What the loader does with it:
   name, a permutation seeded by ``split_seed`` sends ``num_val`` cases (default 20%, at least 1)
   to val and the rest to train. test is ``imagesTs``/``labelsTs``.
 - **Slicing.** Each 3-D volume is cut into 2-D slices along ``axis`` of the array in the file's
-  voxel order (default the last axis: axial slices for RAS-like scans; nothing is reoriented).
-  Every slice is kept, with or without foreground, as TransUNet does. Slices are resampled to
-  ``size`` × ``size`` in-plane and keep the case name as subject id, so evaluation can stack
-  them back into the volume.
+  voxel order (default the last axis: axial slices for RAS-like scans; nothing is reoriented
+  unless ``orientation="radiological"``, which flips and transposes each slice as ``brain_aal``
+  shows its). Every slice is kept, with or without foreground, as TransUNet does. Slices are
+  padded to a square and resized to ``size`` × ``size`` in-plane, keep the case name as subject
+  id, so evaluation can stack them back into the volume, and are scored at the file's own grid.
+- **Test-only folders.** A folder with only ``imagesTs/`` and ``labelsTs/`` is enough to score a
+  trained model on new scans (``python -m lomix_core evaluate CHECKPOINT --dataset nifti``).
 - **Intensities** go to [0, 1]. CT (any case): clipped to ``ct_window`` (Hounsfield units, default
   [-125, 275], TransUNet's abdominal window), the same for every scan. Any other modality:
   clipped per volume and channel to its 0.5th and 99.5th percentiles, since MRI intensities
@@ -236,12 +239,19 @@ def _stop_at(problem: str, root: Path):
     raise ValueError(f"{problem} (run `python -m lomix_core check {root}` to list every problem)")
 
 
-def preprocessing(spec: FolderSpec, size: int | tuple[int, int], axis: int, aspect: str = "pad") -> Preprocessing:
+def preprocessing(spec: FolderSpec, size: int | tuple[int, int], axis: int, aspect: str = "pad",
+                  orientation: str = "voxel", intensity: dict | None = None) -> Preprocessing:
     """Intensities to [0, 1] per channel: CT (any case) clipped to the folder's HU window, the same
-    for every scan; any other modality clipped per volume to its 0.5th and 99.5th percentiles."""
-    intensity = tuple({"kind": "ct_window", "window": list(spec.ct_window)} if modality.upper() == "CT"
-                      else {"kind": "percentile", "percentiles": [0.5, 99.5]} for modality in spec.modalities)
-    return Preprocessing(size=size, class_names=spec.class_names, intensity=intensity, axis=axis, aspect=aspect)
+    for every scan; any other modality clipped per volume to its 0.5th and 99.5th percentiles.
+    ``intensity`` (a :func:`~.preprocessing.scale_intensity` spec) overrides both for every channel."""
+    if intensity is not None:
+        scale_intensity(np.zeros(1), intensity)  # an unknown kind fails here, in one line, before any file is read
+        intensity = (dict(intensity),) * len(spec.modalities)
+    else:
+        intensity = tuple({"kind": "ct_window", "window": list(spec.ct_window)} if modality.upper() == "CT"
+                          else {"kind": "percentile", "percentiles": [0.5, 99.5]} for modality in spec.modalities)
+    return Preprocessing(size=size, class_names=spec.class_names, intensity=intensity, axis=axis, aspect=aspect,
+                         orientation=orientation)
 
 
 def _slices(case: Case, spec: FolderSpec, steps: Preprocessing,
@@ -298,11 +308,15 @@ def split_train_val(cases: list[str], num_val: int | None, split_seed: int) -> d
 @register("nifti")
 def load_nifti_folder(split: str, augment: bool = False, root: str | os.PathLike | None = None, size: int = 224,
                       num_val: int | None = None, num_train_subjects: int | None = None, split_seed: int = 0,
-                      axis: int = 2, aspect: str = "pad") -> SliceDataset:
+                      axis: int = 2, aspect: str = "pad", orientation: str = "voxel",
+                      intensity: dict | None = None) -> SliceDataset:
     """The ``split`` of the NIfTI folder ``root`` (default ``$LOMIX_DATA/nifti``); see the module docstring.
 
     ``num_train_subjects`` keeps that many training cases (chosen by ``split_seed``) for
-    low-data runs; val and test stay whole.
+    low-data runs; val and test stay whole. To score a model trained on other data, read the
+    folder as that data were read: ``orientation="radiological"`` shows RAS scans as ``brain_aal``
+    stores its slices, and ``intensity={"kind": "max"}`` scales them as it does (``evaluate``
+    names any difference).
     """
     if axis not in (0, 1, 2, -1):
         raise ValueError(f"axis must be 0, 1 or 2 (the NIfTI voxel axis to slice along), got {axis}")
@@ -323,7 +337,7 @@ def load_nifti_folder(split: str, augment: bool = False, root: str | os.PathLike
         names = split_train_val(names, num_val, split_seed)[split]
     if split == "train":
         names = pick_subjects(names, num_train_subjects, split_seed)
-    steps = preprocessing(spec, size, axis % 3, aspect)
+    steps = preprocessing(spec, size, axis % 3, aspect, orientation, intensity)
     # A generator, so only one case's raw volumes are in memory at a time.
     subjects = ((name, *_slices(cases[name], spec, steps, folder)) for name in names)
     return stack_subjects(subjects, steps, "nifti", split, augment)
