@@ -21,7 +21,7 @@ def save(fig: plt.Figure, path: str | Path) -> Path:
     return path
 
 
-METRIC_LABELS = {"test_dice": "test Dice (3-D, mean over classes) ↑", "test_hd95": "test HD95 (voxels) ↓"}
+METRIC_LABELS = {"test_dice": "test Dice (3-D, mean over classes) ↑", "test_hd95": "test HD95 (voxels of the scan) ↓"}
 
 
 def plot_test_metrics(runs: pd.DataFrame, metrics: tuple[str, ...] = ("test_dice", "test_hd95"),
