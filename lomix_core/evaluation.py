@@ -124,10 +124,12 @@ def volume_metrics(pred: torch.Tensor, target: torch.Tensor, num_classes: int, w
     for c, dice in enumerate(dice_per_class(pred, target, num_classes).tolist(), start=1):
         in_pred, in_target = pred_np == c, target_np == c
         present, predicted = bool(in_target.any()), bool(in_pred.any())
-        scored = with_hd95 and present and predicted
-        voxels = hd95(in_pred, in_target) if scored else 0.0 if with_hd95 else float("nan")
-        mm = hd95(in_pred, in_target, spacing) if scored and spacing is not None else \
-            0.0 if with_hd95 and spacing is not None else float("nan")
+        voxels = mm = float("nan")
+        if with_hd95:
+            both = present and predicted  # otherwise the convention says 0
+            voxels = hd95(in_pred, in_target) if both else 0.0
+            if spacing is not None:
+                mm = hd95(in_pred, in_target, spacing) if both else 0.0
         rows.append({"class_index": c, "dice": dice, "hd95": voxels, "hd95_mm": mm, "gt_present": present})
     return pd.DataFrame(rows)
 
