@@ -55,9 +55,8 @@ def _evaluate(args) -> int:
         theirs, ours = getattr(dataset.preprocessing, field), getattr(trained.preprocessing, field)
         if theirs != ours:
             # A model sees only what its training data looked like: another scaling can cost most of its Dice.
-            print(f"note: {name!r} is read with {field} {list(theirs) if field == 'intensity' else theirs!r}, the "
-                  f"training data with {list(ours) if field == 'intensity' else ours!r}"
-                  + (f" (pass \"{field}\" in --data-kwargs to match)" if name == "nifti" else ""))
+            hint = f' (pass "{field}" in --data-kwargs to match)' if name == "nifti" else ""
+            print(f"note: {name!r} is read with {field} {theirs}, the training data with {ours}{hint}")
     results = evaluate(trained.model, dataset, method=args.method, tta=args.tta)
     print(per_class(results).round(4).to_string())
     print(f"mean Dice ({name}, {args.split}, {results.attrs['resolution']} resolution): {mean_dice(results):.4f}, "
