@@ -145,7 +145,7 @@ def evaluate(model: nn.Module, dataset: SliceDataset, batch_size: int = 16, amp:
     """
     frames = []
     for volume, indices in dataset.subject_slices().items():
-        native = dataset.native_grid(volume)
+        native = dataset.native_grid(volume, indices)
         pred = predict_native(model, dataset.images[indices], native.shape, dataset.preprocessing.aspect,
                               batch_size=batch_size, amp=amp, tta=tta, method=method)
         metrics = volume_metrics(pred, native.labels, dataset.num_classes, with_hd95=with_hd95, spacing=native.spacing)
@@ -189,7 +189,7 @@ def evaluate_maps(model: nn.Module, loss_fn: nn.Module, dataset: SliceDataset, b
     rows = []
     try:
         for volume, indices in dataset.subject_slices().items():
-            native = dataset.native_grid(volume)
+            native = dataset.native_grid(volume, indices)
             preds = []
             for i in range(0, len(indices), batch_size):
                 maps = loss_fn.mutants(model(dataset.image_batch(indices[i:i + batch_size]).to(device))).cpu()

@@ -87,12 +87,12 @@ class SliceDataset(Dataset):
         """Images ``indices`` (all when None) as float32 in [0, 1], ``[B, channels, H, W]``, without augmentation."""
         return as_float(self.images if indices is None else self.images[indices])
 
-    def native_grid(self, subject: str) -> NativeGrid:
-        """``subject`` at the scan's own resolution; a dataset without ``native`` is its own grid."""
+    def native_grid(self, subject: str, indices: list[int] | None = None) -> NativeGrid:
+        """``subject`` at the scan's own resolution; a dataset without ``native`` is its own grid
+        (``indices``, the subject's slices in order, saves looking them up)."""
         if self.native is not None:
             return self.native[subject]
-        indices = self.subject_slices()[subject]
-        return NativeGrid(self.labels[indices])
+        return NativeGrid(self.labels[self.subject_slices()[subject] if indices is None else indices])
 
     @property
     def resolution(self) -> str:
