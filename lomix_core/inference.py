@@ -27,10 +27,10 @@ import torch
 from torch import nn
 
 from . import models
-from .data.images import IMAGE_SUFFIXES
-from .data.nifti_folder import CHANNEL_SUFFIX
+from .data.images import IMAGE_SUFFIXES, open_image
+from .data.nifti_folder import group_channels, nifti_stem
 from .data.preprocessing import Preprocessing
-from .data.volumes import one_line
+from .data.volumes import one_line, read_nifti
 from .evaluation import predict_native
 from .records import atomic_write, save_json
 
@@ -116,14 +116,14 @@ def find_cases(source: str | Path, in_channels: int) -> tuple[str, dict[str, lis
         raise ValueError(f"{source} mixes NIfTI files and 2-D images; expected one kind")
     if images:
         return "image", {p.stem: [p] for p in images}
-    cases: dict[str, dict[int, Path]] = {}
+    stems: dict[str, Path] = {}
     for path in nifti:
-        stem = path.name[:-len(".nii.gz")] if path.name.endswith(".gz") else path.name[:-len(".nii")]
-        match = CHANNEL_SUFFIX.match(stem)
-        case, channel = (match["case"], int(match["channel"])) if match else (stem, 0)
-        if channel in cases.setdefault(case, {}):
-            raise ValueError(f"{path} and {cases[case][channel]} are both channel {channel} of case {case!r}")
-        cases[case][channel] = path
+        if nifti_stem(path.name) in stems:
+            raise ValueError(f"{path} and {stems[nifti_stem(path.name)]} are the same case")
+        stems[nifti_stem(path.name)] = path
+    cases, problems = group_channels(stems)
+    if problems:
+        raise ValueError(problems[0])
     for case, channels in cases.items():
         if sorted(channels) != list(range(in_channels)):
             raise ValueError(f"case {case!r} has channels {[f'{c:04d}' for c in sorted(channels)]}; the model takes "
@@ -132,38 +132,24 @@ def find_cases(source: str | Path, in_channels: int) -> tuple[str, dict[str, lis
 
 
 def _read_scan(files: list[Path]):
-    """The channels of one NIfTI case as ``[C, X, Y, Z]``, and the first file's image (for its geometry)."""
+    """The channels of one NIfTI case as ``[C, X, Y, Z]``, and the first file's header (for its geometry)."""
     import nibabel as nib
 
-    volumes, first = [], None
-    for path in files:
-        try:
-            image = nib.load(str(path))
-            volumes.append(np.asarray(image.dataobj, dtype=np.float32))
-        except Exception as error:
-            raise ValueError(f"cannot read NIfTI file {path}: {type(error).__name__}: {one_line(error)} "
-                             f"(expected a valid .nii or .nii.gz)") from None
-        if volumes[-1].ndim != 3:
-            raise ValueError(f"{path}: {volumes[-1].ndim}-D array of shape {volumes[-1].shape}, expected a 3-D volume")
-        if volumes[-1].shape != volumes[0].shape:
-            raise ValueError(f"{path} has shape {volumes[-1].shape} but {files[0]} has {volumes[0].shape}; "
+    volumes = [read_nifti(path)[0].astype(np.float32, copy=False) for path in files]
+    for path, volume in zip(files, volumes):
+        if volume.ndim != 3:
+            raise ValueError(f"{path}: {volume.ndim}-D array of shape {volume.shape}, expected a 3-D volume")
+        if volume.shape != volumes[0].shape:
+            raise ValueError(f"{path} has shape {volume.shape} but {files[0]} has {volumes[0].shape}; "
                              f"a case's channels must share one grid")
-        first = image if first is None else first
-    return np.stack(volumes), first
+    return np.stack(volumes), nib.load(str(files[0]))  # the header only: the data were read above
 
 
 def _read_picture(path: Path, in_channels: int) -> np.ndarray:
     """A 2-D image as ``[C, H, W, 1]``: RGB for a 3-channel model, grey for a 1-channel one."""
-    from PIL import Image
-
     if in_channels not in (1, 3):
         raise ValueError(f"2-D images can feed a 1- or 3-channel model; this one takes {in_channels}")
-    try:
-        with Image.open(path) as picture:
-            array = np.asarray(picture.convert("RGB" if in_channels == 3 else "L"))
-    except Exception as error:
-        raise ValueError(f"cannot read image {path}: {type(error).__name__}: {one_line(error)} "
-                         f"(truncated or corrupt?)") from None
+    array = np.asarray(open_image(path, "RGB" if in_channels == 3 else "L"))
     array = array[..., None] if array.ndim == 2 else array
     return np.moveaxis(array, -1, 0)[..., None]
 

@@ -91,7 +91,7 @@ def _by_stem(folder: Path) -> dict[str, Path]:
 def read_pair(image_path: Path, mask_path: Path, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One pair: image uint8 ``[3, S, S]`` and mask uint8 ``[S, S]`` on the model's ``size`` grid,
     and the original binarised mask uint8 ``[H, W]`` in {0, 1}."""
-    image, mask = _open(image_path, "RGB"), _open(mask_path, "L")
+    image, mask = open_image(image_path, "RGB"), open_image(mask_path, "L")
     if image.size != mask.size:
         raise ValueError(f"image/mask pair differs in size: {image_path} is {image.size[0]}x{image.size[1]} "
                          f"but {mask_path} is {mask.size[0]}x{mask.size[1]}")
@@ -110,7 +110,7 @@ def model_grid_mask(native: np.ndarray, size: int) -> np.ndarray:
     return (grey >= MASK_THRESHOLD).to(torch.uint8).numpy()
 
 
-def _open(path: Path, mode: str) -> Image.Image:
+def open_image(path: Path, mode: str) -> Image.Image:
     try:
         with Image.open(path) as image:
             return image.convert(mode)  # convert decodes the whole file, so truncation shows here

@@ -142,7 +142,7 @@ def _read_spec(root: Path) -> tuple[FolderSpec | None, list[str]]:
 
 # ---------------------------------------------------------------- files and cases
 
-def _nifti_stem(file_name: str) -> str | None:
+def nifti_stem(file_name: str) -> str | None:
     for ending in (".nii.gz", ".nii"):
         if file_name.endswith(ending):
             return file_name[:-len(ending)]
@@ -155,7 +155,7 @@ def _nifti_files(folder: Path) -> tuple[dict[str, Path], list[str]]:
     for path in sorted(folder.iterdir()):
         if path.name.startswith("."):  # .DS_Store and other hidden files are not data
             continue
-        stem = _nifti_stem(path.name)
+        stem = nifti_stem(path.name)
         if stem is None or not path.is_file():
             problems.append(f"{path} is not a .nii or .nii.gz file")
         elif stem in files:
@@ -169,6 +169,20 @@ def _nifti_files(folder: Path) -> tuple[dict[str, Path], list[str]]:
 
 def _has_part(root: Path, part: str) -> bool:
     return (root / f"images{part}").exists() or (root / f"labels{part}").exists()
+
+
+def group_channels(image_files: dict[str, Path]) -> tuple[dict[str, dict[int, Path]], list[str]]:
+    """Image files by case and channel (nnU-Net's ``<case>_0000``; no suffix is channel 0), and the
+    problems: two files for one channel of a case."""
+    channels: dict[str, dict[int, Path]] = {}
+    problems = []
+    for stem, path in image_files.items():
+        match = CHANNEL_SUFFIX.match(stem)
+        case, channel = (match["case"], int(match["channel"])) if match else (stem, 0)
+        if channel in channels.setdefault(case, {}):
+            problems.append(f"{path} and {channels[case][channel]} are both channel {channel} of case {case!r}")
+        channels[case][channel] = path
+    return channels, problems
 
 
 def _pair_cases(root: Path, part: str, spec: FolderSpec | None) -> tuple[dict[str, Case], list[str]]:
@@ -187,13 +201,8 @@ def _pair_cases(root: Path, part: str, spec: FolderSpec | None) -> tuple[dict[st
     label_files, label_problems = _nifti_files(labels_dir)
     problems += label_problems
 
-    channels: dict[str, dict[int, Path]] = {}
-    for stem, path in image_files.items():
-        match = CHANNEL_SUFFIX.match(stem)
-        case, channel = (match["case"], int(match["channel"])) if match else (stem, 0)
-        if channel in channels.setdefault(case, {}):
-            problems.append(f"{path} and {channels[case][channel]} are both channel {channel} of case {case!r}")
-        channels[case][channel] = path
+    channels, channel_problems = group_channels(image_files)
+    problems += channel_problems
     num_channels = len(spec.modalities) if spec is not None else None
 
     cases = {}
@@ -245,7 +254,6 @@ def preprocessing(spec: FolderSpec, size: int | tuple[int, int], axis: int, aspe
     for every scan; any other modality clipped per volume to its 0.5th and 99.5th percentiles.
     ``intensity`` (a :func:`~.preprocessing.scale_intensity` spec) overrides both for every channel."""
     if intensity is not None:
-        scale_intensity(np.zeros(1), intensity)  # an unknown kind fails here, in one line, before any file is read
         intensity = (dict(intensity),) * len(spec.modalities)
     else:
         intensity = tuple({"kind": "ct_window", "window": list(spec.ct_window)} if modality.upper() == "CT"

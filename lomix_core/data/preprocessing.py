@@ -125,9 +125,10 @@ def to_native_grid(maps: torch.Tensor, shape: Sequence[int], aspect: str = "pad"
     height, width = shape
     target = (max(height, width),) * 2 if aspect == "pad" else (height, width)
     if tuple(maps.shape[-2:]) != target:
-        kwargs = {"align_corners": False} if mode == "bilinear" else {}
-        maps = F.interpolate(maps.float() if mode == "bilinear" else maps, size=target,
-                             mode=mode if mode == "bilinear" else "nearest-exact", **kwargs)
+        if mode == "bilinear":
+            maps = F.interpolate(maps.float(), size=target, mode="bilinear", align_corners=False)
+        else:
+            maps = F.interpolate(maps, size=target, mode="nearest-exact")
     return crop_square(maps, shape) if aspect == "pad" else maps
 
 
@@ -170,6 +171,9 @@ class Preprocessing:
             raise ValueError(f"orientation must be one of {ORIENTATIONS}, got {self.orientation!r}")
         if self.axis not in (0, 1, 2):
             raise ValueError(f"axis must be 0, 1 or 2 (the voxel axis slices are cut along), got {self.axis}")
+        unknown = [spec.get("kind") for spec in self.intensity if spec.get("kind") not in INTENSITY_KINDS]
+        if unknown:
+            raise ValueError(f"unknown intensity kind {unknown[0]!r}; expected one of {INTENSITY_KINDS}")
         object.__setattr__(self, "class_names", tuple(self.class_names))
         object.__setattr__(self, "intensity", tuple(dict(spec) for spec in self.intensity))
 
@@ -211,8 +215,8 @@ class Preprocessing:
         return (slice_z, column, row) if self.orientation == "radiological" else (slice_z, row, column)
 
     def model_input(self, volume: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
-        """A raw volume ``[X, Y, Z]`` / ``[C, X, Y, Z]`` (or a 2-D image ``[C, H, W]`` treated as one
-        slice by the caller) → model-grid slices as the dataset stores them, and the in-plane shape."""
+        """A raw volume ``[X, Y, Z]`` / ``[C, X, Y, Z]`` (a 2-D image is ``[C, H, W, 1]``) → model-grid
+        slices as the dataset stores them, and the in-plane shape."""
         if volume.ndim == 3:
             volume = volume[None]
         if volume.shape[0] != self.in_channels:
