@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,8 +55,9 @@ def load_checkpoint(path: str | Path, device: str = "auto") -> TrainedModel:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist; expected a best.pt written by train "
                                 f"(outputs/runs/<run name>/best.pt)")
+    blob = path.read_bytes()  # read once: for the weights and for the digest
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False)
         config, state = checkpoint["config"], checkpoint["model"]
     except Exception as error:  # torch raises many types for a truncated or foreign file
         raise ValueError(f"cannot read checkpoint {path}: {type(error).__name__}: {one_line(error)} "
@@ -68,7 +70,7 @@ def load_checkpoint(path: str | Path, device: str = "auto") -> TrainedModel:
     kwargs = {k: v for k, v in config["model_kwargs"].items() if k not in ("pretrained", "weights")}
     model = models.build(config["model"], preprocessing.in_channels, len(preprocessing.class_names), **kwargs)
     model.load_state_dict(state)
-    digest = hashlib.sha1(path.read_bytes()).hexdigest()[:12]
+    digest = hashlib.sha1(blob).hexdigest()[:12]
     return TrainedModel(model.to(resolve_device(device)).eval(), preprocessing, config, path, digest)
 
 

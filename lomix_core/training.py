@@ -229,6 +229,7 @@ def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_
         epoch_rows[-1]["elapsed_s"] = time.perf_counter() - began
         if last_path is not None:
             save_torch({"epoch": epoch, "config": dataclasses.asdict(config), "model": model.state_dict(),
+                        "preprocessing": train_set.preprocessing.to_dict(),
                         "loss_fn": loss_fn.state_dict(), "optimizer": optimizer.state_dict(),
                         "scaler": scaler.state_dict(), "rng": _rng_states(generator), "best": best_state,
                         "step_losses": step_losses, "step_weights": step_weights, "epochs": epoch_rows}, last_path)

@@ -217,3 +217,12 @@ def test_a_nifti_folder_can_be_read_as_another_dataset_was(tmp_path):
     assert (folder.image_batch(ours[1:]) - brain.image_batch(theirs[1:])).abs().max() <= 0.5 / 255 + 1e-6
     with pytest.raises(ValueError, match="unknown intensity kind 'loud'"):
         lx.data.load("nifti", split="test", root=root, intensity={"kind": "loud"})
+
+
+def test_last_pt_loads_too(trained):
+    """last.pt (the last epoch, written for resuming) carries the preprocessing as best.pt does."""
+    checkpoint, test_root = trained
+    best, last = lx.load_checkpoint(checkpoint, device="cpu"), lx.load_checkpoint(checkpoint.parent / "last.pt", "cpu")
+    assert last.preprocessing == best.preprocessing and last.digest != best.digest
+    volume = np.asarray(nib.load(str(test_root / "imagesTs" / "new_a_0000.nii.gz")).dataobj)
+    assert lx.predict(last, volume).shape == volume.shape
