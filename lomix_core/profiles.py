@@ -31,7 +31,7 @@ def resolve(profile: str) -> str:
 
 
 # The longest a notebook cell may run under `reproduce` before it is reported as hung: several
-# times the slowest cell measured (notebook 03's comparison: 12 min on 2 CPU cores); none on a GPU,
+# times the slowest cell measured (notebook 03's comparison: 9.8 min on 2 Intel Xeon cores); none on a GPU,
 # where full-profile training legitimately runs for hours.
 _CELL_TIMEOUT = {"smoke": 600, "cpu": 3600, "full": None}
 
@@ -184,7 +184,7 @@ def _check_fields(overrides: dict) -> None:
 
 
 # Wall time of each chapter under `make reproduce`, measured on the reference machine below with no
-# runs cached (the whole cpu series: 27.7 min). A chapter whose runs already sit in OUTPUT_DIR/runs
+# runs cached (the whole cpu series: 26.7 min). A chapter whose runs already sit in OUTPUT_DIR/runs
 # reads them back in seconds.
 REFERENCE_MACHINE = "2 cores of an Intel Xeon CPU, no GPU"
 _MEASURED_S = {
