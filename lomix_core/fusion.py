@@ -16,6 +16,11 @@ code instead builds a fresh random ``nn.Conv2d`` inside ``forward``: its concat 
 
 Each module's ``forward`` is the readable one-subset definition. :class:`MutantGenerator`
 computes the same maps for all subsets at once from the modules' parameters.
+
+``wf_sharing`` says who owns a wf module. ``"subset"`` (the kit's default): every subset has
+its own. ``"size"`` (the official code): one :class:`WeightedFusion` per subset size k = 2..n,
+shared by all subsets of that size, member j of a subset scored by scorer j. For n = 4 that is
+2 + 3 + 4 = 9 scorers instead of 28, and e.g. p4 in (p4,p3) and p3 in (p3,p2) share scorer 0.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ import torch
 from torch import nn
 
 OPERATORS = ("add", "mul", "concat", "wf")
+WF_SHARING = ("subset", "size")
 
 
 def original_names(num_maps: int) -> list[str]:
@@ -52,6 +58,13 @@ def check_operators(operators: Sequence[str]) -> tuple[str, ...]:
     if len(set(operators)) != len(operators):
         raise ValueError(f"fusion operators must not repeat, got {list(operators)}")
     return operators
+
+
+def check_wf_sharing(wf_sharing: str) -> str:
+    if not isinstance(wf_sharing, str) or wf_sharing not in WF_SHARING:
+        raise ValueError(f"unknown wf_sharing {wf_sharing!r}; expected one of {WF_SHARING} (one wf module per "
+                         f"subset, or one per subset size as in the official code)")
+    return wf_sharing
 
 
 class LearnedConcat(nn.Module):
@@ -115,12 +128,17 @@ class MutantGenerator(nn.Module):
     add into one matrix product; concat and wf use their per-subset weights scattered into
     ``[subsets, n, ...]`` with zeros for non-members, so they too are one product over all
     maps. mul reuses the product of each subset's prefix, which ``combinations`` lists first.
+
+    ``wf_sharing``: ``"subset"`` (one wf module per subset, keyed ``"0_1"``) or ``"size"`` (one per
+    subset size, keyed ``"2"``, shared as in the official code; see the module docstring).
     """
 
-    def __init__(self, num_maps: int, num_classes: int, operators: Sequence[str] = OPERATORS):
+    def __init__(self, num_maps: int, num_classes: int, operators: Sequence[str] = OPERATORS,
+                 wf_sharing: str = "subset"):
         super().__init__()
         self.num_maps, self.num_classes = num_maps, num_classes
         self.operators = check_operators(operators)
+        self.wf_sharing = check_wf_sharing(wf_sharing)
         self.subsets = subsets(num_maps)
         self.names = [mutant_name(op, s, num_maps) for op in self.operators for s in self.subsets]
         membership = torch.zeros(len(self.subsets), num_maps, dtype=torch.bool)
@@ -134,10 +152,14 @@ class MutantGenerator(nn.Module):
         if "concat" in self.operators:
             self.concat = nn.ModuleDict({_key(s): LearnedConcat(len(s), num_classes) for s in self.subsets})
         if "wf" in self.operators:
-            self.wf = nn.ModuleDict({_key(s): WeightedFusion(len(s), num_classes) for s in self.subsets})
+            owners = {self._wf_key(s): len(s) for s in self.subsets}  # key → members, in subsets order
+            self.wf = nn.ModuleDict({key: WeightedFusion(k, num_classes) for key, k in owners.items()})
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def _wf_key(self, subset: Sequence[int]) -> str:
+        return str(len(subset)) if self.wf_sharing == "size" else _key(subset)
 
     def subset(self, subset: Sequence[int] | str) -> tuple[int, ...]:
         """A subset given as map indices ``(0, 1)`` or as names ``"p4,p3"``, as indices."""
@@ -155,12 +177,14 @@ class MutantGenerator(nn.Module):
 
     def learned(self, operator: str, subset: Sequence[int] | str) -> nn.Module:
         """The trained module of one subset: a :class:`LearnedConcat` for ``"concat"``, a
-        :class:`WeightedFusion` for ``"wf"`` (``subset`` as indices ``(0, 1)`` or names ``"p4,p3"``)."""
+        :class:`WeightedFusion` for ``"wf"`` (``subset`` as indices ``(0, 1)`` or names ``"p4,p3"``).
+        With ``wf_sharing="size"`` the wf module is the one shared by every subset of that size."""
         if operator not in ("concat", "wf") or operator not in self.operators:
             learned = [op for op in ("concat", "wf") if op in self.operators]
             raise ValueError(f"no learned module for operator {operator!r}; expected one of {learned} "
                              f"(the learned operators this generator builds)")
-        return getattr(self, operator)[_key(self.subset(subset))]
+        subset = self.subset(subset)
+        return self.concat[_key(subset)] if operator == "concat" else self.wf[self._wf_key(subset)]
 
     def wf_attention(self, stacked: torch.Tensor, subset: Sequence[int] | str) -> torch.Tensor:
         """wf's per-pixel weights over the members of ``subset``: ``[B, k, H, W]``, summing to 1
@@ -203,7 +227,9 @@ class MutantGenerator(nn.Module):
         return torch.einsum("snoc,nbchw->sbohw", weight, x) + bias[:, None, :, None, None]
 
     def _wf(self, x: torch.Tensor) -> torch.Tensor:
-        params = [self.wf[_key(s)].member_weights() for s in self.subsets]
+        # A shared module is gathered once per subset of its size, so its scorers get the
+        # gradient of every one of those subsets.
+        params = [self.wf[self._wf_key(s)].member_weights() for s in self.subsets]
         weight = self._scatter([w for w, _ in params]).to(x.dtype)  # [s, n, C]
         bias = self._scatter([b for _, b in params]).to(x.dtype)  # [s, n]
         scores = torch.einsum("snc,nbchw->snbhw", weight, x) + bias[:, :, None, None, None]

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .arguments import is_int
-from .fusion import OPERATORS, MutantGenerator, check_operators, original_names
+from .fusion import OPERATORS, MutantGenerator, check_operators, check_wf_sharing, original_names
 from .map_loss import ce_dice_losses
 
 
@@ -152,6 +152,8 @@ class LoMixLoss(nn.Module):
         weighting: "softplus" | "equal" | "softmax" | "uncertainty" | a list of M floats.
         ce_weight, dice_weight: mix of the two terms in every map's loss.
         check_values: check labels are in [0, C) and logits finite (one host sync per call).
+        wf_sharing: "subset" (one wf module per subset) or "size" (the official code: one per
+            subset size, shared by the subsets of that size); see :mod:`lomix_core.fusion`.
 
     Call it with a sequence of ``num_maps`` tensors ``[B, C, H, W]`` at the target's size and an
     integer target ``[B, H, W]``.
@@ -159,7 +161,8 @@ class LoMixLoss(nn.Module):
 
     def __init__(self, num_maps: int, num_classes: int, supervision: str = "lomix",
                  operators: Sequence[str] | None = None, weighting: str | Sequence[float] | None = None,
-                 ce_weight: float = 0.3, dice_weight: float = 0.7, check_values: bool = True):
+                 ce_weight: float = 0.3, dice_weight: float = 0.7, check_values: bool = True,
+                 wf_sharing: str = "subset"):
         super().__init__()
         if not isinstance(supervision, str) or supervision not in PRESETS:
             raise ValueError(f"unknown supervision preset {supervision!r}; expected one of {tuple(PRESETS)}")
@@ -172,11 +175,13 @@ class LoMixLoss(nn.Module):
         self.num_maps, self.num_classes, self.supervision = num_maps, num_classes, supervision
         self.ce_weight, self.dice_weight, self.check_values = ce_weight, dice_weight, check_values
         self.operators = check_operators(default_ops if operators is None else operators)
+        self.wf_sharing = check_wf_sharing(wf_sharing)  # checked even when no wf mutant is built
         if self.operators and num_maps < 2:
             raise ValueError(f"mutants need at least 2 maps, got num_maps={num_maps}")
 
         self.original_indices = list(range(num_maps)) if all_originals else [num_maps - 1]
-        self.mutant_generator = MutantGenerator(num_maps, num_classes, self.operators) if self.operators else None
+        self.mutant_generator = (MutantGenerator(num_maps, num_classes, self.operators, wf_sharing)
+                                 if self.operators else None)
         names = original_names(num_maps)
         self.map_names = [names[i] for i in self.original_indices] + (
             self.mutant_generator.names if self.mutant_generator else [])

@@ -1,5 +1,5 @@
 """Datasets of 2-D slices grouped into 3-D subjects, by name: ``load("synthetic", split="train")``."""
-from .augment import RandomRotFlip
+from .augment import OfficialRotFlip, RandomRotFlip, make_transform
 from .registry import available, load, register
 from .slices import SliceDataset
 from . import synthetic  # noqa: F401  (registers "synthetic")
@@ -10,4 +10,4 @@ from . import isic  # noqa: F401  (registers "isic2018")
 from . import nifti_folder  # noqa: F401  (registers "nifti")
 from . import brain_aal  # noqa: F401  (registers "brain_aal")
 
-__all__ = ["RandomRotFlip", "SliceDataset", "available", "load", "register"]
+__all__ = ["OfficialRotFlip", "RandomRotFlip", "make_transform", "SliceDataset", "available", "load", "register"]

@@ -1,10 +1,18 @@
-"""Geometric augmentation applied identically to an image and its label."""
+"""Geometric augmentation applied identically to an image and its label.
+
+Two recipes, picked by :func:`make_transform` from a loader's ``augment`` argument:
+``"kit"`` (or True) is :class:`RandomRotFlip`, ``"official"`` is :class:`OfficialRotFlip`.
+"""
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
+
+AUGMENTS = (False, True, "kit", "official")
 
 
 class RandomRotFlip:
@@ -39,3 +47,61 @@ def rotate(image: torch.Tensor, label: torch.Tensor, degrees: float) -> tuple[to
     label = F.grid_sample(label[None, None].float(), grid, mode="nearest", padding_mode="zeros",
                           align_corners=False)[0, 0].long()
     return image, label
+
+
+class OfficialRotFlip:
+    """The geometry of the official code's ``RandomGenerator`` (LoMix ``utils/dataset_synapse.py``).
+
+    With probability 0.5 a rot90 by k ∈ {0, 1, 2, 3} then a flip along one of the two in-plane
+    axes (each uniform); otherwise, with probability 0.5 (0.25 overall), a rotation by an integer
+    angle uniform in [-20, 19] degrees (numpy's ``randint(-20, 20)``) with nearest-neighbour
+    interpolation for the image as well as the label, zeros outside (``scipy.ndimage.rotate``,
+    ``order=0, reshape=False``, exactly as the official code calls it); otherwise (0.25) nothing.
+
+    Differences on purpose: the official code draws from Python's and numpy's RNGs; this draws
+    from torch's global RNG like :class:`RandomRotFlip`, so seeded and resumed runs repeat. The
+    official code augments the 512² slice before zooming it to 224² (the image with a cubic spline,
+    which smooths the nearest-neighbour staircase); the kit stores slices at the model grid, so
+    this runs there, and a rotated image keeps its staircase at model pixels.
+
+    :meth:`draw` picks the parameters and :meth:`apply` uses them, so each can be checked alone.
+    """
+
+    def draw(self) -> dict:
+        """``{"k", "axis"}`` for rot90 + flip, ``{"angle"}`` for a rotation, or ``{}`` for nothing."""
+        if torch.rand(()) > 0.5:
+            return {"k": int(torch.randint(0, 4, ())), "axis": int(torch.randint(0, 2, ()))}
+        if torch.rand(()) > 0.5:
+            return {"angle": int(torch.randint(-20, 20, ()))}
+        return {}
+
+    def apply(self, image: torch.Tensor, label: torch.Tensor, params: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """``image [C,H,W]`` and ``label [H,W]`` moved by ``params`` from :meth:`draw`."""
+        if "k" in params:
+            # np.rot90(a, k) and np.flip(a, axis) of the official 2-D slice, on the last two dims.
+            dim = params["axis"] - 2
+            image = image.rot90(params["k"], dims=(-2, -1)).flip(dim)
+            label = label.rot90(params["k"], dims=(-2, -1)).flip(dim)
+        elif "angle" in params:
+            # ndimage.rotate's default plane of a 2-D array is axes (1, 0): here (-1, -2).
+            turn = dict(angle=params["angle"], axes=(-1, -2), order=0, reshape=False, mode="constant", cval=0)
+            image = torch.from_numpy(ndimage.rotate(image.numpy(), **turn))
+            label = torch.from_numpy(ndimage.rotate(label.numpy(), **turn))
+        return image.contiguous(), label.contiguous()
+
+    def __call__(self, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.apply(image, label, self.draw())
+
+
+def make_transform(augment: bool | str | None):
+    """The training transform a loader's ``augment`` asks for: None for False/None,
+    :class:`RandomRotFlip` for True or ``"kit"``, :class:`OfficialRotFlip` for ``"official"``."""
+    if isinstance(augment, (bool, np.bool_)) or augment is None:
+        augment = "kit" if augment else None
+    if augment is None:
+        return None
+    if augment == "kit":
+        return RandomRotFlip()
+    if augment == "official":
+        return OfficialRotFlip()
+    raise ValueError(f"unknown augment {augment!r}; expected one of {AUGMENTS} (True means 'kit')")

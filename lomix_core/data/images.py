@@ -41,7 +41,7 @@ import torch
 from PIL import Image
 
 from ..records import save_npz
-from .augment import RandomRotFlip
+from .augment import make_transform
 from .prepared import start_writing, write_manifest
 from .preprocessing import Preprocessing, to_model_grid
 from .slices import NativeGrid, SliceDataset
@@ -336,7 +336,7 @@ def to_dataset(folder: Path, manifest: dict, selection: Sequence[tuple[str, Sequ
     preprocessing = Preprocessing(size=size, class_names=class_names, intensity=({"kind": "divide", "by": 255},) * 3,
                                   aspect=FORMAT["aspect"], eight_bit=True)
     return SliceDataset(images, labels, ids, [0] * count, class_names,
-                        transform=RandomRotFlip() if augment else None, name=name, split=split,
+                        transform=make_transform(augment), name=name, split=split,
                         native=native, preprocessing=preprocessing)
 
 

@@ -10,7 +10,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from .augment import RandomRotFlip
+from .augment import make_transform
 from .phantom import CLASS_NAMES, make_subject
 from .registry import register
 from .preprocessing import Preprocessing
@@ -55,7 +55,7 @@ def load_synthetic(split: str, augment: bool = False, num_subjects: int = 20, nu
         subjects=[f"phantom_{s:03d}" for s in chosen for _ in range(num_slices)],
         slice_index=[z for _ in chosen for z in range(num_slices)],
         class_names=CLASS_NAMES,
-        transform=RandomRotFlip() if augment else None,
+        transform=make_transform(augment),
         name="synthetic", split=split, native=native,
         preprocessing=Preprocessing(size=size, class_names=CLASS_NAMES),
     )

@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from .augment import RandomRotFlip
+from .augment import make_transform
 from .preprocessing import Preprocessing, to_model_grid
 from .slices import NativeGrid, SliceDataset
 
@@ -152,7 +152,7 @@ def stack_subjects(subjects: Iterable[tuple], preprocessing: Preprocessing, name
     if len(channels) != 1:
         raise ValueError(f"dataset {name!r}: subjects have different channel counts {sorted(channels)}")
     return SliceDataset(torch.cat(images), torch.cat(labels), subject_ids, slice_index, preprocessing.class_names,
-                        transform=RandomRotFlip() if augment else None, name=name, split=split,
+                        transform=make_transform(augment), name=name, split=split,
                         native=native if keep_native else None, preprocessing=preprocessing)
 
 
