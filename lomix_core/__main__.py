@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -16,12 +17,13 @@ def _train(args) -> int:
                          operators=args.operators, weighting=args.weighting, epochs=args.epochs,
                          max_steps_per_epoch=args.max_steps_per_epoch, batch_size=args.batch_size, lr=args.lr,
                          weight_decay=args.weight_decay, seed=args.seed, device=args.device, amp=args.amp,
-                         data_kwargs=args.data_kwargs, model_kwargs=_model_kwargs(args),
+                         data_kwargs=args.data_kwargs, model_kwargs=_model_kwargs(args), protocol=args.protocol,
                          out_dir=args.out_dir, run_name=args.run_name)
     run = train(config, resume=args.resume)
     metrics = run.record["metrics"]
-    print(f"{config.name}: best epoch {metrics['best_epoch']}, val Dice {metrics['val_dice']:.4f}, "
-          f"test Dice {metrics['test_dice']:.4f} -> {run.run_dir}")
+    selected = (f"best epoch {metrics['best_epoch']}, val Dice {metrics['val_dice']:.4f}" if metrics["val_dice"] is not None
+                else f"last epoch {metrics['best_epoch']} (no validation split)")
+    print(f"{config.name}: {selected}, test Dice {metrics['test_dice']:.4f} -> {run.run_dir}")
     return 0
 
 
@@ -77,7 +79,11 @@ def _predict(args) -> int:
 
 
 def _reproduce(args) -> int:
+    from .models.weights import WEIGHTS_ENV
     from .reproduce import reproduce
+
+    if args.weights:  # the notebooks' kernels inherit it
+        os.environ[WEIGHTS_ENV] = str(Path(args.weights).expanduser().resolve())
 
     return reproduce(args.profile, notebooks_dir=args.notebooks, output_root=args.output_root, only=args.only,
                      cell_timeout=args.cell_timeout)
@@ -114,6 +120,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", action="store_true",
                    help="ImageNet weights for a timm encoder (needs internet or the Hugging Face cache)")
     p.add_argument("--weights", default=None, metavar="PATH", help="encoder weights from a local timm state_dict")
+    p.add_argument("--protocol", default=defaults.protocol, choices=["kit", "official"],
+                   help="official: the official code's choices that are not defects (all training subjects, last "
+                        "epoch, ReLU6, official init, shared wf, official augmentation; EMCAD models only)")
     p.add_argument("--out-dir", default=defaults.out_dir)
     p.add_argument("--run-name", default=None)
     p.add_argument("--resume", action="store_true",
@@ -151,11 +160,16 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="run the notebook series with papermill and write REPORT.md")
     p.add_argument("--profile", default="auto", choices=list(profiles.PROFILES))
     p.add_argument("--notebooks", default="notebooks", help="folder of NN_name.ipynb notebooks")
-    p.add_argument("--output-root", default="outputs", help="results go to OUTPUT_ROOT/<profile>/")
+    p.add_argument("--output-root", default=os.environ.get(profiles.OUTPUT_ENV) or "outputs",
+                   help="results go to OUTPUT_ROOT/<profile>/ (default: $LOMIX_OUTPUT_DIR, else outputs)")
+    p.add_argument("--weights", default=None, metavar="PATH",
+                   help="ImageNet weights of the colab and full profiles' pvt_v2_b2 encoder: a timm state_dict file, "
+                        "or a folder holding pvt_v2_b2.safetensors (sets $LOMIX_WEIGHTS; default: the Hugging Face "
+                        "cache, or a download)")
     p.add_argument("--only", nargs="+", default=None, help="run only these notebooks (stem or number prefix)")
     p.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
                    help="report a cell still running after this long as failed (default: the profile's; "
-                        "smoke 600, cpu 3600, full none)")
+                        "smoke 600, cpu 3600, colab and full none)")
     p.set_defaults(func=_reproduce)
 
     p = sub.add_parser("check", help="list every problem in a NIfTI dataset folder (bring your own data)")

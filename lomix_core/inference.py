@@ -68,6 +68,8 @@ def load_checkpoint(path: str | Path, device: str = "auto") -> TrainedModel:
     preprocessing = Preprocessing.from_dict(checkpoint["preprocessing"])
     # The weights come from the checkpoint: never fetch ImageNet weights for the encoder again.
     kwargs = {k: v for k, v in config["model_kwargs"].items() if k not in ("pretrained", "weights")}
+    if config.get("protocol") == "official":  # the official network's stem and decoder (training.model_kwargs)
+        kwargs["official"] = True
     model = models.build(config["model"], preprocessing.in_channels, len(preprocessing.class_names), **kwargs)
     model.load_state_dict(state)
     digest = hashlib.sha1(blob).hexdigest()[:12]

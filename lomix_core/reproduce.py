@@ -102,6 +102,10 @@ def reproduce(profile: str = "cpu", notebooks_dir: str | Path = "notebooks", out
 
     ``cell_timeout=None`` takes the profile's limit per cell (:func:`profiles.cell_timeout`)."""
     profile = profiles.resolve(profile)
+    # Before the first kernel starts: a missing weights file or dataset is one line now, not a
+    # failure in every notebook (or, in the middle of the series, hours later).
+    for line in profiles.preflight(profile, profiles.series_datasets(profile)):
+        print(f"[{profile}] {line}", flush=True)
     cell_timeout = cell_timeout if cell_timeout is not None else profiles.cell_timeout(profile)
     output_dir = Path(output_root) / profile
     output_dir.mkdir(parents=True, exist_ok=True)

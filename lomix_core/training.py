@@ -71,6 +71,9 @@ class TrainConfig:
     # Reproduce the official code's defect for demonstration: after the first validation the
     # model stays in eval mode, so BatchNorm statistics freeze and dropout/drop-path switch off.
     official_eval_mode_bug: bool = False
+    # "official" switches to the official code's choices that are not defects (PROTOCOLS below); the
+    # kit's own defaults ("kit") differ on purpose, and the README's table says why.
+    protocol: str = "kit"
     out_dir: str = "outputs/runs"
     run_name: str | None = None
     progress: bool = True
@@ -84,10 +87,22 @@ class TrainConfig:
                 raise ValueError(f"{field_name} must be >= 1 or None, got {getattr(self, field_name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r}; expected one of {PROTOCOLS}")
 
     @property
     def name(self) -> str:
         return self.run_name or f"{self.dataset}-{self.model}-{self.supervision}-seed{self.seed}"
+
+
+# "official" reproduces the official code's choices that are not defects: it trains on the training
+# and validation subjects together (Synapse: all 18 TransUNet training cases) and keeps the last
+# epoch, since there is nothing left to select on; EMCAD models get ReLU6 in MSCB, the official
+# initialisation and grey-to-RGB stem (models' ``official=True``); wf shares one module per subset
+# size; and training images get the official rotations and flips (``augment="official"``). The
+# official defects stay fixed under both: concat is trained, the model returns to train mode after
+# validation, and nothing is ever selected on the test split.
+PROTOCOLS = ("kit", "official")
 
 
 # Settings a resumed run may change: where the run folder lies and whether a progress bar shows.
@@ -136,22 +151,30 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_set: data.SliceDataset,
+def autocast_dtype(device: torch.device) -> torch.dtype:
+    """bf16 where the GPU computes it natively (compute capability 8+), else fp16, whose small range
+    needs GradScaler. A T4 reports bf16 as supported because it can emulate it, slowly: hence
+    ``including_emulation=False``."""
+    return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+
+
+def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_set: data.SliceDataset | None,
         config: TrainConfig, checkpoint_path: Path | None = None,
         test_set: data.SliceDataset | None = None, last_path: Path | None = None,
         resume: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train ``model`` with ``loss_fn``; validate each epoch; keep the best-validation weights.
 
     Returns the per-step history and the per-epoch table. On return, ``model`` and ``loss_fn``
-    hold the state of the best validation epoch. A ``test_set`` is only scored and reported
-    per epoch (``test_dice`` column), never used to select.
+    hold the state of the best validation epoch; without a ``val_set`` (the official protocol),
+    of the last epoch. A ``test_set`` is only scored and reported per epoch (``test_dice``
+    column), never used to select.
 
     ``last_path`` receives the full training state at the end of every epoch; with ``resume``,
     training continues from it when it exists (a finished run trains no further epoch).
     """
     device = next(model.parameters()).device
     use_amp = config.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    amp_dtype = autocast_dtype(device) if use_amp else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     # The loss's learnable weights and fusion convs train in the same AdamW group as the network.
     optimizer = torch.optim.AdamW(list(model.parameters()) + list(loss_fn.parameters()),
@@ -213,8 +236,11 @@ def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_
         train_time = time.perf_counter() - start
 
         # Selection needs Dice only; HD95's distance transforms are kept for the final test.
-        val_dice = mean_dice(evaluate(model, val_set, amp=use_amp, with_hd95=False))  # model stays in train mode
-        is_best = val_dice > best_dice
+        if val_set is not None:
+            val_dice = mean_dice(evaluate(model, val_set, amp=use_amp, with_hd95=False))  # model stays in train mode
+            is_best = val_dice > best_dice
+        else:  # nothing to select on: every epoch replaces the last, so the last one is kept
+            val_dice, is_best = float("nan"), True
         if is_best:
             best_dice = val_dice
             best_state = {"model": _cpu_state(model), "loss_fn": _cpu_state(loss_fn), "epoch": epoch,
@@ -288,8 +314,7 @@ def train(config: TrainConfig, resume: bool = False) -> Run:
     """
     seed_everything(config.seed)
     device = resolve_device(config.device)
-    train_set = data.load(config.dataset, split="train", augment=config.augment, **config.data_kwargs)
-    val_set = data.load(config.dataset, split="val", **config.data_kwargs)
+    train_set, val_set = training_data(config)
     test_set = data.load(config.dataset, split="test", **config.data_kwargs)
     model, loss_fn = build_model_and_loss(config, train_set.in_channels, train_set.num_classes, device)
 
@@ -303,7 +328,9 @@ def train(config: TrainConfig, resume: bool = False) -> Run:
     record = {
         "config": dataclasses.asdict(config),
         "metrics": {
-            "best_epoch": int(best["epoch"]), "val_dice": float(best["val_dice"]), "test_dice": mean_dice(test),
+            "best_epoch": int(best["epoch"]), "val_dice": _number_or_none(float(best["val_dice"])),
+            "selected_on": "validation Dice" if val_set is not None else "last epoch (no validation split)",
+            "test_dice": mean_dice(test),
             "test_hd95": mean_hd95(test), "test_hd95_mm": _number_or_none(mean_hd95(test, unit="mm")),
             "test_dice_per_class": per_class(test)["dice"].to_dict(),
             "test_hd95_per_class": per_class(test)["hd95"].to_dict(),
@@ -333,11 +360,41 @@ def _number_or_none(value: float) -> float | None:
     return None if np.isnan(value) else value
 
 
+def training_data(config: TrainConfig) -> tuple[data.SliceDataset, data.SliceDataset | None]:
+    """The training set and the validation set that selects the model.
+
+    The official protocol has no validation set: it trains on the training and validation subjects
+    together (Synapse: all 18 training cases), with the official augmentation. A low-data run
+    (``num_train_subjects``) draws its subjects from the training split alone either way.
+    """
+    if config.protocol == "kit":
+        return (data.load(config.dataset, split="train", augment=config.augment, **config.data_kwargs),
+                data.load(config.dataset, split="val", **config.data_kwargs))
+    train_set = data.load(config.dataset, split="train", augment="official" if config.augment else False,
+                          **config.data_kwargs)
+    if config.data_kwargs.get("num_train_subjects") is None:
+        train_set = train_set.joined(data.load(config.dataset, split="val", **config.data_kwargs))
+    return train_set, None
+
+
+def model_kwargs(config: TrainConfig) -> dict[str, Any]:
+    """The keyword arguments ``models.build`` gets for ``config``: its ``model_kwargs``, plus
+    ``official=True`` under the official protocol (only EMCAD models have an official form)."""
+    if config.protocol == "kit":
+        return dict(config.model_kwargs)
+    if not config.model.endswith("_emcad"):
+        emcad = [name for name in models.available() if name.endswith("_emcad")]
+        raise ValueError(f"protocol='official' reproduces the official EMCAD network, but model {config.model!r} "
+                         f"is not one; expected one of {emcad}")
+    return {**config.model_kwargs, "official": True}
+
+
 def build_model_and_loss(config: TrainConfig, in_channels: int, num_classes: int,
                          device: torch.device) -> tuple[nn.Module, LoMixLoss]:
-    model = models.build(config.model, in_channels, num_classes, **config.model_kwargs).to(device)
+    model = models.build(config.model, in_channels, num_classes, **model_kwargs(config)).to(device)
     loss_fn = LoMixLoss(model.num_maps, num_classes, supervision=config.supervision,
-                        operators=config.operators, weighting=config.weighting).to(device)
+                        operators=config.operators, weighting=config.weighting,
+                        wf_sharing="size" if config.protocol == "official" else "subset").to(device)
     return model, loss_fn
 
 

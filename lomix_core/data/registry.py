@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ..arguments import is_int, reject_unknown_options
+from .augment import make_transform
 from .slices import SliceDataset
 
 SPLITS = ("train", "val", "test")
@@ -24,12 +25,14 @@ def available() -> list[str]:
     return sorted(_DATASETS)
 
 
-def load(name: str, split: str = "train", augment: bool = False, **kwargs) -> SliceDataset:
-    """The ``split`` ("train" | "val" | "test") of dataset ``name`` as a torch Dataset."""
+def load(name: str, split: str = "train", augment: bool | str = False, **kwargs) -> SliceDataset:
+    """The ``split`` ("train" | "val" | "test") of dataset ``name`` as a torch Dataset; ``augment``: False,
+    True or "kit" (the kit's rotations and flips), or "official" (the official code's)."""
     if not isinstance(name, str) or name not in _DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {available()}")
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    make_transform(augment)  # a typo fails here, before the data is read
     loader = _DATASETS[name]
     reject_unknown_options(loader, kwargs, f"dataset {name!r}", reserved=("split", "augment"))
     size = kwargs.get("size")

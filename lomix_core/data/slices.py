@@ -87,6 +87,23 @@ class SliceDataset(Dataset):
         """Images ``indices`` (all when None) as float32 in [0, 1], ``[B, channels, H, W]``, without augmentation."""
         return as_float(self.images if indices is None else self.images[indices])
 
+    def joined(self, other: "SliceDataset") -> "SliceDataset":
+        """This dataset and ``other``'s slices in one, with this one's augmentation (the official
+        protocol trains on the training and validation subjects together). Both must come from the
+        same preprocessing and share no subject; the result keeps no native grids (it is trained on,
+        not scored)."""
+        if other.preprocessing != self.preprocessing or other.images.dtype != self.images.dtype:
+            raise ValueError(f"cannot join {other!r} to {self!r}: they were prepared differently; expected two "
+                             f"splits of one dataset loaded with the same settings")
+        shared = sorted(set(self.subjects) & set(other.subjects))
+        if shared:
+            raise ValueError(f"cannot join {other!r} to {self!r}: both hold subjects {shared[:3]}; expected "
+                             f"disjoint splits")
+        return SliceDataset(torch.cat([self.images, other.images]), torch.cat([self.labels, other.labels]),
+                            self.subjects + other.subjects, self.slice_index + other.slice_index, self.class_names,
+                            transform=self.transform, name=self.name, split=f"{self.split}+{other.split}",
+                            preprocessing=self.preprocessing)
+
     def native_grid(self, subject: str, indices: list[int] | None = None) -> NativeGrid:
         """``subject`` at the scan's own resolution; a dataset without ``native`` is its own grid
         (``indices``, the subject's slices in order, saves looking them up)."""

@@ -158,6 +158,11 @@ def prepare(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, force: bool 
 
 # --- Loading --------------------------------------------------------------------------------
 
+def check_prepared(root: str | os.PathLike | None = None) -> Path:
+    """The prepared folder, or one line saying how to prepare it (without loading any slice)."""
+    return open_prepared("synapse", root, CLASS_NAMES, PREPARE_COMMAND)[0]
+
+
 def _load_slices(train_dir: Path, case: str, num_slices: int) -> tuple[np.ndarray, np.ndarray]:
     """A training case restacked from its ``npz`` slices: image and label [D,H,W]."""
     images, labels = [], []

@@ -1,0 +1,185 @@
+"""The paper's setting: the colab and full profiles, their ImageNet weights, and protocol="official"."""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+from nbformat.v4 import new_code_cell, new_notebook
+
+import lomix_core as lx
+from lomix_core.data import synapse
+from lomix_core.models import weights
+from lomix_core.training import autocast_dtype
+
+ROOT = Path(__file__).parents[1]
+TINY_DATA = dict(num_subjects=6, num_slices=8, size=32, num_val=1, num_test=1)
+
+
+def offline_env(tmp_path, **extra) -> dict:
+    """A child environment with no weights anywhere: no $LOMIX_WEIGHTS, an empty Hugging Face cache and
+    the Hub declared offline (so the test means the same on a machine with internet)."""
+    env = {k: v for k, v in os.environ.items() if k != weights.WEIGHTS_ENV}
+    env |= {"HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1", **extra}
+    return env
+
+
+@pytest.fixture(scope="module")
+def fake_weights(tmp_path_factory) -> Path:
+    """A timm pvt_v2_b2 encoder state_dict with recognisable values (not ImageNet's: random ones, in fp16
+    to halve the file; loading casts them to fp32)."""
+    import timm
+
+    torch.manual_seed(123)
+    encoder = timm.create_model("pvt_v2_b2", features_only=True, out_indices=(0, 1, 2, 3))
+    path = tmp_path_factory.mktemp("weights") / "pvt_v2_b2.pth"
+    torch.save({k: v.half() for k, v in encoder.state_dict().items()}, path)
+    return path
+
+
+def test_full_profile_offline_without_weights_stops_in_one_line(tmp_path):
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "lomix_core", "reproduce", "--profile", "full",
+                          "--output-root", str(tmp_path / "outputs")],
+                         cwd=ROOT, env=offline_env(tmp_path), capture_output=True, text=True, timeout=120)
+    seconds = time.perf_counter() - start
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ImageNet weights for pvt_v2_b2" in lines[0]
+    assert "--weights PATH" in lines[0] and "LOMIX_WEIGHTS" in lines[0]
+    assert seconds < 60
+    assert not (tmp_path / "outputs").exists()  # nothing started
+
+
+def test_full_profile_with_a_weights_file_starts_and_loads_it(tmp_path, fake_weights):
+    """With --weights, the check passes, Synapse's check follows (prepared here from a fake RawData case),
+    and the series starts: its notebook builds the profile's pretrained network from the file."""
+    from test_data_synapse import make_raw
+
+    synapse.prepare(make_raw(tmp_path / "raw", ["case0005"]), tmp_path / "data" / "synapse", cases=["case0005"])
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    cells = [new_code_cell('PROFILE = "auto"\nOUTPUT_DIR = None'), new_code_cell(
+        "import torch, lomix_core as lx\n"
+        "config = lx.profiles.comparison(PROFILE, dataset='synapse')[0]\n"
+        "model = lx.models.build(config.model, 1, 9, **config.model_kwargs)\n"
+        f"saved = torch.load({str(fake_weights)!r})\n"
+        "key = 'stages_0.blocks_0.attn.q.weight'\n"
+        "assert torch.equal(model.encoder.state_dict()[key], saved[key].float())\n"
+        "print('loaded', config.model, config.epochs, config.batch_size, config.lr)")]
+    cells[0].metadata["tags"] = ["parameters"]
+    nbformat.write(new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                                       "display_name": "Python 3"}}),
+                   str(notebooks / "01_start.ipynb"))
+    out = subprocess.run([sys.executable, "-m", "lomix_core", "reproduce", "--profile", "full", "--weights",
+                          str(fake_weights), "--notebooks", str(notebooks), "--output-root", str(tmp_path / "outputs")],
+                         cwd=ROOT, env=offline_env(tmp_path, LOMIX_DATA=str(tmp_path / "data")), capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"pvt_v2_b2 ImageNet weights: {fake_weights}" in out.stdout
+    assert f"Synapse: {tmp_path / 'data' / 'synapse'}" in out.stdout
+    executed = (tmp_path / "outputs" / "full" / "01_start.ipynb").read_text()
+    assert "loaded pvt_v2_b2_emcad 300 6 0.0001" in executed
+
+
+def test_full_profile_without_synapse_says_how_to_prepare_it(tmp_path, fake_weights):
+    env = offline_env(tmp_path, LOMIX_WEIGHTS=str(fake_weights), LOMIX_DATA=str(tmp_path / "empty"))
+    out = subprocess.run([sys.executable, "-m", "lomix_core", "reproduce", "--profile", "full"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    line, = out.stderr.strip().splitlines()
+    assert "trains on Synapse's 8 organs" in line and "prepare_synapse.py --raw" in line and "synapse.org" in line
+
+
+def test_weights_folder_and_missing_file_in_one_line(tmp_path, monkeypatch, fake_weights):
+    monkeypatch.setenv(weights.WEIGHTS_ENV, str(fake_weights.parent))
+    assert weights.local_file("pvt_v2_b2") == fake_weights
+    with pytest.raises(FileNotFoundError, match="folder without pvt_v2_b0.safetensors"):
+        weights.local_file("pvt_v2_b0")
+    monkeypatch.setenv(weights.WEIGHTS_ENV, str(tmp_path / "nope.pth"))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        weights.local_file("pvt_v2_b2")
+
+
+def test_profiles_for_the_paper_setting():
+    full, seeds = lx.profiles.comparison("full", dataset="synapse")
+    assert (full.model, full.batch_size, full.lr, full.data_kwargs["size"]) == ("pvt_v2_b2_emcad", 6, 1e-4, 224)
+    assert full.model_kwargs == {"pretrained": True} and full.amp and len(seeds) == 5
+    # the paper's 300 epochs of its 2211 training slices in batches of 6: 369 batches an epoch
+    assert full.epochs * full.steps_per_epoch == 300 * -(-2211 // 6) == 110_700
+    assert lx.profiles.comparison_datasets("full") == ["synapse"] and lx.profiles.ablation_dataset("full") == "synapse"
+    colab, colab_seeds = lx.profiles.comparison("colab")
+    assert colab.dataset == "brain_aal" and colab.model == "pvt_v2_b2_emcad" and colab.model_kwargs["pretrained"]
+    assert colab.amp and colab.data_kwargs == {"size": 224} and len(colab_seeds) == 3
+    assert lx.profiles.comparison_datasets("colab") == ["brain_aal"] and lx.profiles.ablation_dataset("colab") == "brain_aal"
+    # another model drops the profile network's options instead of passing "pretrained" to a U-Net
+    assert lx.profiles.comparison("colab", model="unet_small")[0].model_kwargs == {}
+    assert lx.profiles.cell_timeout("colab") is None
+
+
+def test_auto_never_picks_full(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert lx.profiles.resolve("auto") == "colab"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert lx.profiles.resolve("auto") == "cpu"
+
+
+def test_autocast_uses_bf16_only_where_native(monkeypatch):
+    asked = []
+
+    def is_bf16_supported(including_emulation=True):
+        asked.append(including_emulation)
+        return including_emulation  # a T4: bf16 only by emulation
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    assert autocast_dtype(torch.device("cuda")) == torch.float16 and asked == [False]
+
+
+def test_output_folder_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv(lx.profiles.OUTPUT_ENV, raising=False)
+    assert lx.profiles.output_folder("cpu") == Path("outputs") / "cpu"
+    monkeypatch.setenv(lx.profiles.OUTPUT_ENV, str(tmp_path / "drive"))
+    assert lx.profiles.output_folder("auto") == tmp_path / "drive" / "cpu"
+    assert lx.profiles.output_folder("cpu", tmp_path / "mine") == tmp_path / "mine"
+
+
+def test_official_protocol_trains_on_train_and_val_and_keeps_the_last_epoch(tmp_path):
+    config = lx.TrainConfig(model="resnet18_emcad", supervision="lomix", protocol="official", epochs=2,
+                            max_steps_per_epoch=2, batch_size=4, data_kwargs=TINY_DATA, out_dir=str(tmp_path),
+                            progress=False)
+    run = lx.train(config)
+    train = lx.data.load("synthetic", split="train", **TINY_DATA)
+    val = lx.data.load("synthetic", split="val", **TINY_DATA)
+    assert run.record["data"]["train_slices"] == len(train) + len(val)
+    assert run.record["metrics"]["best_epoch"] == 2 and run.record["metrics"]["val_dice"] is None
+    assert run.record["metrics"]["selected_on"].startswith("last epoch")
+    assert any(isinstance(m, torch.nn.ReLU6) for m in run.model.modules())
+    assert set(run.loss_fn.mutant_generator.wf) == {"2", "3", "4"}  # one wf module per subset size
+    kit = lx.train(lx.TrainConfig(**{**config.__dict__, "protocol": "kit", "run_name": "kit"}))
+    assert kit.record["metrics"]["loss_parameters"] > run.record["metrics"]["loss_parameters"]
+    assert not any(isinstance(m, torch.nn.ReLU6) for m in kit.model.modules())
+    # what was trained under the official protocol is rebuilt the same way from its checkpoint
+    trained = lx.load_checkpoint(run.run_dir / "best.pt")
+    assert any(isinstance(m, torch.nn.ReLU6) for m in trained.model.modules())
+
+
+def test_official_protocol_needs_an_emcad_model():
+    with pytest.raises(ValueError, match="protocol='official' reproduces the official EMCAD network"):
+        lx.training.model_kwargs(lx.TrainConfig(model="unet_small", protocol="official"))
+    with pytest.raises(ValueError, match="unknown protocol"):
+        lx.TrainConfig(protocol="paper")
+
+
+def test_joined_splits(tmp_path):
+    train = lx.data.load("synthetic", split="train", augment=True, **TINY_DATA)
+    val = lx.data.load("synthetic", split="val", **TINY_DATA)
+    both = train.joined(val)
+    assert len(both) == len(train) + len(val) and both.transform is train.transform
+    assert both.subjects == train.subjects + val.subjects and torch.equal(both.labels[len(train):], val.labels)
+    with pytest.raises(ValueError, match="both hold subjects"):
+        train.joined(train)
+    with pytest.raises(ValueError, match="prepared differently"):
+        train.joined(lx.data.load("synthetic", split="val", **{**TINY_DATA, "size": 16}))
