@@ -15,6 +15,14 @@ because its only spatial convolutions are depthwise (MSCB, EUCB) or grouped (LGA
 work is all 1×1.
 
 Every block here is small and self-contained so it can be read, tested and swapped on its own.
+
+Two switches reproduce the official EMCAD code (SLDGroup/EMCAD, used unchanged by LoMix):
+``activation="relu6"`` in MSCB's expand and depthwise convs (the official training scripts pass
+``activation_mscb='relu6'``; EUCB, LGAG and CAB keep ReLU there too), and ``init="official"``,
+the official ``_init_weights(scheme='normal')``: every decoder conv N(0, 0.02) with zero bias,
+BatchNorm weight 1 and bias 0, the 1×1 logits heads excepted. With both, the same weights give
+the official decoder's logits (``tests/test_official_parity.py``). The defaults, ReLU and
+PyTorch's own init, are the kit's: what ReLU6 changes here has not been measured.
 """
 from __future__ import annotations
 
@@ -23,6 +31,10 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6}
+INITS = ("default", "official")
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -39,21 +51,24 @@ class MSCB(nn.Module):
     on. Parallel depthwise convs with kernels 1, 3 and 5 see three receptive fields of the same
     input; their outputs are summed rather than concatenated so the projection stays as cheap
     as for a single kernel. A 1×1 conv projects back to the input width and a residual keeps the
-    block close to the identity at initialisation.
+    block close to the identity at initialisation. ``activation`` ("relu" or "relu6") follows the
+    expand and depthwise convs.
 
     The channel shuffle follows the paper. Here it is followed by a dense 1×1 conv, which can
     learn any channel order itself, so the shuffle does not change what the block can
     represent; it would matter if the projection were grouped.
     """
 
-    def __init__(self, channels: int, kernel_sizes: Sequence[int] = (1, 3, 5), expansion: int = 2):
+    def __init__(self, channels: int, kernel_sizes: Sequence[int] = (1, 3, 5), expansion: int = 2,
+                 activation: str = "relu"):
         super().__init__()
+        act = ACTIVATIONS[_check_choice("activation", activation, ACTIVATIONS)]
         wide = channels * expansion
         self.expand = nn.Sequential(
-            nn.Conv2d(channels, wide, 1, bias=False), nn.BatchNorm2d(wide), nn.ReLU(inplace=True))
+            nn.Conv2d(channels, wide, 1, bias=False), nn.BatchNorm2d(wide), act(inplace=True))
         self.depthwise = nn.ModuleList(
             nn.Sequential(nn.Conv2d(wide, wide, k, padding=k // 2, groups=wide, bias=False),
-                          nn.BatchNorm2d(wide), nn.ReLU(inplace=True))
+                          nn.BatchNorm2d(wide), act(inplace=True))
             for k in kernel_sizes)
         # No activation after the projection: the residual sum should be free to go negative.
         self.project = nn.Sequential(nn.Conv2d(wide, channels, 1, bias=False), nn.BatchNorm2d(channels))
@@ -155,11 +170,12 @@ class MSCAM(nn.Module):
     then refines what was kept.
     """
 
-    def __init__(self, channels: int, sab: SAB, kernel_sizes: Sequence[int], expansion: int):
+    def __init__(self, channels: int, sab: SAB, kernel_sizes: Sequence[int], expansion: int,
+                 activation: str = "relu"):
         super().__init__()
         self.cab = CAB(channels)
         self.sab = sab
-        self.mscb = MSCB(channels, kernel_sizes, expansion)
+        self.mscb = MSCB(channels, kernel_sizes, expansion, activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mscb(self.sab(self.cab(x)))
@@ -169,18 +185,28 @@ class EMCADDecoder(nn.Module):
     """Four MSCAM stages, coarse → fine, with one 1×1 logits head per stage.
 
     ``encoder_channels`` lists the encoder features' widths fine → coarse (strides 4, 8, 16,
-    32), the order timm returns them in; stage widths are the same list reversed.
+    32), the order timm returns them in; stage widths are the same list reversed. ``activation``
+    ("relu" | "relu6") is MSCB's; ``init`` ("default": PyTorch's | "official": N(0, 0.02) convs,
+    as the official code) applies to the decoder blocks, never to the heads.
     """
 
     def __init__(self, encoder_channels: Sequence[int], num_classes: int,
-                 kernel_sizes: Sequence[int] = (1, 3, 5), expansion: int = 2):
+                 kernel_sizes: Sequence[int] = (1, 3, 5), expansion: int = 2,
+                 activation: str = "relu", init: str = "default"):
         super().__init__()
+        _check_choice("activation", activation, ACTIVATIONS)
+        _check_choice("init", init, INITS)
         widths = list(reversed(encoder_channels))
         sab = SAB()
-        self.stages = nn.ModuleList(MSCAM(w, sab, kernel_sizes, expansion) for w in widths)
+        self.stages = nn.ModuleList(MSCAM(w, sab, kernel_sizes, expansion, activation) for w in widths)
         self.up = nn.ModuleList(EUCB(cin, cout) for cin, cout in zip(widths[:-1], widths[1:]))
         self.gates = nn.ModuleList(LGAG(w) for w in widths[1:])
         self.heads = nn.ModuleList(nn.Conv2d(w, num_classes, 1) for w in widths)
+        if init == "official":
+            # The official heads are plain nn.Conv2d in networks.py, outside the decoder whose
+            # blocks re-initialise themselves, so they keep PyTorch's init.
+            for blocks in (self.stages, self.up, self.gates):
+                blocks.apply(official_init)
 
     def forward(self, features: Sequence[torch.Tensor], size: Sequence[int]) -> list[torch.Tensor]:
         """``features`` fine → coarse; returns logits at ``size``, coarse → fine."""
@@ -193,3 +219,22 @@ class EMCADDecoder(nn.Module):
             decoded.append(x)
         return [F.interpolate(head(d), size=tuple(size), mode="bilinear", align_corners=False)
                 for head, d in zip(self.heads, decoded)]
+
+
+def official_init(module: nn.Module) -> None:
+    """The official EMCAD ``_init_weights(scheme='normal')`` for one module (use with ``.apply``):
+    conv weights N(0, 0.02) whatever their fan-in (PyTorch's default scales with it), conv biases
+    0, BatchNorm weight 1 and bias 0."""
+    if isinstance(module, nn.Conv2d):
+        nn.init.normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+def _check_choice(name: str, value: str, allowed) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
+    return value

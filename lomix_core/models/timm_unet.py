@@ -10,6 +10,17 @@ timm for the ImageNet weights, which come from the Hugging Face cache or the int
 ``weights=PATH`` loads a local file instead, either the ``state_dict`` of this encoder or that
 of a whole timm classifier, with strict key matching. When no weights can be had the error says
 how to get them; a model asked for weights is never silently left random.
+
+``official=True`` builds the official EMCADNet's choices (SLDGroup/LoMix ``lib/networks.py``)
+instead of the kit's, for runs that must match the paper's code:
+
+* MSCB activation ReLU6 instead of ReLU (measured effect of the difference: unknown);
+* decoder convs initialised N(0, 0.02) with zero bias (the official ``_init_weights``) instead
+  of PyTorch's default; the logits heads keep PyTorch's init in both;
+* for input that is not 3-channel, the official stem (1×1 conv → BatchNorm → ReLU, PyTorch's
+  init) instead of :class:`GrayToRGB`, a 1×1 conv that starts as the channel mean so the
+  pretrained filters see a familiar input on step one. 3-channel input goes straight to the
+  encoder in both. (The official model applies its stem to 1-channel input only.)
 """
 from __future__ import annotations
 
@@ -111,24 +122,45 @@ class GrayToRGB(nn.Module):
         return self.conv(x)
 
 
+class OfficialStem(nn.Sequential):
+    """The official EMCADNet's grey → RGB stem: 1×1 conv to 3 channels, BatchNorm, ReLU.
+
+    Unlike :class:`GrayToRGB` it starts random (PyTorch's init), and its ReLU drops whatever
+    the BatchNorm maps below zero. Indices 0, 1, 2 as in the official ``conv`` Sequential, so
+    its weights load by name.
+    """
+
+    def __init__(self, in_channels: int):
+        super().__init__(nn.Conv2d(in_channels, 3, 1), nn.BatchNorm2d(3), nn.ReLU(inplace=True))
+
+
 class EncoderDecoder(nn.Module):
-    """timm encoder → EMCAD decoder; forward gives 4 logits maps at input size, coarse → fine."""
+    """timm encoder → EMCAD decoder; forward gives 4 logits maps at input size, coarse → fine.
+
+    ``official=True`` swaps in the official EMCADNet's stem, MSCB activation and decoder init
+    (see the module docstring).
+    """
 
     num_maps = 4
     stride = 32
 
     def __init__(self, arch: str, in_channels: int, num_classes: int, pretrained: bool = False,
-                 weights: str | Path | None = None, **timm_kwargs):
+                 weights: str | Path | None = None, official: bool = False, **timm_kwargs):
         super().__init__()
+        if not isinstance(official, bool):
+            raise ValueError(f"official must be True or False, got {official!r}")
         self.name = f"{arch}_emcad"
         self.in_channels = in_channels
-        self.stem = nn.Identity() if in_channels == 3 else GrayToRGB(in_channels)
+        self.official = official
+        stem = OfficialStem if official else GrayToRGB
+        self.stem = nn.Identity() if in_channels == 3 else stem(in_channels)
         self.encoder = create_encoder(arch, pretrained, weights, **timm_kwargs)
         reductions = self.encoder.feature_info.reduction()
         # e.g. output_stride=16 passed on to timm would break the decoder's ×2 steps
         if reductions != [4, 8, 16, 32]:
             raise ValueError(f"{arch}'s features are at strides {reductions}, expected [4, 8, 16, 32]")
-        self.decoder = EMCADDecoder(self.encoder.feature_info.channels(), num_classes)
+        choices = dict(activation="relu6", init="official") if official else {}
+        self.decoder = EMCADDecoder(self.encoder.feature_info.channels(), num_classes, **choices)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         check_input(x, self.in_channels, self.stride, self.name)
@@ -138,11 +170,12 @@ class EncoderDecoder(nn.Module):
 
 def _register(arch: str) -> None:
     def build(in_channels: int, num_classes: int, pretrained: bool = False,
-              weights: str | Path | None = None, **timm_kwargs) -> EncoderDecoder:
-        return EncoderDecoder(arch, in_channels, num_classes, pretrained, weights, **timm_kwargs)
+              weights: str | Path | None = None, official: bool = False, **timm_kwargs) -> EncoderDecoder:
+        return EncoderDecoder(arch, in_channels, num_classes, pretrained, weights, official, **timm_kwargs)
 
-    build.__doc__ = (f"timm {arch} encoder + EMCAD decoder. Extra keyword arguments go to "
-                     f"timm.create_model (e.g. drop_path_rate).")
+    build.__doc__ = (f"timm {arch} encoder + EMCAD decoder; official=True for the official EMCADNet's stem, "
+                     f"MSCB activation and decoder init. Extra keyword arguments go to timm.create_model "
+                     f"(e.g. drop_path_rate).")
     register(f"{arch}_emcad")(build)
 
 
