@@ -67,7 +67,7 @@ def test_full_profile_with_a_weights_file_starts_and_loads_it(tmp_path, fake_wei
         "config = lx.profiles.comparison(PROFILE, dataset='synapse')[0]\n"
         "model = lx.models.build(config.model, 1, 9, **config.model_kwargs)\n"
         f"saved = torch.load({str(fake_weights)!r})\n"
-        "key = 'stages_0.blocks_0.attn.q.weight'\n"
+        "key = 'stages_0.blocks.0.attn.q.weight'\n"
         "assert torch.equal(model.encoder.state_dict()[key], saved[key].float())\n"
         "print('loaded', config.model, config.epochs, config.batch_size, config.lr)")]
     cells[0].metadata["tags"] = ["parameters"]

@@ -127,8 +127,9 @@ def test_pretrained_without_network_or_cache_says_how_to_get_weights(monkeypatch
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    with pytest.raises(RuntimeError, match=r"pass weights=PATH to a timm pvt_v2_b2 state_dict, or run once with "
-                                           r"internet so timm caches it") as err:
+    monkeypatch.delenv("LOMIX_WEIGHTS", raising=False)
+    with pytest.raises(FileNotFoundError, match=r"weights=PATH in Python\) or set LOMIX_WEIGHTS=PATH, to a timm "
+                                                r"pvt_v2_b2 state_dict.*or run once with internet") as err:
         lx.models.build("pvt_v2_b2_emcad", 1, 9, pretrained=True)
     assert "\n" not in str(err.value)
 
@@ -156,5 +157,35 @@ def test_weights_path_with_missing_keys_names_them(tmp_path):
     state = timm.create_model("pvt_v2_b0", features_only=True, out_indices=(0, 1, 2, 3)).state_dict()
     del state["stages_1.norm.weight"]
     torch.save(state, tmp_path / "broken.pth")
-    with pytest.raises(RuntimeError, match=r"does not fit pvt_v2_b0: 1 keys missing \['stages_1.norm.weight'\]"):
+    with pytest.raises(ValueError, match=r"does not fit pvt_v2_b0: 1 keys missing \['stages_1.norm.weight'\]"):
         lx.models.build("pvt_v2_b0_emcad", 3, 9, weights=tmp_path / "broken.pth")
+
+
+def test_weights_in_the_original_pvt_layout_load(tmp_path):
+    """The official code's pvt_v2_b2.pth (the PVT release) names layers patch_embed1, block1.0, norm1, ..."""
+    import re
+
+    torch.manual_seed(3)
+    classifier = timm.create_model("pvt_v2_b0")
+    original = {}
+    for key, value in classifier.state_dict().items():
+        key = key.replace("patch_embed.", "patch_embed1.").replace("dwconv.", "dwconv.dwconv.")
+        key = re.sub(r"stages\.(\d)\.downsample", lambda m: f"patch_embed{int(m.group(1)) + 1}", key)
+        key = re.sub(r"stages\.(\d)\.blocks\.(\d+)", lambda m: f"block{int(m.group(1)) + 1}.{m.group(2)}", key)
+        key = re.sub(r"stages\.(\d)\.norm", lambda m: f"norm{int(m.group(1)) + 1}", key)
+        original[key] = value
+    assert "block1.0.mlp.dwconv.dwconv.weight" in original and "patch_embed2.proj.weight" in original
+    torch.save(original, tmp_path / "pvt_v2_b0.pth")
+    model = lx.models.build("pvt_v2_b0_emcad", 1, 4, weights=tmp_path / "pvt_v2_b0.pth")
+    assert torch.equal(model.encoder.stages_1.blocks[0].mlp.dwconv.weight, classifier.stages[1].blocks[0].mlp.dwconv.weight)
+
+
+def test_pretrained_takes_the_file_named_by_the_environment(tmp_path, monkeypatch):
+    torch.manual_seed(4)
+    saved = timm.create_model("pvt_v2_b0", features_only=True, out_indices=(0, 1, 2, 3))
+    torch.save(saved.state_dict(), tmp_path / "pvt_v2_b0.safetensors.pth")
+    monkeypatch.setenv("LOMIX_WEIGHTS", str(tmp_path / "pvt_v2_b0.safetensors.pth"))
+    model = lx.models.build("pvt_v2_b0_emcad", 1, 4, pretrained=True)
+    assert torch.equal(model.encoder.stages_3.norm.weight, saved.stages_3.norm.weight)
+    unpretrained = lx.models.build("pvt_v2_b0_emcad", 1, 4)  # the variable is read only when weights are asked for
+    assert not torch.equal(unpretrained.encoder.patch_embed.proj.weight, saved.patch_embed.proj.weight)

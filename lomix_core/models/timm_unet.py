@@ -21,6 +21,8 @@ instead of the kit's, for runs that must match the paper's code:
   init) instead of :class:`GrayToRGB`, a 1×1 conv that starts as the channel mean so the
   pretrained filters see a familiar input on step one. 3-channel input goes straight to the
   encoder in both. (The official model applies its stem to 1-channel input only.)
+* PVT-v2 encoders with stochastic depth 0.1, as the official ``lib/pvtv2.py`` builds them
+  (timm's default, and the kit's, is none).
 """
 from __future__ import annotations
 
@@ -40,16 +42,20 @@ ENCODERS: dict[str, tuple[int, ...]] = {
 }
 
 
-def _pretrained_error(arch: str) -> RuntimeError:
-    return RuntimeError(
-        f"ImageNet weights for {arch} could not be downloaded nor found in the local Hugging Face cache: "
-        f"pass weights=PATH to a timm {arch} state_dict, or run once with internet so timm caches it")
+def _pretrained_error(arch: str) -> FileNotFoundError:
+    from .weights import how_to_provide
+
+    return FileNotFoundError(f"ImageNet weights for {arch} could not be downloaded nor found in the local Hugging "
+                             f"Face cache: {how_to_provide(arch)}")
 
 
 def create_encoder(arch: str, pretrained: bool = False, weights: str | Path | None = None,
                    **timm_kwargs) -> nn.Module:
-    """A timm feature extractor giving 4 maps at strides 4, 8, 16, 32; ``weights`` wins over ``pretrained``."""
+    """A timm feature extractor giving 4 maps at strides 4, 8, 16, 32; ``weights`` wins over ``pretrained``,
+    and with ``pretrained`` a file named by ``$LOMIX_WEIGHTS`` wins over timm's download."""
     import timm  # here, not at the top: importing timm takes a second and only these models need it
+
+    from .weights import local_file
 
     if arch not in ENCODERS:
         raise ValueError(f"unknown encoder {arch!r}; expected one of {sorted(ENCODERS)}")
@@ -57,6 +63,8 @@ def create_encoder(arch: str, pretrained: bool = False, weights: str | Path | No
     def make(**kw) -> nn.Module:
         return timm.create_model(arch, features_only=True, out_indices=ENCODERS[arch], **timm_kwargs, **kw)
 
+    if weights is None and pretrained:
+        weights = local_file(arch)
     if weights is not None:
         return _load_encoder_weights(make, arch, Path(weights))
     if not pretrained:
@@ -81,6 +89,10 @@ def _load_encoder_weights(make, arch: str, path: Path) -> nn.Module:
     import timm
 
     state = timm.models.load_state_dict(str(path))  # unwraps "state_dict"/"model", strips "module."
+    if arch.startswith("pvt_v2") and "patch_embed1.proj.weight" in state:
+        # The official code's file, pretrained_pth/pvt/pvt_v2_b2.pth from the PVT release, names its
+        # layers as the original PVT code did; timm's own converter renames them.
+        state = timm.models.pvt_v2.checkpoint_filter_fn(state, None)
     encoder = make(pretrained=False)
     encoder_keys = set(encoder.state_dict())
     if set(state) == encoder_keys:
@@ -96,7 +108,7 @@ def _load_encoder_weights(make, arch: str, path: Path) -> nn.Module:
     # Report against whichever layout the file resembles more, so the list is about real gaps.
     expected = max([encoder_keys, body_keys], key=lambda keys: len(keys & body_state))
     missing, unexpected = sorted(expected - body_state), sorted(body_state - expected)
-    raise RuntimeError(
+    raise ValueError(
         f"{path} does not fit {arch}: {len(missing)} keys missing {missing[:4]}, {len(unexpected)} "
         f"unexpected {unexpected[:4]}; expected the state_dict of a timm {arch} (features_only encoder or "
         f"full classifier)")
@@ -154,6 +166,9 @@ class EncoderDecoder(nn.Module):
         self.official = official
         stem = OfficialStem if official else GrayToRGB
         self.stem = nn.Identity() if in_channels == 3 else stem(in_channels)
+        if official and arch.startswith("pvt_v2"):
+            # The official lib/pvtv2.py builds every PVT-v2 with stochastic depth 0.1; timm's default is 0.
+            timm_kwargs.setdefault("drop_path_rate", 0.1)
         self.encoder = create_encoder(arch, pretrained, weights, **timm_kwargs)
         reductions = self.encoder.feature_info.reduction()
         # e.g. output_stride=16 passed on to timm would break the decoder's ×2 steps

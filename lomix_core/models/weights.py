@@ -72,7 +72,8 @@ def hub_reachable(timeout: float = 5.0) -> bool:
 
 
 def how_to_provide(arch: str) -> str:
-    return (f"pass --weights PATH (or set {WEIGHTS_ENV}=PATH) to a timm {arch} state_dict, e.g. model.safetensors "
+    return (f"pass --weights PATH (weights=PATH in Python) or set {WEIGHTS_ENV}=PATH, to a timm {arch} state_dict, "
+            f"e.g. model.safetensors "
             f"from https://huggingface.co/{hub_id(arch)}, or the official PVT release's {arch}.pth; or run once "
             f"with internet so that timm caches it")
 
