@@ -31,9 +31,14 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--presets", nargs="+", default=list(lx.PRESETS), choices=list(lx.PRESETS))
     parser.add_argument("--out-dir", default="outputs/full_profile_steps")
+    parser.add_argument("--pretrained", action="store_true",
+                        help="start from the ImageNet weights as the profile does (default: random init; the Dice "
+                             "columns then say little, the times the same)")
     args = parser.parse_args(argv)
 
     base, _ = lx.profiles.comparison("full", dataset=args.dataset, model=args.model, device=args.device, out_dir=args.out_dir)
+    if not args.pretrained:  # a step costs the same from any weights, and a GPU box may have no ImageNet file
+        base = dataclasses.replace(base, model_kwargs={k: v for k, v in base.model_kwargs.items() if k != "pretrained"})
     if args.size is not None:
         base = dataclasses.replace(base, data_kwargs={**base.data_kwargs, "size": args.size})
     base = dataclasses.replace(base, epochs=1, max_steps_per_epoch=args.steps, progress=False)
@@ -48,7 +53,9 @@ def main(argv=None) -> int:
     table = pd.DataFrame(rows)
     table["vs_last_layer"] = table["s_per_step"] / table["s_per_step"].iloc[0]
     device = run.record["environment"]["device_name"]
-    print(f"{base.model}, batch {base.batch_size}, {base.data_kwargs['size']}², amp={base.amp}, {device}\n{machine()}\n")
+    init = "ImageNet init" if base.model_kwargs.get("pretrained") else "random init"
+    print(f"{base.model} ({init}), batch {base.batch_size}, {base.data_kwargs['size']}², amp={base.amp}, {device}\n"
+          f"{machine()}\n")
     print(markdown_table(table.set_index("preset"), digits=3))
     return 0
 
