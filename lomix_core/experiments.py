@@ -300,8 +300,15 @@ def compare(base: TrainConfig, variants: Mapping[str, Mapping[str, Any]], seeds:
             by: str = "variant", jobs: int | None = None) -> Comparison:
     """Train ``base`` with each variant's overrides and each seed: same data, budget and initial network."""
     keys = [(name, seed) for name in variants for seed in seeds]
-    configs = [dataclasses.replace(base, **variants[name], seed=seed, run_name=None) for name, seed in keys]
+    configs = comparison_configs(base, variants, seeds)
     return Comparison.from_runs(dict(zip(keys, run_many(configs, jobs))), by=by)
+
+
+def comparison_configs(base: TrainConfig, variants: Mapping[str, Mapping[str, Any]],
+                       seeds: Sequence[int]) -> list[TrainConfig]:
+    """The runs :func:`compare` trains, variant by variant and seed by seed (for planning, e.g.
+    :func:`lomix_core.runtime.estimate`)."""
+    return [dataclasses.replace(base, **variants[name], seed=seed, run_name=None) for name in variants for seed in seeds]
 
 
 def compare_supervision(base: TrainConfig, presets: Sequence[str], seeds: Sequence[int],
@@ -375,6 +382,20 @@ def low_data(base: TrainConfig, presets: Sequence[str], subject_counts: Sequence
     length. The full-set runs are ``base`` itself, shared with :func:`compare_supervision`. The
     subset of each size is the loader's (its ``split_seed``), the same for every seed and preset.
     """
+    configs = low_data_configs(base, presets, subject_counts, seeds)  # checks subject_counts
+    counts = sorted(set(subject_counts))
+    keys = [(n, preset, seed) for n in counts for preset in presets for seed in seeds]
+    runs = dict(zip(keys, run_many(configs, jobs)))
+    slices = {n: runs[n, presets[0], seeds[0]].record["data"]["train_slices"] for n in counts}
+    comparisons = {n: Comparison.from_runs({(p, s): runs[n, p, s] for p in presets for s in seeds})
+                   for n in counts}
+    return LowData(comparisons, slices)
+
+
+def low_data_configs(base: TrainConfig, presets: Sequence[str], subject_counts: Sequence[int],
+                     seeds: Sequence[int]) -> list[TrainConfig]:
+    """The runs :func:`low_data` trains: per subject count (ascending), preset and seed. Loads the
+    training split once to count its subjects and the full set's steps per epoch."""
     full = data.load(base.dataset, split="train", **base.data_kwargs)
     num_subjects = len(full.subject_slices())
     steps = max(1, len(full) // base.batch_size)  # what one full-set epoch makes (fit drops the last batch)
@@ -382,16 +403,10 @@ def low_data(base: TrainConfig, presets: Sequence[str], subject_counts: Sequence
     if not counts or counts[0] < 1 or counts[-1] > num_subjects:
         raise ValueError(f"subject_counts must lie in [1, {num_subjects}] (the training subjects of "
                          f"{base.dataset!r}), got {list(subject_counts)}")
-    keys, configs, slices = [], [], {}
+    configs = []
     for n in counts:
         config = base if n == num_subjects else dataclasses.replace(
             base, data_kwargs={**base.data_kwargs, "num_train_subjects": n}, steps_per_epoch=steps)
-        keys += [(n, preset, seed) for preset in presets for seed in seeds]
         configs += [dataclasses.replace(config, supervision=preset, seed=seed, run_name=None)
                     for preset in presets for seed in seeds]
-    runs = dict(zip(keys, run_many(configs, jobs)))
-    for n in counts:
-        slices[n] = runs[n, presets[0], seeds[0]].record["data"]["train_slices"]
-    comparisons = {n: Comparison.from_runs({(p, s): runs[n, p, s] for p in presets for s in seeds})
-                   for n in counts}
-    return LowData(comparisons, slices)
+    return configs

@@ -1,0 +1,265 @@
+"""How long runs will take here, measured before they train.
+
+A chapter plans its runs (:func:`~lomix_core.experiments.comparison_configs`,
+:func:`~lomix_core.experiments.low_data_configs`), prints ``estimate(configs)`` and then trains
+them. The estimate leaves out the runs :func:`~lomix_core.experiments.run_many` would read back,
+and times a few real training steps per setting (network, supervision, batch, image shape, AMP,
+device) on the device the runs will use, so it holds for whatever machine the notebook runs on.
+
+What it counts per run: its optimiser steps (as :func:`~lomix_core.training.fit` makes them), and
+its evaluated slices (validation every epoch, the test split too with ``track_test``, and the
+final test). What it leaves out: loading and augmenting batches (about 1 ms a batch on the cpu
+profile), writing checkpoints, the final test's HD95, starting worker processes and reading runs
+back, a few seconds per run on a CPU. Measured on 2 Intel Xeon cores, cpu profile, brain_aal's
+last_layer and lomix runs side by side: estimated 104 s, trained in 98 s. Other programs busy
+on the same cores slow the runs down after the estimate was taken.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import heapq
+import json
+import math
+import os
+import statistics
+from dataclasses import dataclass
+from typing import Sequence
+
+import pandas as pd
+import torch
+
+from . import data
+from .benchmark import _time_once_ms
+from .evaluation import evaluate
+from .experiments import default_jobs, is_finished, keyed
+from .report import cpu_name
+from .training import TrainConfig, build_model_and_loss, resolve_device
+
+# Config fields that do not change what one training step costs. Any other field (a new one
+# too) separates settings, so a new option is measured rather than assumed free.
+_NOT_STEP_COST = ("seed", "epochs", "steps_per_epoch", "max_steps_per_epoch", "lr", "weight_decay", "dataset",
+                  "data_kwargs", "augment", "track_test", "official_eval_mode_bug", "out_dir", "run_name",
+                  "progress", "device")
+# Setting fields that change the loss but not the network, whose evaluation is all that is timed.
+_LOSS_ONLY = ("supervision", "operators", "weighting", "batch_size")
+
+
+@dataclass
+class RunTime:
+    """What :func:`estimate` returns; ``str()`` gives one line to print."""
+
+    seconds: float  # wall time of the runs left to train, as run_many schedules them
+    # per setting: setting, runs, steps, s_per_step, eval_slices, s_per_eval_slice, seconds (of its
+    # runs one after the other)
+    table: pd.DataFrame
+    runs: pd.DataFrame  # per run left to train: name, setting, steps, eval_slices, seconds
+    to_train: int
+    read_back: int
+    device: str
+    steps: int  # steps measured per setting
+    jobs: int = 1  # runs training at once
+
+    @property
+    def text(self) -> str:
+        total = self.to_train + self.read_back
+        if not self.to_train:
+            return f"all {total} runs are finished: nothing to train ({total} read back)"
+        rows = list(self.table.itertuples())
+        settings = ", ".join(f"{r.setting} {r.s_per_step:.2g} s/step" for r in rows[:4])
+        settings += f", ... ({len(rows)} settings)" if len(rows) > 4 else ""
+        at_once = f", {self.jobs} runs at a time" if self.jobs > 1 else ""
+        return (f"{self.to_train} of {total} runs to train ({self.read_back} read back): about "
+                f"{duration(self.seconds)} on {self.device}{at_once}, from {self.steps} measured steps per "
+                f"setting ({settings})")
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def estimate(configs: Sequence[TrainConfig], steps: int = 3, warmup: int = 1, jobs: int | None = None) -> RunTime:
+    """Estimated wall time of ``run_many(configs, jobs)``, from ``steps`` timed training steps
+    (after ``warmup`` untimed ones) per setting and one timed validation volume per network and
+    dataset.
+
+    Runs that would be read back cost nothing and nothing is measured when none is left. On a
+    CPU with several jobs the steps are timed with the threads each job gets, and the runs are
+    spread over the jobs in order, as :func:`~lomix_core.experiments.run_many` does.
+    """
+    if steps < 1 or warmup < 0:
+        raise ValueError(f"steps must be >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
+    configs = [keyed(c) for c in configs]
+    todo = list({c.name: c for c in configs if not is_finished(c)}.values())  # run_many's order
+    jobs = default_jobs(len(todo)) if jobs is None else jobs
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    parallel = jobs > 1 and len(todo) > 1  # as run_many decides
+    devices = dict.fromkeys(resolve_device(c.device) for c in (todo or configs))
+    device_name = " and ".join(_device_name(d) for d in devices) or "no device"
+    if not todo:
+        return RunTime(0.0, pd.DataFrame(), pd.DataFrame(), 0, len(configs), device_name, steps)
+
+    splits = _SplitCache()
+    settings: dict[str, list[TrainConfig]] = {}
+    for config in todo:
+        settings.setdefault(_setting_key(config, splits.get(config)[0]), []).append(config)
+    names = _describe([json.loads(key) for key in settings], [[c.dataset for c in runs] for runs in settings.values()])
+    measured, eval_times = {}, {}  # setting -> (s/step, s/evaluated slice); network and data -> s/slice
+    # run_many gives each of its parallel runs this many threads; one run in-process keeps them all.
+    threads = max(1, (os.cpu_count() or 1) // jobs) if parallel else None
+    with _num_threads(threads), torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+        for (key, runs), name in zip(settings.items(), names):
+            train_set, val_set, _ = splits.get(runs[0])
+            # Evaluation runs the network alone: settings that differ only in their loss share its time.
+            network = json.dumps([{k: v for k, v in json.loads(key).items() if k not in _LOSS_ONLY},
+                                  runs[0].dataset, runs[0].data_kwargs], sort_keys=True, default=str)
+            s_step, eval_times[network] = _measure(runs[0], train_set, val_set, steps, warmup, eval_times.get(network))
+            measured[name] = s_step, eval_times[network]
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()  # the measured model is gone: hand its memory back
+    setting_of = {c.name: name for runs, name in zip(settings.values(), names) for c in runs}
+    per_run = pd.DataFrame([_run_row(c, setting_of[c.name], *splits.get(c), *measured[setting_of[c.name]])
+                            for c in todo])
+    table = per_run.groupby("setting", sort=False).agg(
+        runs=("name", "size"), steps=("steps", "sum"), eval_slices=("eval_slices", "sum"),
+        seconds=("seconds", "sum")).reset_index()
+    table.insert(3, "s_per_step", table["setting"].map(lambda n: measured[n][0]))
+    table.insert(5, "s_per_eval_slice", table["setting"].map(lambda n: measured[n][1]))
+    return RunTime(_schedule(per_run["seconds"], jobs if parallel else 1), table, per_run, len(todo),
+                   len(configs) - len(todo), device_name, steps, min(jobs, len(todo)) if parallel else 1)
+
+
+def _run_row(config: TrainConfig, setting: str, train_set: data.SliceDataset, val_set: data.SliceDataset,
+             test_set: data.SliceDataset, s_per_step: float, s_per_slice: float) -> dict:
+    """One run's steps, evaluated slices (validation each epoch, test too with ``track_test``, and
+    the final test) and seconds."""
+    run_steps = config.epochs * steps_per_epoch(config, len(train_set))
+    slices = config.epochs * (len(val_set) + (len(test_set) if config.track_test else 0)) + len(test_set)
+    return {"name": config.name, "setting": setting, "steps": run_steps, "eval_slices": slices,
+            "seconds": run_steps * s_per_step + slices * s_per_slice}
+
+
+def steps_per_epoch(config: TrainConfig, train_slices: int) -> int:
+    """The optimiser steps :func:`~lomix_core.training.fit` makes per epoch on ``train_slices``
+    training slices: ``steps_per_epoch`` batches, or one pass that drops the last partial batch
+    when there is more than one batch, capped by ``max_steps_per_epoch``."""
+    if config.steps_per_epoch is not None:
+        batches = config.steps_per_epoch
+    elif train_slices > config.batch_size:
+        batches = train_slices // config.batch_size
+    else:
+        batches = math.ceil(train_slices / config.batch_size)
+    return min(batches, config.max_steps_per_epoch or batches)
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` as a person reads it: "40 s", "12 min", "3.5 h"."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 90 * 60 else f"{seconds / 3600:.1f} h"
+
+
+class _SplitCache:
+    """Each (dataset, data_kwargs)'s train, val and test splits, loaded once."""
+
+    def __init__(self):
+        self._splits: dict[str, tuple[data.SliceDataset, ...]] = {}
+
+    def get(self, config: TrainConfig) -> tuple[data.SliceDataset, ...]:
+        key = json.dumps([config.dataset, config.data_kwargs], sort_keys=True, default=str)
+        if key not in self._splits:
+            self._splits[key] = tuple(data.load(config.dataset, split=split, **config.data_kwargs)
+                                      for split in ("train", "val", "test"))
+        return self._splits[key]
+
+
+def _setting_key(config: TrainConfig, train_set: data.SliceDataset) -> str:
+    """What one training step's cost depends on, as text: runs with the same key are timed once."""
+    height, width = train_set.images.shape[-2:]
+    fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_STEP_COST}
+    return json.dumps({**fields, "size": f"{height} px" if height == width else f"{height}x{width} px",
+                       "in_channels": train_set.in_channels, "num_classes": train_set.num_classes,
+                       "device": str(resolve_device(config.device))}, sort_keys=True, default=str)
+
+
+def _describe(keys: list[dict], datasets: list[list[str]]) -> list[str]:
+    """Each setting as its network and supervision, plus whatever else tells it from the others
+    (its runs' datasets rather than their channels and classes)."""
+    keys = [{**d, "data": "+".join(dict.fromkeys(names))} for d, names in zip(keys, datasets)]
+    differ = [k for k in keys[0] if k not in ("model", "supervision") and len({json.dumps(d[k], sort_keys=True)
+                                                                               for d in keys}) > 1]
+    if "data" in differ:
+        differ = [k for k in differ if k not in ("in_channels", "num_classes")]
+    return [" ".join([d["model"], d["supervision"], *(str(d[k]) if k in ("data", "size") else f"{k}={d[k]}"
+                                                      for k in differ)]) for d in keys]
+
+
+def _measure(config: TrainConfig, train_set: data.SliceDataset, val_set: data.SliceDataset, steps: int,
+             warmup: int, s_per_slice: float | None = None) -> tuple[float, float]:
+    """Median seconds of one training step of ``config`` on a random batch of the data's shape,
+    and seconds per slice of evaluating the first validation volume as fit() does each epoch
+    (unless ``s_per_slice`` is known already)."""
+    device = resolve_device(config.device)
+    model, loss_fn = build_model_and_loss(config, train_set.in_channels, train_set.num_classes, device)
+    # Mixed precision set up exactly as fit() does.
+    use_amp = config.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    optimizer = torch.optim.AdamW(list(model.parameters()) + list(loss_fn.parameters()),
+                                  lr=config.lr, weight_decay=config.weight_decay)
+    height, width = train_set.images.shape[-2:]
+    images = torch.rand(config.batch_size, train_set.in_channels, height, width, device=device)
+    labels = torch.randint(train_set.num_classes, (config.batch_size, height, width), device=device)
+
+    def train_step():
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+            loss = loss_fn(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    for _ in range(warmup):
+        train_step()
+    step_s = statistics.median(_time_once_ms(train_step, device) for _ in range(steps)) / 1000
+    if s_per_slice is None:
+        volume = _first_volume(val_set)
+        evaluation = lambda: evaluate(model, volume, amp=use_amp, with_hd95=False)  # noqa: E731
+        for _ in range(min(warmup, 1)):  # the first call pays one-off costs (eval-mode kernels, resampling)
+            evaluation()
+        s_per_slice = _time_once_ms(evaluation, device) / 1000 / len(volume)
+    return step_s, s_per_slice
+
+
+def _first_volume(dataset: data.SliceDataset) -> data.SliceDataset:
+    """The first subject of ``dataset`` alone: timing its evaluation costs one volume, not a split."""
+    subject, indices = next(iter(dataset.subject_slices().items()))
+    return data.SliceDataset(dataset.images[indices], dataset.labels[indices], [subject] * len(indices),
+                             [dataset.slice_index[i] for i in indices], dataset.class_names, name=dataset.name,
+                             split=dataset.split, preprocessing=dataset.preprocessing,
+                             native=None if dataset.native is None else {subject: dataset.native[subject]})
+
+
+def _schedule(seconds: Sequence[float], jobs: int) -> float:
+    """Wall time of runs taken in order by ``jobs`` workers, each starting the next run when free."""
+    free_at = [0.0] * jobs
+    for s in seconds:
+        heapq.heappush(free_at, heapq.heappop(free_at) + s)
+    return max(free_at)
+
+
+@contextlib.contextmanager
+def _num_threads(threads: int | None):
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"GPU {torch.cuda.get_device_name(device)}"
+    return f"CPU {cpu_name()}, {os.cpu_count()} cores"
