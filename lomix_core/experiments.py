@@ -311,10 +311,15 @@ def comparison_configs(base: TrainConfig, variants: Mapping[str, Mapping[str, An
     return [dataclasses.replace(base, **variants[name], seed=seed, run_name=None) for name in variants for seed in seeds]
 
 
+def preset_variants(presets: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """One variant per supervision preset, named after it."""
+    return {preset: {"supervision": preset} for preset in presets}
+
+
 def compare_supervision(base: TrainConfig, presets: Sequence[str], seeds: Sequence[int],
                         jobs: int | None = None) -> Comparison:
     """Train ``base`` once per preset and seed: same data, same budget, same initial network."""
-    return compare(base, {preset: {"supervision": preset} for preset in presets}, seeds, by="preset", jobs=jobs)
+    return compare(base, preset_variants(presets), seeds, by="preset", jobs=jobs)
 
 
 def operator_variants(operators: Sequence[str] = OPERATORS) -> dict[str, dict[str, Any]]:
@@ -398,7 +403,9 @@ def low_data_configs(base: TrainConfig, presets: Sequence[str], subject_counts: 
     training split once to count its subjects and the full set's steps per epoch."""
     full = data.load(base.dataset, split="train", **base.data_kwargs)
     num_subjects = len(full.subject_slices())
-    steps = max(1, len(full) // base.batch_size)  # what one full-set epoch makes (fit drops the last batch)
+    # What one full-set epoch makes: fit drops the last batch, unless the profile fixes the epoch's
+    # length (full on Synapse: the paper's 369 steps).
+    steps = base.steps_per_epoch or max(1, len(full) // base.batch_size)
     counts = sorted(set(subject_counts))
     if not counts or counts[0] < 1 or counts[-1] > num_subjects:
         raise ValueError(f"subject_counts must lie in [1, {num_subjects}] (the training subjects of "

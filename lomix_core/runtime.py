@@ -34,7 +34,7 @@ from .benchmark import _time_once_ms
 from .evaluation import evaluate
 from .experiments import default_jobs, is_finished, keyed
 from .report import cpu_name
-from .training import TrainConfig, build_model_and_loss, resolve_device
+from .training import TrainConfig, autocast_dtype, build_model_and_loss, resolve_device
 
 # Config fields that do not change what one training step costs. Any other field (a new one
 # too) separates settings, so a new option is measured rather than assumed free.
@@ -203,7 +203,7 @@ def _measure(config: TrainConfig, train_set: data.SliceDataset, val_set: data.Sl
     model, loss_fn = build_model_and_loss(config, train_set.in_channels, train_set.num_classes, device)
     # Mixed precision set up exactly as fit() does.
     use_amp = config.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    amp_dtype = autocast_dtype(device) if use_amp else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     optimizer = torch.optim.AdamW(list(model.parameters()) + list(loss_fn.parameters()),
                                   lr=config.lr, weight_decay=config.weight_decay)
