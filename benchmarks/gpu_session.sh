@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one prepared GPU check of the paper setting (about 10 minutes on one H100/H200):
 #   1. seed 0 of chapter 03 at the colab profile (the pretrained PVT-v2-b2 + EMCAD on brain_aal,
-#      five presets, 325 steps each), through papermill, as a Colab user would run it;
+#      five presets, 260 steps each), through papermill, as a Colab user would run it;
 #   2. benchmarks/gpu_check.sh (step time, memory, inference overhead, short full-profile runs).
 # The ImageNet weights come from $LOMIX_WEIGHTS (a file, or a folder with pvt_v2_b2.safetensors),
 # the Hugging Face cache or the internet. Without any, step 1 stops at its first cell with one line

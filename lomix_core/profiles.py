@@ -87,10 +87,10 @@ _PAPER_NETWORK = dict(model="pvt_v2_b2_emcad", model_kwargs={"pretrained": True}
 _COMPARISON = {
     "smoke": (dict(epochs=2, max_steps_per_epoch=3, batch_size=8, lr=1e-3, model_kwargs={"width": 8}), [0]),
     "cpu": (dict(epochs=8, batch_size=8, lr=1e-3), [0, 1, 2]),
-    # 25 epochs of brain_aal's 13 batches are 325 steps a run; chapters 03-05 train 94 runs (about
-    # 31k steps), which is what fits the 2-hour target at the 0.12-0.18 s a step estimated for a T4
-    # (benchmarks/profile_hours.py).
-    "colab": (dict(_PAPER_NETWORK, epochs=25), [0, 1, 2]),
+    # 20 epochs of brain_aal's 13 batches are 260 steps a run; chapters 03-05 train 94 runs (24.7k
+    # steps): about 1.5 h of a T4 at the 0.15 s a step estimated for it (benchmarks/profile_hours.py),
+    # which leaves room in the 2-hour target for installing, loading and evaluating.
+    "colab": (dict(_PAPER_NETWORK, epochs=20), [0, 1, 2]),
     # The paper: 300 epochs (Synapse: 2211 slices, 368 batches of 6 an epoch, about 110k steps),
     # constant lr 1e-4; five seeds, because three cannot reach a Wilcoxon p below 0.25.
     "full": (dict(_PAPER_NETWORK, epochs=300), [0, 1, 2, 3, 4]),
