@@ -194,7 +194,7 @@ def test_profiles_for_the_series():
     quick = lx.profiles.quickstart("cpu")
     assert quick.dataset == "brain_aal" and quick.supervision == "lomix" and quick.data_kwargs == {"size": 48}
     assert lx.profiles.quickstart("smoke", dataset="synthetic").data_kwargs["num_subjects"] == 6
-    assert lx.profiles.ablation_dataset("cpu") == "synthetic" and lx.profiles.ablation_dataset("full") == "brain_aal"
+    assert lx.profiles.ablation_dataset("cpu") == "synthetic" and lx.profiles.ablation_dataset("full") == "synapse"
     with pytest.raises(ValueError, match="unknown dataset"):
         lx.profiles.quickstart("cpu", dataset="nope")
 
