@@ -34,7 +34,7 @@ from .benchmark import _time_once_ms
 from .evaluation import evaluate
 from .experiments import default_jobs, is_finished, keyed
 from .report import cpu_name
-from .training import TrainConfig, autocast_dtype, build_model_and_loss, resolve_device
+from .training import Stepper, TrainConfig, build_model_and_loss, resolve_device
 
 # Config fields that do not change what one training step costs. Any other field (a new one
 # too) separates settings, so a new option is measured rather than assumed free.
@@ -201,30 +201,20 @@ def _measure(config: TrainConfig, train_set: data.SliceDataset, val_set: data.Sl
     (unless ``s_per_slice`` is known already)."""
     device = resolve_device(config.device)
     model, loss_fn = build_model_and_loss(config, train_set.in_channels, train_set.num_classes, device)
-    # Mixed precision set up exactly as fit() does.
-    use_amp = config.amp and device.type == "cuda"
-    amp_dtype = autocast_dtype(device) if use_amp else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    optimizer = torch.optim.AdamW(list(model.parameters()) + list(loss_fn.parameters()),
-                                  lr=config.lr, weight_decay=config.weight_decay)
+    step_once = Stepper(model, loss_fn, config)  # what fit() runs each step
     height, width = train_set.images.shape[-2:]
     images = torch.rand(config.batch_size, train_set.in_channels, height, width, device=device)
     labels = torch.randint(train_set.num_classes, (config.batch_size, height, width), device=device)
 
     def train_step():
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-            loss = loss_fn(model(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        step_once(images, labels)
 
     for _ in range(warmup):
         train_step()
     step_s = statistics.median(_time_once_ms(train_step, device) for _ in range(steps)) / 1000
     if s_per_slice is None:
         volume = _first_volume(val_set)
-        evaluation = lambda: evaluate(model, volume, amp=use_amp, with_hd95=False)  # noqa: E731
+        evaluation = lambda: evaluate(model, volume, amp=step_once.amp, with_hd95=False)  # noqa: E731
         for _ in range(min(warmup, 1)):  # the first call pays one-off costs (eval-mode kernels, resampling)
             evaluation()
         s_per_slice = _time_once_ms(evaluation, device) / 1000 / len(volume)

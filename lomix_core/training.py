@@ -158,6 +158,31 @@ def autocast_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
 
 
+class Stepper:
+    """One optimiser step of ``model`` and ``loss_fn`` as ``config`` sets it: AdamW over both (the
+    loss's learnable weights and fusion convs train in the same group as the network), and on CUDA
+    with ``amp`` autocast with a gradient scaler where the dtype is fp16."""
+
+    def __init__(self, model: nn.Module, loss_fn: LoMixLoss, config: TrainConfig):
+        self.model, self.loss_fn = model, loss_fn
+        device = next(model.parameters()).device
+        self.device_type = device.type
+        self.amp = config.amp and device.type == "cuda"
+        self.amp_dtype = autocast_dtype(device) if self.amp else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
+        self.optimizer = torch.optim.AdamW(list(model.parameters()) + list(loss_fn.parameters()),
+                                           lr=config.lr, weight_decay=config.weight_decay)
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device_type, dtype=self.amp_dtype, enabled=self.amp):
+            loss = self.loss_fn(self.model(images), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss
+
+
 def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_set: data.SliceDataset | None,
         config: TrainConfig, checkpoint_path: Path | None = None,
         test_set: data.SliceDataset | None = None, last_path: Path | None = None,
@@ -173,12 +198,8 @@ def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_
     training continues from it when it exists (a finished run trains no further epoch).
     """
     device = next(model.parameters()).device
-    use_amp = config.amp and device.type == "cuda"
-    amp_dtype = autocast_dtype(device) if use_amp else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    # The loss's learnable weights and fusion convs train in the same AdamW group as the network.
-    optimizer = torch.optim.AdamW(list(model.parameters()) + list(loss_fn.parameters()),
-                                  lr=config.lr, weight_decay=config.weight_decay)
+    step_once = Stepper(model, loss_fn, config)
+    use_amp, optimizer, scaler = step_once.amp, step_once.optimizer, step_once.scaler
     # The sampler draws each epoch's order from this generator alone, so its saved state lets a
     # resumed run draw the same orders as an uninterrupted one.
     generator = torch.Generator().manual_seed(config.seed)
@@ -221,12 +242,7 @@ def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_
             if step == steps_per_epoch:
                 break
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                loss = loss_fn(model(images), labels)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            loss = step_once(images, labels)
             # Kept on the device: reading them back every step would sync the GPU.
             epoch_losses.append(loss.detach())
             epoch_weights.append(loss_fn.weighting.weights().detach())
