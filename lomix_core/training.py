@@ -292,8 +292,10 @@ def _load_last(path: Path, config: TrainConfig) -> dict[str, Any]:
     """The training state in ``path``, if a run with ``config`` wrote it; else :class:`ResumeError`."""
     last = torch.load(path, map_location="cpu", weights_only=False)
     wanted = dataclasses.asdict(config)
-    differ = [f"{k}={wanted[k]!r} (saved {last['config'].get(k)!r})" for k in wanted
-              if k not in RESUMABLE_CHANGES and last["config"].get(k) != wanted[k]]
+    # A field added to TrainConfig after the run started has its default there.
+    saved = {**dataclasses.asdict(TrainConfig()), **last["config"]}
+    differ = [f"{k}={wanted[k]!r} (saved {saved[k]!r})" for k in wanted
+              if k not in RESUMABLE_CHANGES and saved[k] != wanted[k]]
     if differ:
         raise ResumeError(f"cannot resume {path}: it was written with a different config: {', '.join(differ)}")
     return last
