@@ -57,3 +57,16 @@ def test_full_profile_script_runs_every_preset_through_train(tmp_path):
                           "--presets", "lomix", "--out-dir", str(tmp_path)], capture_output=True, text=True, check=True).stdout
     assert "| last_layer | 1 | 1 |" in out and "| lomix | 48 | 1 |" in out
     assert (tmp_path / "synthetic-unet_small-lomix-seed0" / "record.json").exists()
+
+
+def test_profile_hours_counts_the_chapters_runs_and_steps():
+    """The README's hours table: exact run and step counts (the hours are assumptions, not checked)."""
+    out = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "benchmarks/profile_hours.py")],
+                         capture_output=True, text=True, check=True).stdout
+    colab, full = out.split("full profile")
+    # colab: 5 presets x 3 seeds + the frozen-BatchNorm run, 20 epochs of brain_aal's 83 // 6 = 13 batches
+    assert "| 03 | 16 | 4160 |" in colab
+    # low data: brain_aal's 7 slabs give sizes 1, 2, 4 (and 7, chapter 03's runs): 3 x 5 x 3 runs
+    assert "| 04 | 45 | 11700 |" in colab
+    # full: 5 presets x 5 seeds + 1 at 300 x 369 steps on Synapse
+    assert "| 03 | 26 | 2878200 |" in full
