@@ -251,7 +251,8 @@ def device_name() -> str:
 def preflight(profile: str, datasets: list[str] | tuple[str, ...] = ()) -> list[str]:
     """Check, in seconds, what ``profile`` needs before anything trains; one line of error if missing.
 
-    A profile that trains the pretrained encoder needs its ImageNet weights (see
+    ``datasets`` are those about to be trained on (none: nothing trains, nothing is checked). A
+    profile that trains the pretrained encoder needs its ImageNet weights (see
     :mod:`lomix_core.models.weights`), and Synapse must be prepared where a chapter trains on it.
     Returns one line per thing checked, saying where it comes from.
     """
@@ -259,7 +260,7 @@ def preflight(profile: str, datasets: list[str] | tuple[str, ...] = ()) -> list[
 
     profile = resolve(profile)
     found = []
-    if _COMPARISON[profile][0].get("model_kwargs", {}).get("pretrained"):
+    if datasets and _COMPARISON[profile][0].get("model_kwargs", {}).get("pretrained"):
         arch = _PAPER_NETWORK["model"].removesuffix("_emcad")
         found.append(f"{arch} ImageNet weights: {weights.check_available(arch, f'the {profile} profile')}")
     if "synapse" in datasets:

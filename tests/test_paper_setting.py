@@ -94,6 +94,15 @@ def test_full_profile_without_synapse_says_how_to_prepare_it(tmp_path, fake_weig
     assert "trains on Synapse's 8 organs" in line and "prepare_synapse.py --raw" in line and "synapse.org" in line
 
 
+def test_chapters_that_train_nothing_need_no_weights(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(weights.WEIGHTS_ENV, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(weights, "cached_file", lambda arch: None)  # whatever this machine's cache holds
+    assert lx.profiles.start("01", "colab", tmp_path) == ("colab", tmp_path)  # chapter 01 only shows data
+    with pytest.raises(FileNotFoundError, match="the colab profile needs ImageNet weights for pvt_v2_b2"):
+        lx.profiles.start("03", "colab", tmp_path, datasets=["brain_aal"])
+
+
 def test_weights_folder_and_missing_file_in_one_line(tmp_path, monkeypatch, fake_weights):
     monkeypatch.setenv(weights.WEIGHTS_ENV, str(fake_weights.parent))
     assert weights.local_file("pvt_v2_b2") == fake_weights
