@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .fusion import _key
 
 
 class OfficialStyleLoMixLoss:
@@ -33,9 +32,9 @@ class OfficialStyleLoMixLoss:
                         out = out * m
                     maps.append(out)
                 elif op == "concat":
-                    maps.append(gen.concat[_key(subset)](members))
+                    maps.append(gen.learned("concat", subset)(members))
                 else:
-                    maps.append(gen.wf[_key(subset)](members))
+                    maps.append(gen.learned("wf", subset)(members))
         return maps
 
     def dice_loss(self, logits, target):

@@ -123,3 +123,13 @@ def test_operator_order_only_permutes_the_maps():
     (kit, kit_total), (official, official_total) = losses.values()
     assert list(kit) != list(official) and kit == pytest.approx(official, abs=1e-6)
     assert kit_total == pytest.approx(official_total, abs=1e-5)
+
+
+def test_official_style_loss_follows_the_sharing():
+    """The timing baseline (the official loss's loop) builds its wf maps from the same shared modules."""
+    from lomix_core.official_style import OfficialStyleLoMixLoss
+
+    torch.manual_seed(0)
+    loss_fn = lx.LoMixLoss(4, 3, wf_sharing="size")
+    logits, target = [torch.randn(2, 3, 8, 8) for _ in range(4)], torch.randint(0, 3, (2, 8, 8))
+    assert torch.allclose(OfficialStyleLoMixLoss(loss_fn)(logits, target), loss_fn(logits, target), rtol=1e-5)
