@@ -17,20 +17,17 @@ import functools
 import hashlib
 import json
 import math
-import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
-import torch
 
-from . import data
+from . import data, executors
 from .fusion import OPERATORS
 from .supervision import WEIGHTINGS
-from .training import RESUMABLE_CHANGES, Run, TrainConfig, load_run, train
+from .executors import default_jobs, is_finished  # noqa: F401  (part of this module's interface)
+from .training import RESUMABLE_CHANGES, Run, TrainConfig, load_run
 
 
 @functools.lru_cache(maxsize=1)
@@ -56,65 +53,28 @@ def keyed(config: TrainConfig) -> TrainConfig:
     return dataclasses.replace(config, run_name=f"{config.name}-{run_key(config)}")
 
 
-def is_finished(config: TrainConfig) -> bool:
-    run_dir = Path(config.out_dir) / config.name
-    return (run_dir / "record.json").is_file() and (run_dir / "best.pt").is_file()
+def run_many(configs: Sequence[TrainConfig], jobs: int | None = None, executor: str | None = None,
+             retries: int = 2, **options) -> list[Run]:
+    """Train every config that has not finished yet and read every run back.
 
-
-def default_jobs(num_runs: int) -> int:
-    """One run at a time on a GPU; on a CPU one single-threaded run per core (at most 8)."""
-    if torch.cuda.is_available():
-        return 1
-    return max(1, min(num_runs, os.cpu_count() or 1, 8))
-
-
-def run_many(configs: Sequence[TrainConfig], jobs: int | None = None) -> list[Run]:
-    """Train every config that has not finished yet, ``jobs`` at a time, and read every run back.
-
-    Returns the runs in the order of ``configs``; repeated configs are trained once. With more
-    than one job the runs train in spawned processes, so a script (not a notebook) that calls this
-    needs Python's ``if __name__ == "__main__":`` guard.
+    Returns the runs in the order of ``configs``; repeated configs are trained once. ``executor``
+    ("local", "submitit", "ray"; default ``$LOMIX_EXECUTOR``, else local) says where they train,
+    ``jobs`` how many at once on the local one, ``options`` go to the engine
+    (:mod:`lomix_core.executors`). A failed run is tried ``retries`` more times, resuming where it
+    stopped; the others go on, and :class:`~lomix_core.executors.SweepError` then names every run that
+    still failed. With the local executor and more than one job the runs train in spawned processes,
+    so a script (not a notebook) that calls this needs Python's ``if __name__ == "__main__":`` guard.
     """
     configs = [keyed(c) for c in configs]
     todo = list({c.name: c for c in configs if not is_finished(c)}.values())
-    jobs = default_jobs(len(todo)) if jobs is None else jobs
-    if jobs < 1:
-        raise ValueError(f"jobs must be >= 1, got {jobs}")
     if todo:
-        print(f"training {len(todo)} of {len(configs)} runs ({len(configs) - len(todo)} read back), "
-              f"{min(jobs, len(todo))} at a time", flush=True)
-    if jobs == 1 or len(todo) == 1:
-        for done, config in enumerate(todo, start=1):
-            _report(config.name, _train_and_tidy(config), done, len(todo))
-    elif todo:
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=torch.set_num_threads,
-                                 initargs=(threads,)) as pool:
-            futures = {pool.submit(_train_quietly, c): c.name for c in todo}
-            for done, future in enumerate(as_completed(futures), start=1):
-                _report(futures[future], future.result(), done, len(todo))
+        print(f"training {len(todo)} of {len(configs)} runs ({len(configs) - len(todo)} read back) "
+              f"with the {executors.resolve(executor)} executor", flush=True)
+        failures = executors.run(todo, executor, jobs, retries, **options)
+        if failures:
+            raise executors.SweepError(f"{len(failures)} of {len(todo)} runs failed: "
+                                       + "; ".join(f"{name}: {error}" for name, error in failures.items()))
     return [load_run(Path(c.out_dir) / c.name) for c in configs]
-
-
-def _train_and_tidy(config: TrainConfig) -> dict[str, Any]:
-    record = train(config, resume=True).record
-    # A finished run is read back from best.pt; last.pt (weights, optimiser moments and a second
-    # copy of the best weights, about 4x the model) only serves to resume, and a series keeps
-    # over a hundred runs.
-    (Path(config.out_dir) / config.name / "last.pt").unlink(missing_ok=True)
-    return record
-
-
-def _train_quietly(config: TrainConfig) -> dict[str, Any]:
-    # Progress bars of parallel workers would interleave; the parent prints one line per run and
-    # reads the weights back from disk.
-    return _train_and_tidy(dataclasses.replace(config, progress=False))
-
-
-def _report(name: str, record: dict[str, Any], done: int, total: int) -> None:
-    metrics = record["metrics"]
-    print(f"[{done}/{total}] {name}: test Dice {metrics['test_dice']:.4f}, {metrics['train_time_s']:.0f} s",
-          flush=True)
 
 
 @dataclass

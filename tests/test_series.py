@@ -52,7 +52,7 @@ def test_finished_runs_are_read_back_not_retrained(base, monkeypatch):
     def must_not_train(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(experiments, "train", must_not_train)
+    monkeypatch.setattr(lx.executors, "train", must_not_train)
     again = experiments.run_many([base, base], jobs=2)  # a repeated config is one run
     assert [r.run_dir for r in again] == [first.run_dir] * 2
     assert again[0].record == first.record
