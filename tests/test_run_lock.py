@@ -57,10 +57,12 @@ def test_a_fresh_claim_made_during_a_take_over_is_put_back(tmp_path, monkeypatch
     real_stat = type(tmp_path).stat
     calls = []
 
-    def stat(path, *args, **kwargs):  # the inode it saw first belonged to the old claim
+    def stat(path, *args, **kwargs):  # the claim's inode it saw first belonged to the old claim
         result = real_stat(path, *args, **kwargs)
-        calls.append(path)
-        return os.stat_result((result.st_mode, result.st_ino + (len(calls) == 1)) + tuple(result)[2:])
+        if path.name == CLAIM:
+            calls.append(path)
+        first = path.name == CLAIM and len(calls) == 1
+        return os.stat_result((result.st_mode, result.st_ino + first) + tuple(result)[2:])
 
     monkeypatch.setattr(type(tmp_path), "stat", stat)
     assert not taker.acquire()
