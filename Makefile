@@ -10,7 +10,7 @@ HAVE_TORCH := $(shell $(PYTHON) -c "import torch, torchvision" >/dev/null 2>&1 &
 VENV_FLAGS := $(if $(HAVE_TORCH),--system-site-packages,)
 PY := $(VENV)/bin/python
 
-.PHONY: install test test-browser reproduce smoke clean
+.PHONY: install test test-browser test-cluster reproduce smoke clean
 
 install: $(VENV)/.installed
 
@@ -45,6 +45,12 @@ test-browser: install
 	  fi; \
 	fi
 	timeout -s INT -k 60 900 $(PY) -m pytest browser_tests -s -p no:cacheprovider
+
+# The sweep engines (tests_cluster/): the same small sweep locally, through submitit's local executor
+# and on Ray started on 127.0.0.1, and a worker killed mid-run. The engines are the [cluster] extra.
+test-cluster: install
+	$(PY) -c "import ray, submitit" >/dev/null 2>&1 || $(PY) -m pip install -e ".[cluster]"
+	timeout -s INT -k 60 900 $(PY) -m pytest tests_cluster -p no:cacheprovider
 
 reproduce: install
 	$(PY) -m lomix_core reproduce --profile $(PROFILE)
