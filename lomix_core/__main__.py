@@ -79,11 +79,14 @@ def _predict(args) -> int:
 
 
 def _reproduce(args) -> int:
+    from .executors import EXECUTOR_ENV
     from .models.weights import WEIGHTS_ENV
     from .reproduce import reproduce
 
     if args.weights:  # the notebooks' kernels inherit it
         os.environ[WEIGHTS_ENV] = str(Path(args.weights).expanduser().resolve())
+    if args.executor:  # so do the notebooks' sweeps
+        os.environ[EXECUTOR_ENV] = args.executor
 
     return reproduce(args.profile, notebooks_dir=args.notebooks, output_root=args.output_root, only=args.only,
                      cell_timeout=args.cell_timeout)
@@ -167,6 +170,10 @@ def parser() -> argparse.ArgumentParser:
                         "or a folder holding pvt_v2_b2.safetensors (sets $LOMIX_WEIGHTS; default: the Hugging Face "
                         "cache, or a download)")
     p.add_argument("--only", nargs="+", default=None, help="run only these notebooks (stem or number prefix)")
+    p.add_argument("--executor", default=None, choices=["local", "submitit", "ray"],
+                   help="where the notebooks' runs train (sets $LOMIX_EXECUTOR): this machine (default), SLURM "
+                        "through submitit, or a Ray cluster ($RAY_ADDRESS); install the engines with "
+                        "pip install -e \".[cluster]\"")
     p.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
                    help="report a cell still running after this long as failed (default: the profile's; "
                         "smoke 600, cpu 3600, colab and full none)")
