@@ -1,7 +1,8 @@
 """A small sweep on each engine gives the same run records; a killed worker's run resumes and finishes.
 
 Runs with the optional extra (``pip install -e ".[cluster]"``): ``make test-cluster``. Every engine
-stays on this machine: submitit's local executor, and Ray started by the driver on 127.0.0.1.
+stays on this machine: submitit's local executor, and (only with LOMIX_TEST_RAY=1) Ray started by
+the driver.
 """
 import dataclasses
 import json
@@ -41,6 +42,12 @@ def test_submitit_gives_the_local_records(local_runs, tmp_path):
     assert (tmp_path / "_submitit").is_dir()
 
 
+# Ray's own servers do not stay on loopback here: with the driver on 127.0.0.1 (ray 2.60, single node),
+# `ss -tlnp` showed gcs_server and raylet listening on every interface and the runtime-env and
+# dashboard agents on the host's address (192.0.2.2). Until settings that hold them to 127.0.0.1
+# are found, this test runs only when asked for (LOMIX_TEST_RAY=1), never in CI.
+@pytest.mark.skipif(os.environ.get("LOMIX_TEST_RAY") != "1",
+                    reason="Ray listens beyond loopback (see the comment above); set LOMIX_TEST_RAY=1 to run it")
 def test_ray_gives_the_local_records(local_runs, tmp_path):
     import ray
 
