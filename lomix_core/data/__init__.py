@@ -9,5 +9,6 @@ from . import polyp  # noqa: F401  (registers "polyp")
 from . import isic  # noqa: F401  (registers "isic2018")
 from . import nifti_folder  # noqa: F401  (registers "nifti")
 from . import brain_aal  # noqa: F401  (registers "brain_aal")
+from . import abdomen_ct  # noqa: F401  (registers "abdomen_ct")
 
 __all__ = ["OfficialRotFlip", "RandomRotFlip", "make_transform", "SliceDataset", "available", "load", "register"]
