@@ -1,13 +1,15 @@
 """A small sweep on each engine gives the same run records; a killed worker's run resumes and finishes.
 
 Runs with the optional extra (``pip install -e ".[cluster]"``): ``make test-cluster``. Every engine
-stays on this machine: submitit's local executor, and (only with LOMIX_TEST_RAY=1) Ray started by
-the driver.
+stays on this machine: submitit's local executor, and a Ray cluster of two nodes on 127.0.0.1 inside
+a network namespace that has only loopback.
 """
 import dataclasses
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -42,20 +44,55 @@ def test_submitit_gives_the_local_records(local_runs, tmp_path):
     assert (tmp_path / "_submitit").is_dir()
 
 
-# Ray's own servers do not stay on loopback here: with the driver on 127.0.0.1 (ray 2.60, single node),
-# `ss -tlnp` showed gcs_server and raylet listening on every interface and the runtime-env and
-# dashboard agents on the host's address (192.0.2.2). Until settings that hold them to 127.0.0.1
-# are found, this test runs only when asked for (LOMIX_TEST_RAY=1), never in CI.
-@pytest.mark.skipif(os.environ.get("LOMIX_TEST_RAY") != "1",
-                    reason="Ray listens beyond loopback (see the comment above); set LOMIX_TEST_RAY=1 to run it")
-def test_ray_gives_the_local_records(local_runs, tmp_path):
+# Ray's servers do not stay on loopback by themselves: ray 2.60 started with --node-ip-address=127.0.0.1
+# still listened on every interface (gcs_server, raylet) and on the host's address (agents). So the
+# Ray test runs in a network namespace that has nothing but loopback (`make test-cluster` starts it
+# with `unshare -n`, as root) and sets LOMIX_TEST_RAY=1 there; it also checks with `ss` that nothing
+# listens or connects elsewhere. A second node joins only with token authentication.
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory):
+    if os.environ.get("LOMIX_TEST_RAY") != "1":
+        pytest.skip("Ray runs only inside a loopback-only network namespace: `make test-cluster` (LOMIX_TEST_RAY=1)")
+    home = tmp_path_factory.mktemp("ray_home")
+    env = {**os.environ, "HOME": str(home), "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+    ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]
+    subprocess.run([*ray_cli, "get-auth-token", "--generate"], env=env, check=True, capture_output=True)
+    subprocess.run([*ray_cli, "start", "--head", "--port=6379", "--include-dashboard=false", "--num-cpus=1",
+                    "--disable-usage-stats"], env=env, check=True, capture_output=True)
+    subprocess.run([*ray_cli, "start", "--address=127.0.0.1:6379", "--num-cpus=1"], env=env, check=True,
+                   capture_output=True)
+    saved = {k: os.environ.get(k) for k in ("HOME", "RAY_AUTH_MODE")}
+    os.environ.update(HOME=str(home), RAY_AUTH_MODE="token")
+    try:
+        yield "127.0.0.1:6379"
+    finally:
+        import ray
+
+        ray.shutdown()
+        subprocess.run([*ray_cli, "stop", "--force"], env=env, capture_output=True)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def outside_loopback() -> list[str]:
+    """Sockets listening or connected on an address other than 127.0.0.1 (``ss``)."""
+    lines = subprocess.run(["ss", "-tanpH"], capture_output=True, text=True, check=True).stdout.splitlines()
+    local = ("127.0.0.1:", "[::ffff:127.0.0.1]:", "[::1]:", "*:", "0.0.0.0:", "[::]:")
+    return [line for line in lines if not all(field.startswith(local) for field in line.split()[3:5])]
+
+
+def test_ray_on_two_local_nodes_gives_the_local_records(local_runs, ray_cluster, tmp_path):
     import ray
 
-    try:
-        runs = experiments.run_many(sweep(tmp_path), executor="ray", threads=1)
-    finally:
-        ray.shutdown()
+    runs = experiments.run_many(sweep(tmp_path), executor="ray", address=ray_cluster, threads=1)
+    assert len(ray.nodes()) == 2 and {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
     assert scores(runs) == scores(local_runs)
+    # In this namespace "*" and 0.0.0.0 can only mean loopback: there is no other interface.
+    assert subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True).stdout.count("inet") <= 2
+    assert outside_loopback() == []
 
 
 def test_the_environment_picks_the_executor(monkeypatch):
