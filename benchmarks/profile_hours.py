@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import json
 import sys
 
 import pandas as pd
@@ -42,8 +44,13 @@ def split_sizes(config: lx.TrainConfig) -> dict[str, int]:
     """Slices per split (and training subjects) of ``config``'s dataset."""
     if config.dataset == "synapse":
         return SYNAPSE
-    kwargs = {**config.data_kwargs, "size": 32}  # counting slices needs no resolution
-    splits = {split: lx.data.load(config.dataset, split=split, **kwargs) for split in ("train", "val", "test")}
+    return _counted(config.dataset, json.dumps(config.data_kwargs, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=None)  # every run of a dataset asks: load its splits once
+def _counted(dataset: str, data_kwargs: str) -> dict[str, int]:
+    kwargs = {**json.loads(data_kwargs), "size": 32}  # counting slices needs no resolution
+    splits = {split: lx.data.load(dataset, split=split, **kwargs) for split in ("train", "val", "test")}
     return {**{split: len(s) for split, s in splits.items()}, "subjects": len(splits["train"].subject_slices())}
 
 

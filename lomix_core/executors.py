@@ -107,6 +107,11 @@ def _report(progress: tqdm, name: str, record: dict[str, Any]) -> None:
     progress.update()
 
 
+def _quiet(todo: list[TrainConfig]) -> list[TrainConfig]:
+    # Progress bars of parallel or remote workers would interleave: the parent reports one line per run.
+    return [dataclasses.replace(c, progress=False) for c in todo]
+
+
 def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
@@ -133,8 +138,7 @@ def _local(todo: list[TrainConfig], jobs: int | None, report: Callable, **option
                 errors[config.name] = _one_line(error)
         return errors
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    # Progress bars of parallel workers would interleave: the parent reports one line per run.
-    quiet = [dataclasses.replace(c, progress=False) for c in todo]
+    quiet = _quiet(todo)
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(train_claimed, c, threads): c.name for c in quiet}
         for future in as_completed(futures):
@@ -160,7 +164,7 @@ def _submitit(todo: list[TrainConfig], jobs: int | None, report: Callable, gpus:
     if mem_gb:
         parameters["mem_gb"] = mem_gb
     executor.update_parameters(**parameters)
-    quiet = [dataclasses.replace(c, progress=False) for c in todo]
+    quiet = _quiet(todo)
     submitted = {executor.submit(TrainJob(), c, threads): c.name for c in quiet}
     errors: dict[str, str] = {}
     pending = dict(submitted)
@@ -197,7 +201,7 @@ def _ray(todo: list[TrainConfig], jobs: int | None, report: Callable, address: s
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  **({} if address else {"_node_ip_address": "127.0.0.1", "num_cpus": os.cpu_count()}))
     task = ray.remote(num_gpus=gpus, num_cpus=threads, max_retries=0)(train_claimed)
-    quiet = [dataclasses.replace(c, progress=False) for c in todo]
+    quiet = _quiet(todo)
     pending = {task.remote(c, threads): c.name for c in quiet}
     errors: dict[str, str] = {}
     while pending:

@@ -242,10 +242,13 @@ def estimate(chapter: str, profile: str) -> str:
     return f"about {amount} on {REFERENCE_MACHINE} (measured), less where its runs are already cached"
 
 
-def device_name() -> str:
-    """The device training will use: the GPU's name, or the CPU's with its core count."""
-    if torch.cuda.is_available():
-        return f"GPU {torch.cuda.get_device_name(0)}"
+def device_name(device: torch.device | None = None) -> str:
+    """``device`` (default: the one training will use) in words: the GPU's name, or the CPU's with its
+    core count."""
+    if device is None:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        return f"GPU {torch.cuda.get_device_name(device)}"
     from .report import cpu_name
 
     return f"CPU {cpu_name()}, {os.cpu_count()} cores"

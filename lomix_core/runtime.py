@@ -29,11 +29,10 @@ from typing import Sequence
 import pandas as pd
 import torch
 
-from . import data
+from . import data, profiles
 from .benchmark import _time_once_ms
 from .evaluation import evaluate
 from .experiments import default_jobs, is_finished, keyed
-from .report import cpu_name
 from .training import Stepper, TrainConfig, build_model_and_loss, resolve_device
 
 # Config fields that do not change what one training step costs. Any other field (a new one
@@ -95,7 +94,7 @@ def estimate(configs: Sequence[TrainConfig], steps: int = 3, warmup: int = 1, jo
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     parallel = jobs > 1 and len(todo) > 1  # as run_many decides
     devices = dict.fromkeys(resolve_device(c.device) for c in (todo or configs))
-    device_name = " and ".join(_device_name(d) for d in devices) or "no device"
+    device_name = " and ".join(profiles.device_name(d) for d in devices) or "no device"
     if not todo:
         return RunTime(0.0, pd.DataFrame(), pd.DataFrame(), 0, len(configs), device_name, steps)
 
@@ -248,8 +247,3 @@ def _num_threads(threads: int | None):
     finally:
         torch.set_num_threads(before)
 
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"GPU {torch.cuda.get_device_name(device)}"
-    return f"CPU {cpu_name()}, {os.cpu_count()} cores"
