@@ -79,7 +79,7 @@ def _predict(args) -> int:
 
 
 def _reproduce(args) -> int:
-    from .executors import EXECUTOR_ENV
+    from .executors import EXECUTOR_ENV, OPTIONS_ENV, options_for, resolve
     from .models.weights import WEIGHTS_ENV
     from .reproduce import reproduce
 
@@ -87,6 +87,9 @@ def _reproduce(args) -> int:
         os.environ[WEIGHTS_ENV] = str(Path(args.weights).expanduser().resolve())
     if args.executor:  # so do the notebooks' sweeps
         os.environ[EXECUTOR_ENV] = args.executor
+    if args.executor_option:
+        os.environ[OPTIONS_ENV] = " ".join([os.environ.get(OPTIONS_ENV, ""), *args.executor_option]).strip()
+    options_for(resolve(None), {})  # a misspelt option stops here, not in the first chapter that trains
 
     return reproduce(args.profile, notebooks_dir=args.notebooks, output_root=args.output_root, only=args.only,
                      cell_timeout=args.cell_timeout)
@@ -174,6 +177,10 @@ def parser() -> argparse.ArgumentParser:
                    help="where the notebooks' runs train (sets $LOMIX_EXECUTOR): this machine (default), SLURM "
                         "through submitit, or a Ray cluster ($RAY_ADDRESS); install the engines with "
                         "pip install -e \".[cluster]\"")
+    p.add_argument("--executor-option", action="append", default=None, metavar="KEY=VALUE",
+                   help="an option of the executor, repeatable (added to $LOMIX_EXECUTOR_OPTIONS): submitit takes "
+                        "partition, gpus, timeout_min, mem_gb, threads, folder and submitit's slurm_* parameters "
+                        "(e.g. slurm_account=abc); ray takes address, gpus, threads")
     p.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
                    help="report a cell still running after this long as failed (default: the profile's; "
                         "smoke 600, cpu 3600, colab and full none)")

@@ -11,16 +11,19 @@ times (a killed worker, a pre-empted job), resuming where it stopped.
 * ``local`` — processes on this machine (one run at a time on a GPU; one single-threaded run per
   core on a CPU);
 * ``submitit`` — ``submitit.AutoExecutor``: SLURM where ``sbatch`` exists, its local executor
-  otherwise; options ``gpus``, ``partition``, ``timeout_min``, ``mem_gb``, ``folder``;
+  otherwise; options ``gpus``, ``partition``, ``timeout_min``, ``mem_gb``, ``folder``, ``threads``,
+  and any of submitit's own ``slurm_*`` parameters (``slurm_account``, ``slurm_qos``, ...);
 * ``ray`` — one Ray task per run with ``num_gpus`` each, on ``ray.init(address=...)`` (``address``
   option or ``$RAY_ADDRESS``; a fresh single-machine cluster on 127.0.0.1 when neither is given).
 
 The engines are the optional extra ``pip install "lomix-kit[cluster]"``. ``$LOMIX_EXECUTOR`` picks
-the executor where none is passed, so notebooks run by papermill inherit it.
+the executor where none is passed and ``$LOMIX_EXECUTOR_OPTIONS`` (``"partition=gpu gpus=1"``) adds
+its options, so notebooks run by papermill inherit both; options passed in Python win.
 """
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -37,6 +40,7 @@ from .training import TrainConfig, train
 
 EXECUTORS = ("local", "submitit", "ray")
 EXECUTOR_ENV = "LOMIX_EXECUTOR"
+OPTIONS_ENV = "LOMIX_EXECUTOR_OPTIONS"
 
 
 class SweepError(RuntimeError):
@@ -48,6 +52,40 @@ def resolve(executor: str | None) -> str:
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; expected one of {EXECUTORS} (argument or ${EXECUTOR_ENV})")
     return executor
+
+
+def parse_options(text: str) -> dict[str, Any]:
+    """``"partition=gpu gpus=1 mem_gb=32.5"`` (spaces or commas between) → ``{"partition": "gpu",
+    "gpus": 1, "mem_gb": 32.5}``; numbers become numbers and true/false booleans."""
+    options: dict[str, Any] = {}
+    for item in text.replace(",", " ").split():
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise ValueError(f"executor option {item!r} is not KEY=VALUE, e.g. partition=gpu")
+        options[key] = _value(value)
+    return options
+
+
+def _value(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def options_for(executor: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``$LOMIX_EXECUTOR_OPTIONS`` updated with ``options``, checked against what ``executor`` takes."""
+    merged = {**parse_options(os.environ.get(OPTIONS_ENV, "")), **options}
+    taken = [name for name, p in inspect.signature(_ENGINES[executor]).parameters.items() if p.kind is p.KEYWORD_ONLY]
+    passthrough = "slurm_" if executor == "submitit" else None  # submitit checks its own slurm_* names
+    unknown = sorted(k for k in merged if k not in taken and not (passthrough and k.startswith(passthrough)))
+    if unknown:
+        takes = ", ".join(taken + ["slurm_*"] * bool(passthrough)) or "none"
+        raise ValueError(f"the {executor} executor has no option {', '.join(unknown)}; it takes: {takes} "
+                         f"(run_many(..., option=value) or ${OPTIONS_ENV})")
+    return merged
 
 
 def is_finished(config: TrainConfig) -> bool:
@@ -86,7 +124,8 @@ def run(configs: Sequence[TrainConfig], executor: str | None = None, jobs: int |
     """Train ``configs`` (keyed, unfinished, distinct) on ``executor``; returns run name → error line
     of the runs that still failed after ``retries`` more tries (empty when all finished)."""
     executor = resolve(executor)
-    engine: Callable = {"local": _local, "submitit": _submitit, "ray": _ray}[executor]
+    engine: Callable = _ENGINES[executor]
+    options = options_for(executor, options)
     todo, failures = list(configs), {}
     progress = tqdm(total=len(todo), desc=f"runs ({executor})", unit="run")
     for attempt in range(retries + 1):
@@ -123,9 +162,7 @@ def default_jobs(num_runs: int) -> int:
     return max(1, min(num_runs, os.cpu_count() or 1, 8))
 
 
-def _local(todo: list[TrainConfig], jobs: int | None, report: Callable, **options) -> dict[str, str]:
-    if options:
-        raise ValueError(f"the local executor takes no options, got {sorted(options)}")
+def _local(todo: list[TrainConfig], jobs: int | None, report: Callable) -> dict[str, str]:
     jobs = default_jobs(len(todo)) if jobs is None else jobs
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
@@ -151,9 +188,10 @@ def _local(todo: list[TrainConfig], jobs: int | None, report: Callable, **option
     return errors
 
 
-def _submitit(todo: list[TrainConfig], jobs: int | None, report: Callable, gpus: int = 0,
+def _submitit(todo: list[TrainConfig], jobs: int | None, report: Callable, *, gpus: int = 0,
               partition: str | None = None, timeout_min: int = 60 * 24, mem_gb: float | None = None,
-              folder: str | None = None, cluster: str | None = None, threads: int = 1) -> dict[str, str]:
+              folder: str | None = None, cluster: str | None = None, threads: int = 1,
+              **slurm_parameters) -> dict[str, str]:
     import submitit
 
     folder = folder or str(Path(todo[0].out_dir) / "_submitit")
@@ -163,7 +201,7 @@ def _submitit(todo: list[TrainConfig], jobs: int | None, report: Callable, gpus:
         parameters["slurm_partition"] = partition
     if mem_gb:
         parameters["mem_gb"] = mem_gb
-    executor.update_parameters(**parameters)
+    executor.update_parameters(**parameters, **slurm_parameters)
     quiet = _quiet(todo)
     submitted = {executor.submit(TrainJob(), c, threads): c.name for c in quiet}
     errors: dict[str, str] = {}
@@ -192,7 +230,7 @@ class TrainJob:
         return submitit.helpers.DelayedSubmission(TrainJob(), config, threads)
 
 
-def _ray(todo: list[TrainConfig], jobs: int | None, report: Callable, address: str | None = None,
+def _ray(todo: list[TrainConfig], jobs: int | None, report: Callable, *, address: str | None = None,
          gpus: float = 0, threads: int = 1) -> dict[str, str]:
     import ray
 
@@ -212,3 +250,6 @@ def _ray(todo: list[TrainConfig], jobs: int | None, report: Callable, address: s
         except Exception as error:  # RayTaskError wraps the run's error; a dead worker raises too
             errors[name] = _one_line(getattr(error, "cause", None) or error)
     return errors
+
+
+_ENGINES: dict[str, Callable] = {"local": _local, "submitit": _submitit, "ray": _ray}

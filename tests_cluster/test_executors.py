@@ -103,10 +103,14 @@ def test_the_environment_picks_the_executor(monkeypatch):
         lx.executors.resolve(None)
 
 
-def test_a_killed_job_resumes_and_the_sweep_finishes(tmp_path):
-    """The first attempt of one run is killed (SIGKILL) once its first epoch is saved; the executor's
-    retry takes over the dead worker's claim and resumes from last.pt. The result equals an
-    uninterrupted run's, epoch for epoch."""
+@pytest.mark.parametrize("executor", ["local", "submitit", "ray"])
+def test_a_killed_worker_resumes_and_the_sweep_finishes(executor, request, tmp_path):
+    """The worker training one run is killed (SIGKILL) once its first epoch is saved: a process of the
+    local pool (which breaks the pool, so its other run is cut short too), a submitit job, or a Ray
+    worker. The executor's retry takes over the dead worker's claim and resumes from last.pt. The
+    result equals an uninterrupted run's, epoch for epoch, and no epoch is trained twice."""
+    options = {"local": dict(jobs=2), "submitit": dict(cluster="local", threads=1),
+               "ray": dict(address=request.getfixturevalue("ray_cluster") if executor == "ray" else None, threads=1)}
     victim, other = sweep(tmp_path, epochs=6)[2:4]  # lomix, seeds 0 and 1
     victim_dir = tmp_path / experiments.keyed(victim).name
     killed = []
@@ -121,9 +125,10 @@ def test_a_killed_job_resumes_and_the_sweep_finishes(tmp_path):
             time.sleep(0.05)
 
     threading.Thread(target=kill_after_first_epoch, daemon=True).start()
-    runs = experiments.run_many([victim, other], executor="submitit", cluster="local", threads=1)
-    assert killed, "the run finished before it could be killed"
+    runs = experiments.run_many([victim, other], executor=executor, **options[executor])
+    assert killed, "the run finished before its worker could be killed"
     uninterrupted = experiments.run_many([dataclasses.replace(victim, out_dir=str(tmp_path / "clean"))], jobs=1)[0]
     assert runs[0].record["metrics"]["test_dice"] == uninterrupted.record["metrics"]["test_dice"]
-    assert list(runs[0].epochs["epoch"]) == list(range(1, 7))  # every epoch once: none lost, none twice
+    for run in runs:
+        assert list(run.epochs["epoch"]) == list(range(1, 7))  # every epoch once: none lost, none twice
     assert not (victim_dir / CLAIM).exists() and runs[1].record["metrics"]["steps"] == 12
