@@ -46,17 +46,26 @@ test-browser: install
 	fi
 	timeout -s INT -k 60 900 $(PY) -m pytest browser_tests -s -p no:cacheprovider
 
-# The sweep engines (tests_cluster/): the same small sweep locally, through submitit's local executor
-# and on a two-node Ray cluster, and a worker killed mid-run. The engines are the [cluster] extra.
-# Ray listens on every interface it finds, so as root the tests run in a network namespace that has
-# only loopback (unshare -n); elsewhere the Ray test is skipped.
-CLUSTER_TESTS = timeout -s INT -k 60 900 $(PY) -m pytest tests_cluster -p no:cacheprovider
+# The sweep engines (tests_cluster/): the same small sweep locally, through submitit's local executor,
+# on a two-node Ray cluster and on a real one-node SLURM, and workers killed or pre-empted mid-run.
+# The engines are the [cluster] extra; SLURM is Debian's slurm-wlm, installed once when root (without
+# its recommends). Ray and SLURM listen on every interface they find, so as root the tests run in a
+# network namespace that has only loopback (unshare -n); elsewhere the Ray and SLURM tests are skipped.
+# There lo also gets 127.0.0.2: glibc's getaddrinfo(AI_ADDRCONFIG), which SLURM binds with, counts no
+# IPv4 address configured when 127.0.0.1 is the only one.
+SLURM_PKG ?= slurm-wlm
+CLUSTER_TESTS = timeout -s INT -k 60 1200 $(PY) -m pytest tests_cluster -p no:cacheprovider -rs
 test-cluster: install
 	$(PY) -c "import ray, submitit" >/dev/null 2>&1 || $(PY) -m pip install -e ".[cluster]"
+	@if [ "$$(id -u)" = 0 ] && ! command -v slurmctld >/dev/null 2>&1; then \
+	  echo "installing $(SLURM_PKG) with apt-get"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(SLURM_PKG) </dev/null; \
+	fi
 	@if [ "$$(id -u)" = 0 ] && command -v unshare >/dev/null 2>&1 && command -v ip >/dev/null 2>&1; then \
-	  unshare -n sh -c 'ip link set lo up && LOMIX_TEST_RAY=1 $(CLUSTER_TESTS)'; \
+	  unshare -n sh -c 'ip link set lo up && ip addr add 127.0.0.2/8 dev lo && LOMIX_TEST_NETNS=1 $(CLUSTER_TESTS)'; \
 	else \
-	  echo "test-cluster: not root (or no unshare/ip): the Ray test is skipped"; $(CLUSTER_TESTS); \
+	  echo "test-cluster: not root (or no unshare/ip): the Ray and SLURM tests are skipped"; $(CLUSTER_TESTS); \
 	fi
 
 reproduce: install

@@ -1,12 +1,13 @@
 """A small sweep on each engine gives the same run records; a killed worker's run resumes and finishes.
 
 Runs with the optional extra (``pip install -e ".[cluster]"``): ``make test-cluster``. Every engine
-stays on this machine: submitit's local executor, and a Ray cluster of two nodes on 127.0.0.1 inside
-a network namespace that has only loopback.
+stays on this machine: submitit's local executor, and, inside a network namespace that has only
+loopback, a Ray cluster of two nodes on 127.0.0.1 and a one-node SLURM (Debian's slurm-wlm).
 """
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,15 +45,21 @@ def test_submitit_gives_the_local_records(local_runs, tmp_path):
     assert (tmp_path / "_submitit").is_dir()
 
 
-# Ray's servers do not stay on loopback by themselves: ray 2.60 started with --node-ip-address=127.0.0.1
-# still listened on every interface (gcs_server, raylet) and on the host's address (agents). So the
-# Ray test runs in a network namespace that has nothing but loopback (`make test-cluster` starts it
-# with `unshare -n`, as root) and sets LOMIX_TEST_RAY=1 there; it also checks with `ss` that nothing
-# listens or connects elsewhere. A second node joins only with token authentication.
+# Servers do not stay on loopback by themselves: ray 2.60 started with --node-ip-address=127.0.0.1
+# still listened on every interface (gcs_server, raylet) and on the host's address (agents), and
+# slurmctld and slurmd listen on every interface. So the Ray and SLURM tests run in a network
+# namespace that has nothing but loopback (`make test-cluster` starts it with `unshare -n`, as root)
+# and sets LOMIX_TEST_NETNS=1 there; they also check with `ss` that nothing listens or connects
+# elsewhere. A second Ray node joins only with token authentication.
+def require_loopback_namespace(engine: str) -> None:
+    if os.environ.get("LOMIX_TEST_NETNS") != "1":
+        pytest.skip(f"{engine} runs only inside a loopback-only network namespace: `make test-cluster` as root "
+                    f"(LOMIX_TEST_NETNS=1)")
+
+
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory):
-    if os.environ.get("LOMIX_TEST_RAY") != "1":
-        pytest.skip("Ray runs only inside a loopback-only network namespace: `make test-cluster` (LOMIX_TEST_RAY=1)")
+    require_loopback_namespace("Ray")
     home = tmp_path_factory.mktemp("ray_home")
     env = {**os.environ, "HOME": str(home), "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
     ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]
@@ -78,9 +85,9 @@ def ray_cluster(tmp_path_factory):
 
 
 def outside_loopback() -> list[str]:
-    """Sockets listening or connected on an address other than 127.0.0.1 (``ss``)."""
+    """Sockets listening or connected on an address outside loopback (127.0.0.0/8, ::1) (``ss``)."""
     lines = subprocess.run(["ss", "-tanpH"], capture_output=True, text=True, check=True).stdout.splitlines()
-    local = ("127.0.0.1:", "[::ffff:127.0.0.1]:", "[::1]:", "*:", "0.0.0.0:", "[::]:")
+    local = ("127.", "[::ffff:127.", "[::1]:", "*:", "0.0.0.0:", "[::]:")
     return [line for line in lines if not all(field.startswith(local) for field in line.split()[3:5])]
 
 
@@ -90,9 +97,111 @@ def test_ray_on_two_local_nodes_gives_the_local_records(local_runs, ray_cluster,
     runs = experiments.run_many(sweep(tmp_path), executor="ray", address=ray_cluster, threads=1)
     assert len(ray.nodes()) == 2 and {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
     assert scores(runs) == scores(local_runs)
-    # In this namespace "*" and 0.0.0.0 can only mean loopback: there is no other interface.
-    assert subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True).stdout.count("inet") <= 2
-    assert outside_loopback() == []
+    assert only_loopback_here() and outside_loopback() == []
+
+
+def only_loopback_here() -> bool:
+    """In this namespace "*" and 0.0.0.0 can only mean loopback: there is no interface but lo."""
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout.splitlines()
+    return [line.split(":")[1].strip() for line in links] == ["lo"]
+
+
+SLURM_CONF = """\
+ClusterName=lomix
+SlurmctldHost=localhost(127.0.0.1)
+NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} State=UNKNOWN
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/none
+CredType=cred/none
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+MpiDefault=none
+ReturnToService=2
+StateSaveLocation={folder}/state
+SlurmdSpoolDir={folder}/spool
+SlurmctldPidFile={folder}/slurmctld.pid
+SlurmdPidFile={folder}/slurmd.pid
+SlurmctldLogFile={folder}/slurmctld.log
+SlurmdLogFile={folder}/slurmd.log
+"""
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    """A real one-node SLURM: slurmctld and slurmd on 127.0.0.1, no munge (auth/none), no cgroups
+    (a container has none to give), no accounting database (so submitit warns that sacct fails and
+    reads each job's state from its result file instead)."""
+    require_loopback_namespace("SLURM")
+    if not (shutil.which("slurmctld") and shutil.which("slurmd") and shutil.which("sbatch")):
+        pytest.skip("no SLURM here: `make test-cluster` installs Debian's slurm-wlm when run as root")
+    folder = tmp_path_factory.mktemp("slurm")
+    for sub in ("state", "spool"):
+        (folder / sub).mkdir()
+    conf = folder / "slurm.conf"
+    conf.write_text(SLURM_CONF.format(cpus=os.cpu_count(), folder=folder))
+    saved = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(conf)
+    subprocess.run(["slurmctld", "-i"], check=True)
+    subprocess.run(["slurmd", "-N", "localhost"], check=True)
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout.strip() != "idle":
+            assert time.monotonic() < deadline, (folder / "slurmctld.log").read_text()[-2000:]
+            time.sleep(0.5)
+        yield folder
+    finally:
+        subprocess.run(["scancel", "--user", "root"], capture_output=True)
+        for daemon in ("slurmd", "slurmctld"):
+            pid_file = folder / f"{daemon}.pid"
+            if pid_file.is_file():
+                subprocess.run(["kill", pid_file.read_text().strip()], capture_output=True)
+        if saved is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = saved
+
+
+def test_slurm_gives_the_local_records(local_runs, slurm_cluster, tmp_path):
+    """No cluster named: submitit's AutoExecutor finds SLURM and submits every run with sbatch."""
+    runs = experiments.run_many(sweep(tmp_path), executor="submitit", partition="debug", threads=1, timeout_min=10)
+    assert scores(runs) == scores(local_runs)
+    submissions = list((tmp_path / "_submitit").glob("*_submission.sh"))
+    assert len(submissions) == 4 and "#SBATCH --partition=debug" in submissions[0].read_text()
+    assert only_loopback_here() and outside_loopback() == []
+
+
+def test_a_preempted_slurm_job_is_requeued_and_resumes(slurm_cluster, tmp_path, capsys):
+    """SLURM warns a job with SIGUSR2 before its time limit or pre-emption; submitit then requeues
+    it (TrainJob.checkpoint) and SLURM ends the old job. The requeued job takes over the dead
+    worker's claim and resumes from last.pt: no retry of the kit's, and every epoch once."""
+    victim, other = sweep(tmp_path, epochs=6)[2:4]
+    victim_dir = tmp_path / experiments.keyed(victim).name
+    signalled = []
+
+    def preempt_after_first_epoch():
+        while not signalled:
+            claim = victim_dir / CLAIM
+            if (victim_dir / "last.pt").is_file() and claim.is_file():
+                pid = json.loads(claim.read_text())["pid"]
+                os.kill(pid, signal.SIGUSR2)  # what SLURM sends first (submitit asks for it with --signal)
+                signalled.append(pid)
+            time.sleep(0.05)
+
+    threading.Thread(target=preempt_after_first_epoch, daemon=True).start()
+    runs = experiments.run_many([victim, other], executor="submitit", partition="debug", threads=1, timeout_min=10)
+    assert signalled, "the run finished before it could be pre-empted"
+    assert "failed (try" not in capsys.readouterr().out  # SLURM requeued it; the kit did not retry
+    logs = "".join(p.read_text() for p in (tmp_path / "_submitit").glob("*_log.err"))
+    assert "DUE TO JOB REQUEUE" in logs
+    uninterrupted = experiments.run_many([dataclasses.replace(victim, out_dir=str(tmp_path / "clean"))], jobs=1)[0]
+    assert runs[0].record["metrics"]["test_dice"] == uninterrupted.record["metrics"]["test_dice"]
+    assert [list(r.epochs["epoch"]) for r in runs] == [list(range(1, 7))] * 2
 
 
 def test_the_environment_picks_the_executor(monkeypatch):
