@@ -33,7 +33,7 @@ def test_an_unknown_option_is_named_with_what_is_taken(executor, options, messag
         executors.options_for(executor, options)
 
 
-def test_the_environment_reaches_the_engine(monkeypatch, tmp_path):
+def test_the_environment_reaches_the_engine(monkeypatch, tmp_path, capsys):
     seen = {}
 
     def engine(todo, jobs, report, *, partition=None, gpus=0):
@@ -45,6 +45,11 @@ def test_the_environment_reaches_the_engine(monkeypatch, tmp_path):
     config = lx.experiments.keyed(lx.TrainConfig(out_dir=str(tmp_path)))
     assert executors.run([config], "submitit") == {}
     assert seen == {"partition": "a100", "gpus": 1, "runs": [config.name]}
+    assert "no GPU" not in capsys.readouterr().out
+
+    monkeypatch.setenv(executors.OPTIONS_ENV, "partition=a100")  # no GPU asked for: said once, up front
+    assert executors.run([config], "submitit") == {} and seen["gpus"] == 0
+    assert "the submitit executor gives each run no GPU (gpus=0)" in capsys.readouterr().out
 
 
 def test_reproduce_passes_options_to_the_notebooks_and_stops_on_a_misspelt_one(monkeypatch, capsys):
