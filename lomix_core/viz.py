@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.colors import ListedColormap
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -103,17 +104,33 @@ def displayable(image: torch.Tensor) -> np.ndarray:
     return image[0].numpy() if image.shape[0] == 1 else image[:3].permute(1, 2, 0).clamp(0, 1).numpy()
 
 
+def label_colours(num_classes: int) -> ListedColormap:
+    """One colour per class for ``imshow(labels, cmap=..., vmin=0, vmax=num_classes - 1)``: class ``c``
+    gets colour ``c``. None is grey, so no class vanishes on a greyscale scan (tab10's own grey
+    fell on the liver of the CT datasets). Index 0, background, is never drawn."""
+    palette = [c for i, c in enumerate(plt.get_cmap("tab10").colors) if i != 7]
+    palette += [c for i, c in enumerate(plt.get_cmap("tab20").colors) if i % 2 and i != 15]  # lighter shades
+    if num_classes - 1 > len(palette):
+        palette = list(plt.get_cmap("hsv")(np.linspace(0, 1, num_classes - 1, endpoint=False)))
+    return ListedColormap([(0.0, 0.0, 0.0, 0.0), *palette[:max(1, num_classes - 1)]])
+
+
+def draw_labels(ax: plt.Axes, label: np.ndarray, num_classes: int, alpha: float = 0.5) -> None:
+    """Overlay a label map (class indices) on ``ax``, background left clear."""
+    ax.imshow(np.where(label == 0, np.nan, label), cmap=label_colours(num_classes), vmin=0, vmax=num_classes - 1,
+              alpha=alpha, interpolation="nearest")
+
+
 def plot_slices(dataset, indices, alpha: float = 0.45) -> plt.Figure:
     """Images of a dataset with their labels overlaid, one column per index."""
-    cmap = plt.get_cmap("tab10", dataset.num_classes)
+    cmap = label_colours(dataset.num_classes)
     fig, axes = plt.subplots(2, len(indices), figsize=(2.2 * len(indices), 4.6), squeeze=False)
     for col, i in enumerate(indices):
         image, label = displayable(dataset.images[i]), dataset.labels[i].numpy()
         for row in range(2):
             axes[row, col].imshow(image, cmap="gray")
             axes[row, col].axis("off")
-        axes[1, col].imshow(np.where(label == 0, np.nan, label),
-                            cmap=cmap, vmin=0, vmax=dataset.num_classes - 1, alpha=alpha, interpolation="nearest")
+        draw_labels(axes[1, col], label, dataset.num_classes, alpha)
         axes[0, col].set_title(f"{dataset.subjects[i]} z={dataset.slice_index[i]}", fontsize=8)
     handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(c)) for c in range(1, dataset.num_classes)]
     fig.legend(handles, dataset.class_names[1:], loc="lower center", ncol=min(8, len(handles)), fontsize=8)
@@ -142,8 +159,7 @@ def plot_map_gallery(maps: torch.Tensor, names: list[str], image=None, ncols: in
     for ax, name, label in zip(axes.flat, names, labels):
         if image is not None:
             ax.imshow(image, cmap="gray")
-        ax.imshow(np.where(label == 0, np.nan, label), cmap="tab10", vmin=0, vmax=num_classes - 1,
-                  alpha=0.6 if image is not None else 1.0, interpolation="nearest")
+        draw_labels(ax, label, num_classes, alpha=0.6 if image is not None else 1.0)
         ax.set_title(name, fontsize=7)
     fig.tight_layout()
     return fig
@@ -229,7 +245,6 @@ def plot_predictions(dataset, predictions: dict[str, torch.Tensor], indices: lis
                      titles: list[str] | None = None, alpha: float = 0.5) -> plt.Figure:
     """One row per slice: the image, the ground truth, then each model's prediction overlaid.
     ``predictions`` maps a name to class indices ``[N, H, W]`` for every slice of ``dataset``."""
-    cmap = plt.get_cmap("tab10", dataset.num_classes)
     columns = ["ground truth", *predictions]
     fig, axes = plt.subplots(len(indices), len(columns) + 1, figsize=(2.1 * (len(columns) + 1), 2.2 * len(indices)),
                              squeeze=False)
@@ -241,8 +256,7 @@ def plot_predictions(dataset, predictions: dict[str, torch.Tensor], indices: lis
         for col, (name, label) in enumerate(zip(columns, labels), start=1):
             label = label.cpu().numpy()
             axes[row, col].imshow(image, cmap="gray")
-            axes[row, col].imshow(np.where(label == 0, np.nan, label), cmap=cmap, vmin=0,
-                                  vmax=dataset.num_classes - 1, alpha=alpha, interpolation="nearest")
+            draw_labels(axes[row, col], label, dataset.num_classes, alpha)
             axes[row, col].set_title(name, fontsize=7)
     for ax in axes.flat:
         ax.axis("off")

@@ -18,7 +18,7 @@ import torch
 
 from .fusion import OPERATORS, original_names, subsets
 from .supervision import LoMixLoss
-from .viz import displayable
+from .viz import displayable, draw_labels
 
 HEADLESS = "LOMIX_HEADLESS"
 
@@ -70,8 +70,7 @@ def mutant_picker(loss_fn: LoMixLoss, maps: torch.Tensor, image: np.ndarray | No
             label = maps[names.index(name)].argmax(dim=0).cpu().numpy()
             if image is not None:
                 ax.imshow(image, cmap="gray")
-            ax.imshow(np.where(label == 0, np.nan, label), cmap="tab10", vmin=0, vmax=maps.shape[1] - 1,
-                      alpha=0.6, interpolation="nearest")
+            draw_labels(ax, label, maps.shape[1], alpha=0.6)
             ax.set_title(name, fontsize=8)
             ax.axis("off")
 
@@ -124,7 +123,6 @@ def mutant_explorer(loss_fn: LoMixLoss, logits, image: np.ndarray | None = None,
         raise ValueError(f"operator {operator!r} is not built by this loss; expected one of {list(generator.operators)}")
     if subset not in subset_labels:
         raise ValueError(f"unknown subset {subset!r}; expected one of {subset_labels}")
-    cmap = plt.get_cmap("tab10")
 
     def draw(operator: str, subset: str, row: int, column: int):
         members = subset.split(",")
@@ -139,8 +137,7 @@ def mutant_explorer(loss_fn: LoMixLoss, logits, image: np.ndarray | None = None,
             label = z.argmax(dim=0).numpy()
             if image is not None:
                 ax.imshow(image, cmap="gray")
-            ax.imshow(np.where(label == 0, np.nan, label), cmap=cmap, vmin=0, vmax=num_classes - 1, alpha=0.6,
-                      interpolation="nearest")
+            draw_labels(ax, label, num_classes, alpha=0.6)
             _mark(ax, row, column)
             ax.set_title(name, fontsize=8)
             ax.axis("off")
@@ -237,16 +234,13 @@ def slice_browser(dataset, alpha: float = 0.45):
     """Step through a dataset's volumes slice by slice, with the label overlaid (toggle it off to
     see the image alone). A slice number past a volume's end shows its last slice."""
     volumes, controls = _volume_controls(dataset)
-    cmap = plt.get_cmap("tab10", dataset.num_classes)
-
     def draw(volume: str, slice: int, label: bool = True):
         i = volumes[volume][min(slice, len(volumes[volume]) - 1)]
         fig, ax = plt.subplots(figsize=(4, 4))
         ax.imshow(displayable(dataset.images[i]), cmap="gray")
         if label:
             labels = dataset.labels[i].numpy()
-            ax.imshow(np.where(labels == 0, np.nan, labels), cmap=cmap, vmin=0, vmax=dataset.num_classes - 1,
-                      alpha=alpha, interpolation="nearest")
+            draw_labels(ax, labels, dataset.num_classes, alpha)
         present = [dataset.class_names[c] for c in dataset.labels[i].unique().tolist() if c > 0]
         ax.set_title(f"{volume}, slice {dataset.slice_index[i]}: {', '.join(present) or 'background'}", fontsize=8)
         ax.axis("off")
