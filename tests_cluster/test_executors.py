@@ -167,6 +167,24 @@ def slurm_cluster(tmp_path_factory):
             os.environ["SLURM_CONF"] = saved
 
 
+def signal_after_first_epoch(run_dir: Path, signum: int) -> list[int]:
+    """Send ``signum`` to the worker that trains ``run_dir`` (the pid in its claim) once its first
+    epoch is saved; returns the list that the pid is put in when sent."""
+    sent: list[int] = []
+
+    def watch():
+        while not sent:
+            claim = run_dir / CLAIM
+            if (run_dir / "last.pt").is_file() and claim.is_file():
+                pid = json.loads(claim.read_text())["pid"]
+                os.kill(pid, signum)
+                sent.append(pid)
+            time.sleep(0.05)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return sent
+
+
 def test_slurm_gives_the_local_records(local_runs, slurm_cluster, tmp_path):
     """No cluster named: submitit's AutoExecutor finds SLURM and submits every run with sbatch."""
     runs = experiments.run_many(sweep(tmp_path), executor="submitit", partition="debug", threads=1, timeout_min=10)
@@ -181,19 +199,8 @@ def test_a_preempted_slurm_job_is_requeued_and_resumes(slurm_cluster, tmp_path, 
     it (TrainJob.checkpoint) and SLURM ends the old job. The requeued job takes over the dead
     worker's claim and resumes from last.pt: no retry of the kit's, and every epoch once."""
     victim, other = sweep(tmp_path, epochs=6)[2:4]
-    victim_dir = tmp_path / experiments.keyed(victim).name
-    signalled = []
-
-    def preempt_after_first_epoch():
-        while not signalled:
-            claim = victim_dir / CLAIM
-            if (victim_dir / "last.pt").is_file() and claim.is_file():
-                pid = json.loads(claim.read_text())["pid"]
-                os.kill(pid, signal.SIGUSR2)  # what SLURM sends first (submitit asks for it with --signal)
-                signalled.append(pid)
-            time.sleep(0.05)
-
-    threading.Thread(target=preempt_after_first_epoch, daemon=True).start()
+    # what SLURM sends first (submitit asks for it with --signal=USR2@90)
+    signalled = signal_after_first_epoch(tmp_path / experiments.keyed(victim).name, signal.SIGUSR2)
     runs = experiments.run_many([victim, other], executor="submitit", partition="debug", threads=1, timeout_min=10)
     assert signalled, "the run finished before it could be pre-empted"
     assert "failed (try" not in capsys.readouterr().out  # SLURM requeued it; the kit did not retry
@@ -222,18 +229,7 @@ def test_a_killed_worker_resumes_and_the_sweep_finishes(executor, request, tmp_p
                "ray": dict(address=request.getfixturevalue("ray_cluster") if executor == "ray" else None, threads=1)}
     victim, other = sweep(tmp_path, epochs=6)[2:4]  # lomix, seeds 0 and 1
     victim_dir = tmp_path / experiments.keyed(victim).name
-    killed = []
-
-    def kill_after_first_epoch():
-        while not killed:
-            claim = victim_dir / CLAIM
-            if (victim_dir / "last.pt").is_file() and claim.is_file():
-                pid = json.loads(claim.read_text())["pid"]
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-            time.sleep(0.05)
-
-    threading.Thread(target=kill_after_first_epoch, daemon=True).start()
+    killed = signal_after_first_epoch(victim_dir, signal.SIGKILL)
     runs = experiments.run_many([victim, other], executor=executor, **options[executor])
     assert killed, "the run finished before its worker could be killed"
     uninterrupted = experiments.run_many([dataclasses.replace(victim, out_dir=str(tmp_path / "clean"))], jobs=1)[0]
