@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -76,3 +78,17 @@ def test_busiest_slice_shows_the_most_classes():
     val = lx.data.load("synthetic", split="val", **SMALL)
     counts = [len(val.labels[i].unique()) for i in range(len(val))]
     assert counts[val.busiest_slice()] == max(counts) > 2
+
+
+def test_data_root_is_the_checkouts_wherever_python_starts(monkeypatch, tmp_path):
+    from lomix_core.data import volumes
+
+    monkeypatch.delenv(volumes.DATA_ROOT_ENV, raising=False)
+    for cwd in (volumes.CHECKOUT, volumes.CHECKOUT / "notebooks", tmp_path):  # make, a notebook's kernel, elsewhere
+        monkeypatch.chdir(cwd)
+        assert volumes.data_root() == volumes.CHECKOUT / "data"
+    monkeypatch.setenv(volumes.DATA_ROOT_ENV, str(tmp_path))
+    assert volumes.dataset_folder("abdomen_ct", None) == tmp_path / "abdomen_ct"
+    monkeypatch.setattr(volumes, "CHECKOUT", tmp_path)  # installed from a wheel: no checkout around it
+    monkeypatch.delenv(volumes.DATA_ROOT_ENV)
+    assert volumes.data_root() == Path("data")

@@ -20,9 +20,18 @@ from .slices import NativeGrid, SliceDataset
 DATA_ROOT_ENV = "LOMIX_DATA"
 
 
+CHECKOUT = Path(__file__).resolve().parents[2]  # the folder that holds lomix_core/
+
+
 def data_root() -> Path:
-    """Where prepared datasets live: ``$LOMIX_DATA``, else ``./data``."""
-    return Path(os.environ.get(DATA_ROOT_ENV, "data"))
+    """Where prepared datasets live: ``$LOMIX_DATA``; else, when the kit runs from its source
+    checkout, the checkout's ``data/`` (so that ``make``, the scripts and the notebooks, whose
+    kernels start in ``notebooks/``, find the same folder); else ``./data``."""
+    if os.environ.get(DATA_ROOT_ENV):
+        return Path(os.environ[DATA_ROOT_ENV])
+    if (CHECKOUT / "pyproject.toml").is_file() and (CHECKOUT / "lomix_core").is_dir():
+        return CHECKOUT / "data"
+    return Path("data")
 
 
 def dataset_folder(name: str, root: str | os.PathLike | None) -> Path:
