@@ -128,7 +128,7 @@ def run(configs: Sequence[TrainConfig], executor: str | None = None, jobs: int |
     options = options_for(executor, options)
     if executor != "local" and not options.get("gpus") and options.get("cluster") != "local":
         # Ray hides the GPUs from a task that asked for none, and SLURM does where it constrains
-        # devices: device="auto" then trains on the CPU, hundreds of times slower at the paper's setting
+        # devices: device="auto" then trains on the CPU, far slower at the paper's setting
         print(f"the {executor} executor gives each run no GPU (gpus=0): they train on CPUs; for one GPU a run "
               f"pass gpus=1 (--executor-option gpus=1)", flush=True)
     todo, failures = list(configs), {}
