@@ -27,7 +27,7 @@ from . import data, executors
 from .fusion import OPERATORS
 from .supervision import WEIGHTINGS
 from .executors import default_jobs, is_finished  # noqa: F401  (part of this module's interface)
-from .training import RESUMABLE_CHANGES, Run, TrainConfig, load_run
+from .training import RESUMABLE_CHANGES, Run, TrainConfig, encoder_weights, load_run
 
 
 @functools.lru_cache(maxsize=1)
@@ -42,8 +42,11 @@ def source_digest() -> str:
 
 def run_key(config: TrainConfig) -> str:
     """Ten hex digits that identify what a run computes: its config (less where it is written and
-    whether it shows progress) and the kit's source."""
+    whether it shows progress), the ImageNet weights a pretrained encoder starts from (a file by its
+    sha256) and the kit's source."""
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in (*RESUMABLE_CHANGES, "run_name")}
+    if (weights := encoder_weights(config)) is not None:  # $LOMIX_WEIGHTS is not in the config
+        settings["encoder_weights"] = weights
     text = json.dumps(settings, sort_keys=True, default=str) + source_digest()
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 

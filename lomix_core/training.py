@@ -364,7 +364,7 @@ def train(config: TrainConfig, resume: bool = False) -> Run:
                  "preprocessing": train_set.preprocessing.to_dict()},
         "map_weights_at_best_epoch": loss_fn.map_weights(),
         "evaluation": CONVENTION,
-        "environment": environment(device),
+        "environment": {**environment(device), "encoder_weights": encoder_weights(config)},
     }
     save_json(record, run_dir / "record.json")
     save_csv(history, run_dir / "history.csv")
@@ -433,6 +433,17 @@ def load_run(run_dir: str | Path, device: str = "auto") -> Run:
     loss_fn.load_state_dict(best["loss_fn"])
     tables = {name: pd.read_csv(run_dir / f"{name}.csv") for name in ("history", "epochs", "test")}
     return Run(config, model, loss_fn, tables["history"], tables["epochs"], tables["test"], record, run_dir)
+
+
+def encoder_weights(config: TrainConfig) -> str | None:
+    """Which ImageNet weights the run's encoder starts from (:func:`lomix_core.models.weights.source`);
+    None when it starts from random weights."""
+    kwargs = config.model_kwargs
+    if not (kwargs.get("pretrained") or kwargs.get("weights")) or not config.model.endswith("_emcad"):
+        return None
+    from .models import weights
+
+    return weights.source(config.model.removesuffix("_emcad"), kwargs.get("weights"))
 
 
 def environment(device: torch.device) -> dict[str, Any]:

@@ -1,3 +1,4 @@
+import hashlib
 import json
 import subprocess
 import sys
@@ -56,6 +57,8 @@ def test_train_with_local_encoder_weights(tmp_path, capsys):
     assert main(args) == 0
     record = json.loads((tmp_path / "pvt" / "record.json").read_text())
     assert record["config"]["model_kwargs"] == {"weights": str(tmp_path / "encoder.pth")}
+    sha256 = hashlib.sha256((tmp_path / "encoder.pth").read_bytes()).hexdigest()
+    assert record["environment"]["encoder_weights"] == f"sha256:{sha256}"
     capsys.readouterr()
     assert main(args[:4] + [str(tmp_path / "missing.pth")] + args[5:]) == 2
     error = capsys.readouterr().err

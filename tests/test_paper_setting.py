@@ -1,4 +1,5 @@
 """The paper's setting: the colab and full profiles, their ImageNet weights, and protocol="official"."""
+import hashlib
 import os
 import subprocess
 import sys
@@ -193,3 +194,28 @@ def test_joined_splits(tmp_path):
         train.joined(train)
     with pytest.raises(ValueError, match="prepared differently"):
         train.joined(lx.data.load("synthetic", split="val", **{**TINY_DATA, "size": 16}))
+
+
+def test_the_weights_file_is_part_of_a_pretrained_runs_key(tmp_path, monkeypatch):
+    """$LOMIX_WEIGHTS is not in the config, so the run key names the file by its content: runs made
+    from two different files are never read back for each other; a run from scratch ignores it."""
+    from lomix_core.experiments import run_key
+
+    pretrained = lx.TrainConfig(model="pvt_v2_b0_emcad", model_kwargs={"pretrained": True})
+    scratch = lx.TrainConfig(model="pvt_v2_b0_emcad")
+    first, second = tmp_path / "a.pth", tmp_path / "b.pth"
+    first.write_bytes(b"one set of weights")
+    second.write_bytes(b"another set of weights")
+    keys = {}
+    for name, path in (("none", None), ("a", first), ("b", second), ("a again", tmp_path / "a_copy.pth")):
+        if path is None:
+            monkeypatch.delenv("LOMIX_WEIGHTS", raising=False)
+        else:
+            if not path.exists():
+                path.write_bytes(first.read_bytes())
+            monkeypatch.setenv("LOMIX_WEIGHTS", str(path))
+        keys[name] = (run_key(pretrained), run_key(scratch))
+    assert len({keys[n][0] for n in ("none", "a", "b")}) == 3  # hub, file a, file b
+    assert keys["a again"][0] == keys["a"][0]  # the same bytes under another name: the same run
+    assert len({scratch_key for _, scratch_key in keys.values()}) == 1
+    assert lx.training.encoder_weights(pretrained) == f"sha256:{hashlib.sha256(first.read_bytes()).hexdigest()}"

@@ -14,6 +14,8 @@ per file before it gives up; the check opens one connection with a short timeout
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import socket
 from pathlib import Path
@@ -39,6 +41,28 @@ def local_file(arch: str) -> Path | None:
         raise FileNotFoundError(f"${WEIGHTS_ENV}={path} does not exist; expected a timm {arch} state_dict file "
                                 f"or a folder holding {arch}.safetensors")
     return path
+
+
+def source(arch: str, weights: str | os.PathLike | None = None) -> str:
+    """Which ImageNet weights a pretrained ``arch`` starts from, as a run's key and record name them:
+    ``weights`` or ``$LOMIX_WEIGHTS``'s file by its sha256 (two different files never share a cached
+    run), else timm's default Hugging Face repository."""
+    path = Path(weights).expanduser() if weights is not None else local_file(arch)
+    if path is None:
+        return f"hub:{hub_id(arch)}"
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist; expected a timm {arch} state_dict file")
+    stat = path.stat()
+    return f"sha256:{_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)}"
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:  # size and mtime: a rewritten file is hashed again
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def hub_id(arch: str) -> str:
