@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -99,8 +100,6 @@ def train_claimed(config: TrainConfig, threads: int | None = None, poll: float =
     Another live worker's claim is waited out: when it is released the run is finished (read back)
     or was abandoned (trained here, resuming from ``last.pt``).
     """
-    import json
-
     if threads is not None:
         torch.set_num_threads(threads)
     run_dir = Path(config.out_dir) / config.name
@@ -207,10 +206,8 @@ def _submitit(todo: list[TrainConfig], jobs: int | None, report: Callable, *, gp
     if mem_gb:
         parameters["mem_gb"] = mem_gb
     executor.update_parameters(**parameters, **slurm_parameters)
-    quiet = _quiet(todo)
-    submitted = {executor.submit(TrainJob(), c, threads): c.name for c in quiet}
+    pending = {executor.submit(TrainJob(), c, threads): c.name for c in _quiet(todo)}
     errors: dict[str, str] = {}
-    pending = dict(submitted)
     while pending:
         for job in [j for j in pending if j.done()]:
             name = pending.pop(job)
@@ -244,8 +241,7 @@ def _ray(todo: list[TrainConfig], jobs: int | None, report: Callable, *, address
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  **({} if address else {"_node_ip_address": "127.0.0.1", "num_cpus": os.cpu_count()}))
     task = ray.remote(num_gpus=gpus, num_cpus=threads, max_retries=0)(train_claimed)
-    quiet = _quiet(todo)
-    pending = {task.remote(c, threads): c.name for c in quiet}
+    pending = {task.remote(c, threads): c.name for c in _quiet(todo)}
     errors: dict[str, str] = {}
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)

@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 
 
-
 class OfficialStyleLoMixLoss:
     def __init__(self, loss_fn):
         self.loss_fn = loss_fn  # a lomix_core.LoMixLoss: supplies maps, weights and fusion modules
