@@ -5,14 +5,14 @@ Data flows one way: ``data`` → ``models`` → logits → ``supervision`` (``Lo
 The functions ``lx.train``, ``lx.evaluate`` and ``lx.predict`` live in the modules
 ``lx.training``, ``lx.evaluation`` and ``lx.inference``.
 """
-from . import data, fusion, models, supervision
+from . import data, fusion, machine, models, supervision
 from . import benchmark, claims, executors, experiments, profiles, report, runtime
 from .evaluation import CONVENTION, evaluate, mean_dice, mean_hd95
 from .inference import TrainedModel, load_checkpoint, predict
 from .supervision import PRESETS, LoMixLoss
 from .training import Run, TrainConfig, train
 
-__version__ = "0.1.0"
+__version__ = machine.kit_version()
 
 
 def __getattr__(name: str):
@@ -24,5 +24,5 @@ def __getattr__(name: str):
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'lomix_core' has no attribute {name!r}")
 __all__ = ["CONVENTION", "LoMixLoss", "PRESETS", "Run", "TrainConfig", "TrainedModel", "benchmark", "claims", "data",
-           "evaluate", "executors", "experiments", "fusion", "load_checkpoint", "mean_dice", "mean_hd95", "models", "predict",
+           "evaluate", "executors", "experiments", "fusion", "load_checkpoint", "machine", "mean_dice", "mean_hd95", "models", "predict",
            "profiles", "report", "runtime", "supervision", "train", "viz", "widgets"]

@@ -49,7 +49,7 @@ class TrainedModel:
 
 def load_checkpoint(path: str | Path, device: str = "auto") -> TrainedModel:
     """The selected model of a run from its ``best.pt`` (or ``last.pt``), in eval mode on ``device``."""
-    from .training import resolve_device
+    from .machine import resolve_device
 
     path = Path(path)
     if not path.is_file():

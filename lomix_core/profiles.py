@@ -19,6 +19,7 @@ import torch
 
 from . import data, models
 from .arguments import reject_unknown_options
+from .machine import device_name
 from .benchmark import step_times
 from .training import TrainConfig
 
@@ -242,18 +243,6 @@ def estimate(chapter: str, profile: str) -> str:
     return f"about {amount} on {REFERENCE_MACHINE} (measured), less where its runs are already cached"
 
 
-def device_name(device: torch.device | None = None) -> str:
-    """``device`` (default: the one training will use) in words: the GPU's name, or the CPU's with its
-    core count."""
-    if device is None:
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cuda":
-        return f"GPU {torch.cuda.get_device_name(device)}"
-    from .report import cpu_name
-
-    return f"CPU {cpu_name()}, {os.cpu_count()} cores"
-
-
 def preflight(profile: str, datasets: list[str] | tuple[str, ...] = ()) -> list[str]:
     """Check, in seconds, what ``profile`` needs before anything trains; one line of error if missing.
 
@@ -267,7 +256,7 @@ def preflight(profile: str, datasets: list[str] | tuple[str, ...] = ()) -> list[
     profile = resolve(profile)
     found = []
     if datasets and _COMPARISON[profile][0].get("model_kwargs", {}).get("pretrained"):
-        arch = _PAPER_NETWORK["model"].removesuffix("_emcad")
+        arch = models.spec(_PAPER_NETWORK["model"]).encoder
         found.append(f"{arch} ImageNet weights: {weights.check_available(arch, f'the {profile} profile')}")
     if "synapse" in datasets:
         from .data import synapse

@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import platform
 from pathlib import Path
 
 import pandas as pd
-import torch
-
+from .machine import summary as machine  # noqa: F401  (the report's machine line)
 from .records import save_json
 
 
@@ -49,19 +46,3 @@ def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
     rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *rows])
-
-
-def cpu_name() -> str:
-    """The processor's model name (from /proc/cpuinfo where there is one)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
-def machine() -> str:
-    """One line naming the hardware and software that produced the numbers."""
-    device = f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"
-    return (f"{cpu_name()}, {os.cpu_count()} cores, {device}; Python {platform.python_version()}, "
-            f"torch {torch.__version__}, {platform.system()} {platform.machine()}")

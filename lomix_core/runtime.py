@@ -29,11 +29,12 @@ from typing import Sequence
 import pandas as pd
 import torch
 
-from . import data, profiles
+from . import data
 from .benchmark import _time_once_ms
 from .evaluation import evaluate
 from .experiments import default_jobs, is_finished, keyed
-from .training import Stepper, TrainConfig, build_model_and_loss, resolve_device
+from .machine import device_name, resolve_device
+from .training import Stepper, TrainConfig, build_model_and_loss
 
 # Config fields that do not change what one training step costs. Any other field (a new one
 # too) separates settings, so a new option is measured rather than assumed free.
@@ -94,9 +95,9 @@ def estimate(configs: Sequence[TrainConfig], steps: int = 3, warmup: int = 1, jo
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     parallel = jobs > 1 and len(todo) > 1  # as run_many decides
     devices = dict.fromkeys(resolve_device(c.device) for c in (todo or configs))
-    device_name = " and ".join(profiles.device_name(d) for d in devices) or "no device"
+    devices_in_words = " and ".join(device_name(d) for d in devices) or "no device"
     if not todo:
-        return RunTime(0.0, pd.DataFrame(), pd.DataFrame(), 0, len(configs), device_name, steps)
+        return RunTime(0.0, pd.DataFrame(), pd.DataFrame(), 0, len(configs), devices_in_words, steps)
 
     splits = _SplitCache()
     settings: dict[str, list[TrainConfig]] = {}
@@ -125,7 +126,7 @@ def estimate(configs: Sequence[TrainConfig], steps: int = 3, warmup: int = 1, jo
     table.insert(3, "s_per_step", table["setting"].map(lambda n: measured[n][0]))
     table.insert(5, "s_per_eval_slice", table["setting"].map(lambda n: measured[n][1]))
     return RunTime(_schedule(per_run["seconds"], jobs if parallel else 1), table, per_run, len(todo),
-                   len(configs) - len(todo), device_name, steps, min(jobs, len(todo)) if parallel else 1)
+                   len(configs) - len(todo), devices_in_words, steps, min(jobs, len(todo)) if parallel else 1)
 
 
 def _run_row(config: TrainConfig, setting: str, train_set: data.SliceDataset, val_set: data.SliceDataset,

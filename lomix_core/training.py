@@ -18,9 +18,7 @@ training).
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import json
-import platform
 import random
 import time
 from dataclasses import dataclass, field
@@ -36,8 +34,8 @@ from tqdm.auto import tqdm
 
 from . import data, models
 from .evaluation import CONVENTION, evaluate, mean_dice, mean_hd95, per_class
-from .records import git_state, save_csv, save_json, save_torch
-from .report import cpu_name
+from .machine import autocast_dtype, environment, resolve_device
+from .records import save_csv, save_json, save_torch
 from .supervision import LoMixLoss
 
 
@@ -139,23 +137,10 @@ class Run:
             self.model.train(was_training)
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def autocast_dtype(device: torch.device) -> torch.dtype:
-    """bf16 where the GPU computes it natively (compute capability 8+), else fp16, whose small range
-    needs GradScaler. A T4 reports bf16 as supported because it can emulate it, slowly: hence
-    ``including_emulation=False``."""
-    return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
 
 
 class Stepper:
@@ -400,10 +385,10 @@ def model_kwargs(config: TrainConfig) -> dict[str, Any]:
     ``official=True`` under the official protocol (only EMCAD models have an official form)."""
     if config.protocol == "kit":
         return dict(config.model_kwargs)
-    if not config.model.endswith("_emcad"):
-        emcad = [name for name in models.available() if name.endswith("_emcad")]
+    if not models.spec(config.model).has_official_form:
+        official = [name for name in models.available() if models.spec(name).has_official_form]
         raise ValueError(f"protocol='official' reproduces the official EMCAD network, but model {config.model!r} "
-                         f"is not one; expected one of {emcad}")
+                         f"has no official form; expected one of {official}")
     return {**config.model_kwargs, "official": True}
 
 
@@ -439,20 +424,9 @@ def encoder_weights(config: TrainConfig) -> str | None:
     """Which ImageNet weights the run's encoder starts from (:func:`lomix_core.models.weights.source`);
     None when it starts from random weights."""
     kwargs = config.model_kwargs
-    if not (kwargs.get("pretrained") or kwargs.get("weights")) or not config.model.endswith("_emcad"):
+    encoder = models.spec(config.model).encoder
+    if not (kwargs.get("pretrained") or kwargs.get("weights")) or encoder is None:
         return None
     from .models import weights
 
-    return weights.source(config.model.removesuffix("_emcad"), kwargs.get("weights"))
-
-
-def environment(device: torch.device) -> dict[str, Any]:
-    """What a run's numbers depend on besides its config: library versions, the kit's source
-    (git commit, and whether the checkout had uncommitted changes) and the hardware."""
-    from . import __version__  # imported here: the package sets it after importing this module
-
-    commit, dirty = git_state(Path(__file__).parent)
-    return {"lomix_core": __version__, "git_commit": commit, "git_dirty": dirty,
-            "python": platform.python_version(), "torch": torch.__version__, "timm": importlib.metadata.version("timm"),
-            "numpy": np.__version__, "device": str(device),
-            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()}
+    return weights.source(encoder, kwargs.get("weights"))

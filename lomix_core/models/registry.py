@@ -1,6 +1,7 @@
 """A name → constructor registry, so configs and notebooks can name models as strings."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -8,15 +9,26 @@ from torch import nn
 
 from ..arguments import is_int, reject_unknown_options
 
-_MODELS: dict[str, Callable[..., nn.Module]] = {}
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: its constructor, and what the rest of the kit needs to know about it
+    without taking its name apart."""
+
+    name: str
+    constructor: Callable[..., nn.Module]
+    encoder: str | None = None  # the timm encoder it builds on, whose ImageNet weights it can load
+    has_official_form: bool = False  # takes official=True: the official code's network (protocol="official")
 
 
-def register(name: str):
+_MODELS: dict[str, ModelSpec] = {}
+
+
+def register(name: str, encoder: str | None = None, has_official_form: bool = False):
     """Decorator: ``@register("unet_small")`` on a ``f(in_channels, num_classes, **kw)``."""
     def decorator(fn):
         if name in _MODELS:
             raise ValueError(f"model {name!r} is already registered")
-        _MODELS[name] = fn
+        _MODELS[name] = ModelSpec(name, fn, encoder, has_official_form)
         return fn
     return decorator
 
@@ -25,12 +37,17 @@ def available() -> list[str]:
     return sorted(_MODELS)
 
 
-def build(name: str, in_channels: int, num_classes: int, **kwargs) -> nn.Module:
+def spec(name: str) -> ModelSpec:
+    """The registry entry of model ``name``; one line naming the registered models if there is none."""
     if not isinstance(name, str) or name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; expected one of {available()}")
+    return _MODELS[name]
+
+
+def build(name: str, in_channels: int, num_classes: int, **kwargs) -> nn.Module:
+    constructor = spec(name).constructor
     if not (is_int(in_channels) and is_int(num_classes)) or in_channels < 1 or num_classes < 2:
         raise ValueError(f"need integers in_channels >= 1 and num_classes >= 2, got {in_channels!r} and {num_classes!r}")
-    constructor = _MODELS[name]
     reject_unknown_options(constructor, kwargs, f"model {name!r}", reserved=("in_channels", "num_classes"))
     return constructor(in_channels=in_channels, num_classes=num_classes, **kwargs)
 

@@ -191,7 +191,7 @@ def _register(arch: str) -> None:
     build.__doc__ = (f"timm {arch} encoder + EMCAD decoder; official=True for the official EMCADNet's stem, "
                      f"MSCB activation and decoder init. Extra keyword arguments go to timm.create_model "
                      f"(e.g. drop_path_rate).")
-    register(f"{arch}_emcad")(build)
+    register(f"{arch}_emcad", encoder=arch, has_official_form=True)(build)
 
 
 for _arch in ENCODERS:
