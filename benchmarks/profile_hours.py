@@ -34,7 +34,7 @@ import pandas as pd
 import lomix_core as lx
 from lomix_core.experiments import keyed, operator_variants, preset_variants, subset_sizes, weighting_variants
 from lomix_core.report import markdown_table
-from lomix_core.runtime import steps_per_epoch
+from lomix_core.config import epoch_steps
 
 PRESETS = ["last_layer", "deep_supervision", "nnunet", "mutation", "lomix"]  # the chapters' default PRESETS
 SYNAPSE = {"train": round(2211 * 16 / 18), "val": round(2211 * 2 / 18), "test": 1568, "subjects": 16}
@@ -60,7 +60,7 @@ def work(config: lx.TrainConfig) -> tuple[int, int]:
     train_slices = sizes["train"]
     if config.data_kwargs.get("num_train_subjects"):
         train_slices = round(train_slices * config.data_kwargs["num_train_subjects"] / sizes["subjects"])
-    steps = config.epochs * steps_per_epoch(config, train_slices)
+    steps = config.epochs * epoch_steps(config, train_slices)
     per_epoch = sizes["val"] + (sizes["test"] if config.track_test else 0)
     return steps, config.epochs * per_epoch + sizes["test"]
 
@@ -78,7 +78,7 @@ def chapter_runs(profile: str) -> dict[str, list[lx.TrainConfig]]:
     runs["03"].append(dataclasses.replace(first, supervision="last_layer", seed=seeds[0], official_eval_mode_bug=True))
     sizes = sorted(set(subset_sizes(split_sizes(ablation)["subjects"])["train_subjects"]))
     runs["04"] = [dataclasses.replace(ablation, supervision=p, seed=s, data_kwargs={**ablation.data_kwargs, "num_train_subjects": n},
-                                      steps_per_epoch=ablation.steps_per_epoch or steps_per_epoch(ablation, split_sizes(ablation)["train"]))
+                                      steps_per_epoch=epoch_steps(ablation, split_sizes(ablation)["train"]))
                   if n != split_sizes(ablation)["subjects"] else dataclasses.replace(ablation, supervision=p, seed=s)
                   for n in sizes for p in PRESETS for s in seeds]
     lomix = dataclasses.replace(ablation, supervision="lomix")

@@ -2,23 +2,21 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
+import typing
 from pathlib import Path
 
-from . import data, models, profiles, supervision
+from . import data, profiles
 from .evaluation import CONVENTION, evaluate, mean_dice, mean_hd95, per_class
 from .training import TrainConfig, train
 
 
 def _train(args) -> int:
-    config = TrainConfig(supervision=args.supervision, model=args.model, dataset=args.dataset,
-                         operators=args.operators, weighting=args.weighting, epochs=args.epochs,
-                         max_steps_per_epoch=args.max_steps_per_epoch, batch_size=args.batch_size, lr=args.lr,
-                         weight_decay=args.weight_decay, seed=args.seed, device=args.device, amp=args.amp,
-                         data_kwargs=args.data_kwargs, model_kwargs=_model_kwargs(args), protocol=args.protocol,
-                         out_dir=args.out_dir, run_name=args.run_name)
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.metadata["cli"] is not None}
+    config = TrainConfig(**{**values, "model_kwargs": _model_kwargs(args)})
     run = train(config, resume=args.resume)
     metrics = run.record["metrics"]
     selected = (f"best epoch {metrics['best_epoch']}, val Dice {metrics['val_dice']:.4f}" if metrics["val_dice"] is not None
@@ -106,31 +104,12 @@ def _check(args) -> int:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m lomix_core", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
-    defaults = TrainConfig()
 
     p = sub.add_parser("train", help="train one model with one supervision preset")
-    p.add_argument("--supervision", default=defaults.supervision, choices=list(supervision.PRESETS))
-    p.add_argument("--model", default=defaults.model, choices=models.available())
-    p.add_argument("--dataset", default=defaults.dataset, choices=data.available())
-    p.add_argument("--operators", nargs="+", default=None, help="fusion operators (default: per preset)")
-    p.add_argument("--weighting", default=None, help=f"one of {supervision.WEIGHTINGS} (default: per preset)")
-    for name in ("epochs", "batch_size", "seed"):
-        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
-    p.add_argument("--max-steps-per-epoch", type=int, default=None)
-    p.add_argument("--lr", type=float, default=defaults.lr)
-    p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    p.add_argument("--device", default=defaults.device, help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--amp", action="store_true", help="mixed precision on CUDA")
-    p.add_argument("--data-kwargs", type=_json_object, default={}, help='JSON, e.g. \'{"size": 64}\'')
-    p.add_argument("--model-kwargs", type=_json_object, default={}, help='JSON, e.g. \'{"width": 8}\'')
+    _add_config_options(p)
     p.add_argument("--pretrained", action="store_true",
                    help="ImageNet weights for a timm encoder (needs internet or the Hugging Face cache)")
     p.add_argument("--weights", default=None, metavar="PATH", help="encoder weights from a local timm state_dict")
-    p.add_argument("--protocol", default=defaults.protocol, choices=["kit", "official"],
-                   help="official: the official code's choices that are not defects (all training subjects, last "
-                        "epoch, ReLU6, official init, shared wf, official augmentation; EMCAD models only)")
-    p.add_argument("--out-dir", default=defaults.out_dir)
-    p.add_argument("--run-name", default=None)
     p.add_argument("--resume", action="store_true",
                    help="continue from the run folder's last.pt if there is one (same settings required); "
                         "a finished run is scored again, not retrained")
@@ -190,6 +169,30 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="folder with dataset.json, imagesTr/, labelsTr/ (and imagesTs/, labelsTs/)")
     p.set_defaults(func=_check)
     return top
+
+
+def _add_config_options(p: argparse.ArgumentParser) -> None:
+    """One ``--option`` per TrainConfig field that has one, from the field's own description
+    (:func:`lomix_core.config.setting`): its default, type, choices and help."""
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        if f.metadata["cli"] is None:
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        options = dict(default=default, help=f.metadata["help"])
+        if f.metadata["choices"] is not None:
+            options["choices"] = list(f.metadata["choices"]())
+        kind = hints[f.name]
+        if kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif dict in (kind, typing.get_origin(kind)):
+            options["type"] = _json_object
+        else:  # int | None -> int; str | list[float] | None -> str (a name); list[str] | None -> str, with nargs
+            members = [kind, *typing.get_args(kind)]
+            scalars = [t for t in members if t in (int, float, str)]
+            options["type"] = scalars[0] if scalars else typing.get_args(next(
+                t for t in members if typing.get_origin(t) is list))[0]
+        p.add_argument(f"--{f.name.replace('_', '-')}", **{**options, **f.metadata["cli"]})
 
 
 def _json_object(text: str) -> dict:

@@ -20,7 +20,6 @@ import contextlib
 import dataclasses
 import heapq
 import json
-import math
 import os
 import statistics
 from dataclasses import dataclass
@@ -31,19 +30,11 @@ import torch
 
 from . import data
 from .benchmark import _time_once_ms
+from .config import TrainConfig, epoch_steps, fields_where
 from .evaluation import evaluate
 from .experiments import default_jobs, is_finished, keyed
 from .machine import device_name, resolve_device
-from .training import Stepper, TrainConfig, build_model_and_loss
-
-# Config fields that do not change what one training step costs. Any other field (a new one
-# too) separates settings, so a new option is measured rather than assumed free.
-_NOT_STEP_COST = ("seed", "epochs", "steps_per_epoch", "max_steps_per_epoch", "lr", "weight_decay", "dataset",
-                  "data_kwargs", "augment", "track_test", "official_eval_mode_bug", "out_dir", "run_name",
-                  "progress", "device")
-# Setting fields that change the loss but not the network, whose evaluation is all that is timed.
-_LOSS_ONLY = ("supervision", "operators", "weighting", "batch_size")
-
+from .training import Stepper, build_model_and_loss
 
 @dataclass
 class RunTime:
@@ -104,6 +95,7 @@ def estimate(configs: Sequence[TrainConfig], steps: int = 3, warmup: int = 1, jo
     for config in todo:
         settings.setdefault(_setting_key(config, splits.get(config)[0]), []).append(config)
     names = _describe([json.loads(key) for key in settings], [[c.dataset for c in runs] for runs in settings.values()])
+    loss_only = set(fields_where("step_cost")) - set(fields_where("eval_cost"))
     measured, eval_times = {}, {}  # setting -> (s/step, s/evaluated slice); network and data -> s/slice
     # run_many gives each of its parallel runs this many threads; one run in-process keeps them all.
     threads = max(1, (os.cpu_count() or 1) // jobs) if parallel else None
@@ -111,7 +103,7 @@ def estimate(configs: Sequence[TrainConfig], steps: int = 3, warmup: int = 1, jo
         for (key, runs), name in zip(settings.items(), names):
             train_set, val_set, _ = splits.get(runs[0])
             # Evaluation runs the network alone: settings that differ only in their loss share its time.
-            network = json.dumps([{k: v for k, v in json.loads(key).items() if k not in _LOSS_ONLY},
+            network = json.dumps([{k: v for k, v in json.loads(key).items() if k not in loss_only},
                                   runs[0].dataset, runs[0].data_kwargs], sort_keys=True, default=str)
             s_step, eval_times[network] = _measure(runs[0], train_set, val_set, steps, warmup, eval_times.get(network))
             measured[name] = s_step, eval_times[network]
@@ -133,23 +125,10 @@ def _run_row(config: TrainConfig, setting: str, train_set: data.SliceDataset, va
              test_set: data.SliceDataset, s_per_step: float, s_per_slice: float) -> dict:
     """One run's steps, evaluated slices (validation each epoch, test too with ``track_test``, and
     the final test) and seconds."""
-    run_steps = config.epochs * steps_per_epoch(config, len(train_set))
+    run_steps = config.epochs * epoch_steps(config, len(train_set))
     slices = config.epochs * (len(val_set) + (len(test_set) if config.track_test else 0)) + len(test_set)
     return {"name": config.name, "setting": setting, "steps": run_steps, "eval_slices": slices,
             "seconds": run_steps * s_per_step + slices * s_per_slice}
-
-
-def steps_per_epoch(config: TrainConfig, train_slices: int) -> int:
-    """The optimiser steps :func:`~lomix_core.training.fit` makes per epoch on ``train_slices``
-    training slices: ``steps_per_epoch`` batches, or one pass that drops the last partial batch
-    when there is more than one batch, capped by ``max_steps_per_epoch``."""
-    if config.steps_per_epoch is not None:
-        batches = config.steps_per_epoch
-    elif train_slices > config.batch_size:
-        batches = train_slices // config.batch_size
-    else:
-        batches = math.ceil(train_slices / config.batch_size)
-    return min(batches, config.max_steps_per_epoch or batches)
 
 
 def duration(seconds: float) -> str:
@@ -176,7 +155,7 @@ class _SplitCache:
 def _setting_key(config: TrainConfig, train_set: data.SliceDataset) -> str:
     """What one training step's cost depends on, as text: runs with the same key are timed once."""
     height, width = train_set.images.shape[-2:]
-    fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_STEP_COST}
+    fields = {k: v for k, v in dataclasses.asdict(config).items() if k in fields_where("step_cost")}
     return json.dumps({**fields, "size": f"{height} px" if height == width else f"{height}x{width} px",
                        "in_channels": train_set.in_channels, "num_classes": train_set.num_classes,
                        "device": str(resolve_device(config.device))}, sort_keys=True, default=str)

@@ -21,7 +21,7 @@ import dataclasses
 import json
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,79 +33,11 @@ from torch.utils.data import DataLoader, RandomSampler
 from tqdm.auto import tqdm
 
 from . import data, models
+from .config import PROTOCOLS, RESUMABLE_CHANGES, TrainConfig, epoch_steps  # noqa: F401  (PROTOCOLS: part of this module's interface)
 from .evaluation import CONVENTION, evaluate, mean_dice, mean_hd95, per_class
 from .machine import autocast_dtype, environment, resolve_device
 from .records import save_csv, save_json, save_torch
 from .supervision import LoMixLoss
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a run. Defaults follow the paper (AdamW, lr 1e-4, wd 1e-4)."""
-
-    supervision: str = "lomix"
-    model: str = "unet_small"
-    dataset: str = "synthetic"
-    operators: list[str] | None = None
-    weighting: str | list[float] | None = None
-    epochs: int = 10
-    # None: an epoch is one pass over the training set. An int: every epoch draws that many
-    # batches, reshuffling through the set as often as needed, so a low-data run can keep the full
-    # set's step budget and validation schedule.
-    steps_per_epoch: int | None = None
-    max_steps_per_epoch: int | None = None
-    batch_size: int = 8
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = False
-    augment: bool = True
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    data_kwargs: dict[str, Any] = field(default_factory=dict)
-    # Score the test split after every epoch too, for reporting only: it shows how much picking
-    # the epoch by test Dice (as the official code does) flatters a method. Never used to select.
-    track_test: bool = False
-    # Reproduce the official code's defect for demonstration: after the first validation the
-    # model stays in eval mode, so BatchNorm statistics freeze and dropout/drop-path switch off.
-    official_eval_mode_bug: bool = False
-    # "official" switches to the official code's choices that are not defects (PROTOCOLS below); the
-    # kit's own defaults ("kit") differ on purpose, and the README's table says why.
-    protocol: str = "kit"
-    out_dir: str = "outputs/runs"
-    run_name: str | None = None
-    progress: bool = True
-
-    def __post_init__(self):
-        for field_name in ("epochs", "batch_size"):
-            if getattr(self, field_name) < 1:
-                raise ValueError(f"{field_name} must be >= 1, got {getattr(self, field_name)}")
-        for field_name in ("steps_per_epoch", "max_steps_per_epoch"):
-            if getattr(self, field_name) is not None and getattr(self, field_name) < 1:
-                raise ValueError(f"{field_name} must be >= 1 or None, got {getattr(self, field_name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"unknown protocol {self.protocol!r}; expected one of {PROTOCOLS}")
-
-    @property
-    def name(self) -> str:
-        return self.run_name or f"{self.dataset}-{self.model}-{self.supervision}-seed{self.seed}"
-
-
-# "official" reproduces the official code's choices that are not defects: it trains on the training
-# and validation subjects together (Synapse: all 18 TransUNet training cases) and keeps the last
-# epoch, since there is nothing left to select on; EMCAD models get ReLU6 in MSCB, the official
-# initialisation and grey-to-RGB stem (models' ``official=True``); wf shares one module per subset
-# size; and training images get the official rotations and flips (``augment="official"``). The
-# official defects stay fixed under both: concat is trained, the model returns to train mode after
-# validation, and nothing is ever selected on the test split.
-PROTOCOLS = ("kit", "official")
-
-
-# Settings a resumed run may change: where the run folder lies and whether a progress bar shows.
-# Any other difference would make the resumed run a different experiment.
-RESUMABLE_CHANGES = ("out_dir", "progress")
 
 
 class ResumeError(ValueError):
@@ -194,7 +126,7 @@ def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_
     else:  # consecutive permutations of the set, cut into exactly steps_per_epoch batches
         sampler = RandomSampler(train_set, num_samples=config.steps_per_epoch * config.batch_size, generator=generator)
         loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler)
-    steps_per_epoch = min(len(loader), config.max_steps_per_epoch or len(loader))
+    steps_per_epoch = epoch_steps(config, len(train_set))
 
     # Per finished epoch: the step losses [S], the step map weights [S, M] (CPU) and a table row.
     step_losses, step_weights, epoch_rows = [], [], []
@@ -370,20 +302,20 @@ def training_data(config: TrainConfig) -> tuple[data.SliceDataset, data.SliceDat
     together (Synapse: all 18 training cases), with the official augmentation. A low-data run
     (``num_train_subjects``) draws its subjects from the training split alone either way.
     """
-    if config.protocol == "kit":
-        return (data.load(config.dataset, split="train", augment=config.augment, **config.data_kwargs),
-                data.load(config.dataset, split="val", **config.data_kwargs))
-    train_set = data.load(config.dataset, split="train", augment="official" if config.augment else False,
-                          **config.data_kwargs)
+    augment = config.rules.augment if config.augment else False
+    train_set = data.load(config.dataset, split="train", augment=augment, **config.data_kwargs)
+    val_set = data.load(config.dataset, split="val", **config.data_kwargs)
+    if not config.rules.joins_validation:
+        return train_set, val_set
     if config.data_kwargs.get("num_train_subjects") is None:
-        train_set = train_set.joined(data.load(config.dataset, split="val", **config.data_kwargs))
+        train_set = train_set.joined(val_set)
     return train_set, None
 
 
 def model_kwargs(config: TrainConfig) -> dict[str, Any]:
     """The keyword arguments ``models.build`` gets for ``config``: its ``model_kwargs``, plus
     ``official=True`` under the official protocol (only EMCAD models have an official form)."""
-    if config.protocol == "kit":
+    if not config.rules.official_network:
         return dict(config.model_kwargs)
     if not models.spec(config.model).has_official_form:
         official = [name for name in models.available() if models.spec(name).has_official_form]
@@ -397,7 +329,7 @@ def build_model_and_loss(config: TrainConfig, in_channels: int, num_classes: int
     model = models.build(config.model, in_channels, num_classes, **model_kwargs(config)).to(device)
     loss_fn = LoMixLoss(model.num_maps, num_classes, supervision=config.supervision,
                         operators=config.operators, weighting=config.weighting,
-                        wf_sharing="size" if config.protocol == "official" else "subset").to(device)
+                        wf_sharing=config.rules.wf_sharing).to(device)
     return model, loss_fn
 
 

@@ -58,11 +58,7 @@ def test_nothing_left_to_train_measures_nothing(finished, monkeypatch):
     assert estimate.text == "all 2 runs are finished: nothing to train (2 read back)"
 
 
-def test_steps_per_epoch_follows_fit():
+def test_estimate_needs_a_step_to_time():
     config = lx.TrainConfig(batch_size=8)
-    assert runtime.steps_per_epoch(config, 83) == 10  # the last partial batch is dropped
-    assert runtime.steps_per_epoch(config, 5) == 1  # one short batch: nothing to drop
-    assert runtime.steps_per_epoch(dataclasses.replace(config, max_steps_per_epoch=3), 83) == 3
-    assert runtime.steps_per_epoch(dataclasses.replace(config, steps_per_epoch=20, max_steps_per_epoch=7), 5) == 7
     with pytest.raises(ValueError, match="steps must be >= 1"):
         runtime.estimate([config], steps=0)
