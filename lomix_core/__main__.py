@@ -9,7 +9,7 @@ import sys
 import typing
 from pathlib import Path
 
-from . import data, profiles
+from . import chapter, data, profiles
 from .evaluation import CONVENTION, evaluate, mean_dice, mean_hd95, per_class
 from .training import TrainConfig, train
 
@@ -145,7 +145,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="run the notebook series with papermill and write REPORT.md")
     p.add_argument("--profile", default="auto", choices=list(profiles.PROFILES))
     p.add_argument("--notebooks", default="notebooks", help="folder of NN_name.ipynb notebooks")
-    p.add_argument("--output-root", default=os.environ.get(profiles.OUTPUT_ENV) or "outputs",
+    p.add_argument("--output-root", default=os.environ.get(chapter.OUTPUT_ENV) or "outputs",
                    help="results go to OUTPUT_ROOT/<profile>/ (default: $LOMIX_OUTPUT_DIR, else outputs)")
     p.add_argument("--weights", default=None, metavar="PATH",
                    help="ImageNet weights of the colab and full profiles' pvt_v2_b2 encoder: a timm state_dict file, "

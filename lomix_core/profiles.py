@@ -7,24 +7,132 @@
 * ``full``  — the paper's setting: that network on Synapse's 8 organs, 300 epochs (about 110k steps
   of batch 6), lr 1e-4 constant, five seeds. Hours to days; meant for a cluster.
 * ``auto``  — ``colab`` when CUDA is available, else ``cpu``; never ``full``, which must be asked for.
+
+Each profile is one :class:`Profile` record (:data:`PROFILE_RECORDS`); the functions below read a
+chapter's settings out of it. Chapter start-up (banner, checks, output folder) is
+:mod:`lomix_core.chapter`'s.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
-import os
-from pathlib import Path
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
 
 import torch
 
 from . import data, models
 from .arguments import reject_unknown_options
-from .machine import device_name
 from .benchmark import step_times
-from .training import TrainConfig
+from .config import TrainConfig
 
 PROFILES = ("smoke", "cpu", "colab", "full", "auto")
-OUTPUT_ENV = "LOMIX_OUTPUT_DIR"
+
+
+def _frozen(mapping: Mapping) -> Mapping:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every budget one profile sets. The TrainConfig templates (``comparison``, ``quickstart``,
+    ``demo``) are field overrides; ``dataset_budgets`` adds overrides per dataset on top of
+    ``comparison``."""
+
+    name: str
+    size: int  # image size of every dataset, unless dataset_sizes says otherwise
+    comparison: Mapping[str, Any]  # chapter 03's runs (and 04-06's), as TrainConfig overrides
+    seeds: tuple[int, ...]
+    comparison_datasets: tuple[str, ...]  # chapter 03's datasets
+    ablation_dataset: str  # chapters 04 and 05's dataset
+    quickstart: Mapping[str, Any]  # chapter 00's one run
+    demo: Mapping[str, Any]  # chapter 02's briefly trained model
+    benchmark: Mapping[str, Any]  # lomix_core.benchmark.step_times's arguments (chapter 07, benchmarks/)
+    phantom: Mapping[str, Any]  # how many subjects and slices the phantom draws
+    dataset_sizes: Mapping[str, int] = field(default_factory=dict)
+    dataset_budgets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    cell_timeout: int | None = None  # seconds a notebook cell may run under `reproduce` (None: no limit)
+    # Wall time of each chapter under `make reproduce` with no runs cached, on chapter.REFERENCE_MACHINE.
+    measured_s: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name in ("comparison", "quickstart", "demo", "benchmark", "phantom", "dataset_sizes", "measured_s"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+        object.__setattr__(self, "dataset_budgets", _frozen({k: _frozen(v) for k, v in self.dataset_budgets.items()}))
+
+
+_TINY = dict(max_steps_per_epoch=3, batch_size=8, lr=1e-3, model_kwargs={"width": 8})
+# The paper's network always starts from ImageNet weights (the official code loads them too).
+_PAPER_NETWORK = dict(model="pvt_v2_b2_emcad", model_kwargs={"pretrained": True}, batch_size=6, lr=1e-4, amp=True)
+
+PROFILE_RECORDS: Mapping[str, Profile] = _frozen({profile.name: profile for profile in [
+    Profile(
+        "smoke", size=32,
+        comparison=dict(_TINY, epochs=2), seeds=(0,), comparison_datasets=("brain_aal", "synthetic"),
+        ablation_dataset="synthetic",
+        quickstart=dict(_TINY, epochs=1), demo=dict(_TINY, epochs=1),
+        benchmark=dict(model="unet_small", batch=2, size=32, steps=2, warmup=1),
+        phantom=dict(num_subjects=6, num_slices=8, num_val=1, num_test=1),
+        cell_timeout=600,
+        measured_s={"00": 16, "01": 11, "02": 13, "03": 25, "04": 15, "05": 31, "06": 12, "07": 9}),
+    Profile(
+        # The series must fit in 30 min on two cores, at lr 1e-3 rather than the paper's 1e-4 so that a
+        # few epochs get somewhere. brain_aal's lobes survive 48 px, the phantom's organs 32 px, and a
+        # LoMix step at those sizes costs half (48 px) or a third (32 px) of one at 64 px (measured on 2
+        # CPU cores).
+        "cpu", size=64,
+        comparison=dict(epochs=8, batch_size=8, lr=1e-3), seeds=(0, 1, 2),
+        comparison_datasets=("brain_aal", "synthetic"),
+        # The ablations use the phantom: its 12 training subjects give more low-data sizes than
+        # brain_aal's 7 slabs, and its runs cost about a quarter as much, which is what lets both
+        # chapters run 3 seeds within the series' 30 minutes.
+        ablation_dataset="synthetic",
+        quickstart=dict(epochs=10, batch_size=8, lr=2e-3),
+        demo=dict(epochs=6, batch_size=8, lr=2e-3),  # 6 epochs of 10 steps at 48 px: 60 % of the quickstart
+        benchmark=dict(model="unet_small", batch=2, size=96, steps=10, warmup=3),
+        phantom=dict(num_subjects=20, num_slices=16, num_val=4, num_test=4),
+        dataset_sizes={"brain_aal": 48, "synthetic": 32},
+        # brain_aal has 83 training slices and 8 classes with millimetre borders: on a CPU it needs
+        # about 300 steps (30 epochs of 10 batches) at a higher rate before the four presets separate
+        # from noise. The phantom's 192 training slices: 6 epochs are 144 steps. Its learning rate was
+        # chosen on validation Dice among 1e-3, 2e-3 and 3e-3 (last_layer, deep_supervision and lomix, 3
+        # seeds each: 3e-3 was best for all three); brain_aal's 2e-3 beat 3e-3 the same way.
+        # abdomen_ct trains on one scan's 42 slices (5 batches of 8): 60 epochs are 300 steps, brain_aal's
+        # budget, at brain_aal's rate (not tuned on abdomen_ct).
+        dataset_budgets={"brain_aal": dict(epochs=30, lr=2e-3), "synthetic": dict(epochs=6, lr=3e-3),
+                         "abdomen_ct": dict(epochs=60, lr=2e-3)},
+        # Several times the slowest cell measured (chapter 03's comparison: 9.8 min on 2 Intel Xeon cores).
+        cell_timeout=3600,
+        measured_s={"00": 33, "01": 9, "02": 28, "03": 630, "04": 464, "05": 390, "06": 20, "07": 27}),
+    Profile(
+        # 20 epochs of brain_aal's 13 batches are 260 steps a run; chapters 03-05 train 94 runs (24.7k
+        # steps): about 1.5 h of a T4 at the 0.15 s a step estimated for it (benchmarks/profile_hours.py),
+        # which leaves room in the 2-hour target for installing, loading and evaluating.
+        "colab", size=224,
+        comparison=dict(_PAPER_NETWORK, epochs=20), seeds=(0, 1, 2), comparison_datasets=("brain_aal",),
+        ablation_dataset="brain_aal",
+        quickstart=dict(_PAPER_NETWORK, epochs=20), demo=dict(_PAPER_NETWORK, epochs=10),
+        benchmark=dict(model="pvt_v2_b2_emcad", batch=6, size=224, steps=20, warmup=5, amp=True),
+        phantom=dict(num_subjects=20, num_slices=16, num_val=4, num_test=4)),
+    Profile(
+        # The paper: 300 epochs (Synapse: 2211 slices, 368 batches of 6 an epoch, about 110k steps),
+        # constant lr 1e-4; five seeds.
+        "full", size=224,
+        comparison=dict(_PAPER_NETWORK, epochs=300), seeds=(0, 1, 2, 3, 4), comparison_datasets=("synapse",),
+        # Synapse's 16 training cases give the paper's one- and two-scan regimes.
+        ablation_dataset="synapse",
+        quickstart=dict(_PAPER_NETWORK, epochs=20), demo=dict(_PAPER_NETWORK, epochs=10),
+        benchmark=dict(model="pvt_v2_b2_emcad", batch=6, size=224, steps=50, warmup=10, amp=True),
+        phantom=dict(num_subjects=48, num_slices=24, num_val=8, num_test=8),
+        # brain_aal gets a pilot's budget (about 1200 steps of batch 16 on one H200): 100 epochs of 13
+        # batches of 6 are 1300 steps; the phantom 30 epochs. On Synapse, full makes the paper's steps:
+        # its 300 epochs of 2211 slices in (undropped) batches of 6 are 300 x 369 = 110,700 steps. The kit
+        # holds 2 of the 18 cases out for validation, so an epoch is fixed at 369 steps rather than one
+        # pass over the 16 cases left.
+        dataset_budgets={"brain_aal": dict(epochs=100), "synthetic": dict(epochs=30),
+                         "synapse": dict(steps_per_epoch=369)}),
+]})
 
 
 def resolve(profile: str) -> str:
@@ -35,83 +143,32 @@ def resolve(profile: str) -> str:
     return profile
 
 
-# The longest a notebook cell may run under `reproduce` before it is reported as hung: several
-# times the slowest cell measured (notebook 03's comparison: 9.8 min on 2 Intel Xeon cores); none on a GPU,
-# where training legitimately runs for an hour (colab) or days (full).
-_CELL_TIMEOUT = {"smoke": 600, "cpu": 3600, "colab": None, "full": None}
+def get(profile: str) -> Profile:
+    """The record of ``profile`` (``auto`` resolved)."""
+    return PROFILE_RECORDS[resolve(profile)]
 
 
 def cell_timeout(profile: str) -> int | None:
     """Seconds a notebook cell may run under ``profile`` (None: no limit)."""
-    return _CELL_TIMEOUT[resolve(profile)]
-
-
-# Image size per profile, for every dataset; the phantom also sets how many subjects it draws.
-_SIZE = {"smoke": 32, "cpu": 64, "colab": 224, "full": 224}
-_PHANTOM = {
-    "smoke": dict(num_subjects=6, num_slices=8, num_val=1, num_test=1),
-    "cpu": dict(num_subjects=20, num_slices=16, num_val=4, num_test=4),
-    "colab": dict(num_subjects=20, num_slices=16, num_val=4, num_test=4),
-    "full": dict(num_subjects=48, num_slices=24, num_val=8, num_test=8),
-}
-
-
-# On a CPU the series must fit in 30 min on two cores: brain_aal's lobes survive 48 px, the
-# phantom's organs 32 px, and a LoMix step at those sizes costs half (48 px) or a third (32 px) of one
-# at 64 px (measured on 2 CPU cores).
-_DATASET_SIZE = {("brain_aal", "cpu"): 48, ("synthetic", "cpu"): 32}
+    return get(profile).cell_timeout
 
 
 def data_kwargs(profile: str, dataset: str) -> dict:
     """Keyword arguments for ``lx.data.load(dataset, ...)`` under ``profile``."""
-    profile = resolve(profile)
+    record = get(profile)
     _check_dataset(dataset)
-    size = _DATASET_SIZE.get((dataset, profile), _SIZE[profile])
-    return {"size": size, **(_PHANTOM[profile] if dataset == "synthetic" else {})}
-
-
-# The datasets of the supervision comparison (chapter 03): real data on the GPU profiles, the
-# paper's own (Synapse) on full.
-_COMPARISON_DATASETS = {"smoke": ["brain_aal", "synthetic"], "cpu": ["brain_aal", "synthetic"],
-                        "colab": ["brain_aal"], "full": ["synapse"]}
+    return {"size": record.dataset_sizes.get(dataset, record.size),
+            **(dict(record.phantom) if dataset == "synthetic" else {})}
 
 
 def comparison_datasets(profile: str) -> list[str]:
     """The datasets chapter 03 compares the presets on under ``profile`` unless told otherwise."""
-    return list(_COMPARISON_DATASETS[resolve(profile)])
+    return list(get(profile).comparison_datasets)
 
 
-# Budgets of the supervision comparison (notebook 03): a TrainConfig template and the seeds.
-# cpu and smoke use lr 1e-3 instead of the paper's 1e-4 so that a few epochs get somewhere.
-# The paper's network always starts from ImageNet weights (the official code loads them too).
-_PAPER_NETWORK = dict(model="pvt_v2_b2_emcad", model_kwargs={"pretrained": True}, batch_size=6, lr=1e-4, amp=True)
-_COMPARISON = {
-    "smoke": (dict(epochs=2, max_steps_per_epoch=3, batch_size=8, lr=1e-3, model_kwargs={"width": 8}), [0]),
-    "cpu": (dict(epochs=8, batch_size=8, lr=1e-3), [0, 1, 2]),
-    # 20 epochs of brain_aal's 13 batches are 260 steps a run; chapters 03-05 train 94 runs (24.7k
-    # steps): about 1.5 h of a T4 at the 0.15 s a step estimated for it (benchmarks/profile_hours.py),
-    # which leaves room in the 2-hour target for installing, loading and evaluating.
-    "colab": (dict(_PAPER_NETWORK, epochs=20), [0, 1, 2]),
-    # The paper: 300 epochs (Synapse: 2211 slices, 368 batches of 6 an epoch, about 110k steps),
-    # constant lr 1e-4; five seeds, because three cannot reach a Wilcoxon p below 0.25.
-    "full": (dict(_PAPER_NETWORK, epochs=300), [0, 1, 2, 3, 4]),
-}
-# brain_aal has 83 training slices and 8 classes with millimetre borders: on a CPU it needs
-# about 300 steps (30 epochs of 10 batches) at a higher rate before the four presets separate from noise.
-# The phantom's 192 training slices: 6 epochs are 144 steps. Its learning rate was chosen on
-# validation Dice among 1e-3, 2e-3 and 3e-3 (last_layer, deep_supervision and lomix, 3 seeds each:
-# 3e-3 was best for all three); brain_aal's 2e-3 beat 3e-3 the same way.
-# On full, brain_aal gets the pilot's budget (DESIGN §8: about 1200 steps of batch 16): 100 epochs
-# of 13 batches of 6 are 1300 steps; the phantom 30 epochs.
-# On Synapse, full makes the paper's steps: its 300 epochs of 2211 slices in (undropped) batches of 6
-# are 300 x 369 = 110,700 steps. The kit holds 2 of the 18 cases out for validation, so an epoch
-# is fixed at 369 steps rather than one pass over the 16 cases left.
-# abdomen_ct trains on one scan's 42 slices (5 batches of 8): 60 epochs are 300 steps, brain_aal's
-# budget, at brain_aal's rate (not tuned on abdomen_ct).
-_DATASET_BUDGET = {("brain_aal", "cpu"): dict(epochs=30, lr=2e-3), ("synthetic", "cpu"): dict(epochs=6, lr=3e-3),
-                   ("abdomen_ct", "cpu"): dict(epochs=60, lr=2e-3),
-                   ("brain_aal", "full"): dict(epochs=100), ("synthetic", "full"): dict(epochs=30),
-                   ("synapse", "full"): dict(steps_per_epoch=369)}
+def ablation_dataset(profile: str) -> str:
+    """The dataset chapters 04 and 05 use under ``profile`` unless told otherwise."""
+    return get(profile).ablation_dataset
 
 
 def comparison(profile: str, dataset: str = "brain_aal", model: str | None = None,
@@ -121,14 +178,48 @@ def comparison(profile: str, dataset: str = "brain_aal", model: str | None = Non
     ``model=None`` keeps the profile's network (``unet_small``, or the pretrained
     ``pvt_v2_b2_emcad`` on colab and full); another model drops the profile's model options.
     """
-    profile = resolve(profile)
+    record = get(profile)
     _check_dataset(dataset)
     _check_fields(overrides)
-    settings, seeds = copy.deepcopy(_COMPARISON[profile])  # configs must not share the tables' dicts
-    settings |= _DATASET_BUDGET.get((dataset, profile), {})
+    settings = {**_thawed(record.comparison), **_thawed(record.dataset_budgets.get(dataset, {}))}
     config = TrainConfig(**settings, dataset=dataset, data_kwargs=data_kwargs(profile, dataset), track_test=True,
-                         progress=profile != "smoke")
-    return dataclasses.replace(config, **_with_model(config, model), **overrides), list(seeds)
+                         progress=record.name != "smoke")
+    return dataclasses.replace(config, **_with_model(config, model), **overrides), list(record.seeds)
+
+
+def quickstart(profile: str, dataset: str = "brain_aal", model: str | None = None, **overrides) -> TrainConfig:
+    """A LoMix run short enough for a first look (under a minute on a laptop's CPU)."""
+    record = get(profile)
+    _check_dataset(dataset)
+    _check_fields(overrides)
+    config = TrainConfig(**_thawed(record.quickstart), dataset=dataset, supervision="lomix",
+                         data_kwargs=data_kwargs(profile, dataset), progress=record.name != "smoke")
+    return dataclasses.replace(config, **_with_model(config, model), **overrides)
+
+
+def demo(profile: str, **overrides) -> TrainConfig:
+    """A short LoMix training run on brain_aal, for looking at real multi-scale logits."""
+    record = get(profile)
+    _check_fields(overrides)
+    settings = {**_thawed(record.demo), "dataset": "brain_aal", "data_kwargs": data_kwargs(profile, "brain_aal"),
+                "supervision": "lomix", "progress": record.name != "smoke"}
+    return TrainConfig(**{**settings, **overrides})
+
+
+def benchmark(profile: str, **overrides) -> dict:
+    """Keyword arguments for :func:`lomix_core.benchmark.step_times` under ``profile``."""
+    reject_unknown_options(step_times, overrides, "the benchmark", reserved=())
+    return {**get(profile).benchmark, **overrides}
+
+
+def series_datasets(profile: str) -> list[str]:
+    """Every dataset the notebook series trains on under ``profile``."""
+    return sorted({"brain_aal", *comparison_datasets(profile), ablation_dataset(profile)})
+
+
+def _thawed(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's settings as a new dict, deep-copied: configs must not share the record's dicts."""
+    return copy.deepcopy({k: dict(v) if isinstance(v, Mapping) else v for k, v in settings.items()})
 
 
 def _with_model(config: TrainConfig, model: str | None) -> dict:
@@ -139,75 +230,6 @@ def _with_model(config: TrainConfig, model: str | None) -> dict:
         raise ValueError(f"unknown model {model!r}; expected one of {models.available()} (or None for the "
                          f"profile's network)")
     return {"model": model, "model_kwargs": {}}
-
-
-# The datasets of the two ablation chapters (04, 05). On a CPU they use the phantom: its 12
-# training subjects give more low-data sizes than brain_aal's 7 slabs, and its runs cost about a
-# quarter as much, which is what lets both chapters run 3 seeds within the series' 30 minutes.
-# On a GPU, real data: brain_aal on colab, and on full the paper's Synapse, whose 16 training
-# cases give the paper's one- and two-scan regimes.
-_ABLATION_DATASET = {"smoke": "synthetic", "cpu": "synthetic", "colab": "brain_aal", "full": "synapse"}
-
-
-def ablation_dataset(profile: str) -> str:
-    """The dataset chapters 04 and 05 use under ``profile`` unless told otherwise."""
-    return _ABLATION_DATASET[resolve(profile)]
-
-
-# The one short run of the quickstart (chapter 00): LoMix on brain_aal.
-_QUICKSTART = {
-    "smoke": dict(epochs=1, max_steps_per_epoch=3, batch_size=8, lr=1e-3, model_kwargs={"width": 8}),
-    "cpu": dict(epochs=10, batch_size=8, lr=2e-3),
-    "colab": dict(_PAPER_NETWORK, epochs=20),
-    "full": dict(_PAPER_NETWORK, epochs=20),
-}
-
-
-def quickstart(profile: str, dataset: str = "brain_aal", model: str | None = None, **overrides) -> TrainConfig:
-    """A LoMix run short enough for a first look (under a minute on a laptop's CPU)."""
-    profile = resolve(profile)
-    _check_dataset(dataset)
-    _check_fields(overrides)
-    settings = {**copy.deepcopy(_QUICKSTART[profile]), "dataset": dataset, "supervision": "lomix",
-                "data_kwargs": data_kwargs(profile, dataset), "progress": profile != "smoke"}
-    config = TrainConfig(**settings)
-    return dataclasses.replace(config, **_with_model(config, model), **overrides)
-
-
-# A briefly trained model whose logits the teaching notebook looks at (notebook 02): LoMix on
-# brain_aal, so wf's attention can be drawn on a real brain slice. cpu: 6 epochs of 10 steps at
-# 48 px, 60 % of the quickstart's budget.
-_DEMO = {
-    "smoke": dict(epochs=1, max_steps_per_epoch=3, batch_size=8, lr=1e-3, model_kwargs={"width": 8}),
-    "cpu": dict(epochs=6, batch_size=8, lr=2e-3),
-    "colab": dict(_PAPER_NETWORK, epochs=10),
-    "full": dict(_PAPER_NETWORK, epochs=10),
-}
-
-
-def demo(profile: str, **overrides) -> TrainConfig:
-    """A short LoMix training run on brain_aal, for looking at real multi-scale logits."""
-    profile = resolve(profile)
-    _check_fields(overrides)
-    settings = {**copy.deepcopy(_DEMO[profile]), "dataset": "brain_aal", "data_kwargs": data_kwargs(profile, "brain_aal"),
-                "supervision": "lomix", "progress": profile != "smoke"}
-    return TrainConfig(**{**settings, **overrides})
-
-
-# Settings of the cost benchmarks (notebook 07 and benchmarks/*.py).
-_BENCHMARK = {
-    "smoke": dict(model="unet_small", batch=2, size=32, steps=2, warmup=1),
-    "cpu": dict(model="unet_small", batch=2, size=96, steps=10, warmup=3),
-    "colab": dict(model="pvt_v2_b2_emcad", batch=6, size=224, steps=20, warmup=5, amp=True),
-    "full": dict(model="pvt_v2_b2_emcad", batch=6, size=224, steps=50, warmup=10, amp=True),
-}
-
-
-def benchmark(profile: str, **overrides) -> dict:
-    """Keyword arguments for :func:`lomix_core.benchmark.step_times` under ``profile``."""
-    settings = _BENCHMARK[resolve(profile)]
-    reject_unknown_options(step_times, overrides, "the benchmark", reserved=())
-    return {**settings, **overrides}
 
 
 def _check_dataset(dataset: str) -> None:
@@ -221,77 +243,3 @@ def _check_fields(overrides: dict) -> None:
     unknown = sorted(set(overrides) - set(fields))
     if unknown:
         raise ValueError(f"unknown TrainConfig fields {unknown}; expected some of {fields}")
-
-
-# Wall time of each chapter under `make reproduce`, measured on the reference machine below with no
-# runs cached (the whole cpu series: 26.7 min). A chapter whose runs already sit in OUTPUT_DIR/runs
-# reads them back in seconds. No GPU has run the colab or full series yet: before it trains, each
-# chapter prints an estimate from steps it times on the device at hand (lx.runtime.estimate).
-REFERENCE_MACHINE = "2 cores of an Intel Xeon CPU, no GPU"
-_MEASURED_S = {
-    "smoke": {"00": 16, "01": 11, "02": 13, "03": 25, "04": 15, "05": 31, "06": 12, "07": 9},
-    "cpu": {"00": 33, "01": 9, "02": 28, "03": 630, "04": 464, "05": 390, "06": 20, "07": 27},
-}
-
-
-def estimate(chapter: str, profile: str) -> str:
-    """A sentence on how long ``chapter`` ("03") takes under ``profile``, from measured times."""
-    seconds = _MEASURED_S.get(resolve(profile), {}).get(chapter)
-    if seconds is None:
-        return "run time not measured on a reference machine yet; each training cell estimates it from timed steps"
-    amount = f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
-    return f"about {amount} on {REFERENCE_MACHINE} (measured), less where its runs are already cached"
-
-
-def preflight(profile: str, datasets: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """Check, in seconds, what ``profile`` needs before anything trains; one line of error if missing.
-
-    ``datasets`` are those about to be trained on (none: nothing trains, nothing is checked). A
-    profile that trains the pretrained encoder needs its ImageNet weights (see
-    :mod:`lomix_core.models.weights`), and Synapse must be prepared where a chapter trains on it.
-    Returns one line per thing checked, saying where it comes from.
-    """
-    from .models import weights
-
-    profile = resolve(profile)
-    found = []
-    if datasets and _COMPARISON[profile][0].get("model_kwargs", {}).get("pretrained"):
-        arch = models.spec(_PAPER_NETWORK["model"]).encoder
-        found.append(f"{arch} ImageNet weights: {weights.check_available(arch, f'the {profile} profile')}")
-    if "synapse" in datasets:
-        from .data import synapse
-
-        try:
-            found.append(f"Synapse: {synapse.check_prepared()}")
-        except FileNotFoundError as error:
-            raise FileNotFoundError(f"the {profile} profile trains on Synapse's 8 organs: {error}; to get RawData, "
-                                    f"{synapse.DOWNLOAD}") from None
-    return found
-
-
-def series_datasets(profile: str) -> list[str]:
-    """Every dataset the notebook series trains on under ``profile``."""
-    return sorted({"brain_aal", *comparison_datasets(profile), ablation_dataset(profile)})
-
-
-def output_folder(profile: str, output_dir: str | os.PathLike | None = None) -> Path:
-    """Where a chapter writes: ``output_dir``; else ``$LOMIX_OUTPUT_DIR/<profile>`` (e.g. a Google Drive
-    folder, so that a disconnected Colab session resumes its runs); else ``outputs/<profile>``."""
-    if output_dir:
-        return Path(output_dir)
-    return Path(os.environ.get(OUTPUT_ENV) or "outputs") / resolve(profile)
-
-
-def start(chapter: str, profile: str, output_dir: str | None = None,
-          datasets: list[str] | tuple[str, ...] = ()) -> tuple[str, Path]:
-    """Resolve a chapter's profile and output folder, check what it needs (:func:`preflight`) and
-    say where it runs and for how long.
-
-    ``chapter`` is the two-digit number ("03"); ``datasets`` those the chapter trains on. Returns
-    ``(profile, output_dir)``, with ``auto`` resolved and the folder from :func:`output_folder`."""
-    profile = resolve(profile)
-    output = output_folder(profile, output_dir)
-    found = preflight(profile, datasets)
-    print(f"chapter {chapter} | profile {profile} | {device_name()} | {estimate(chapter, profile)}"
-          + "".join(f"\n{line}" for line in found))
-    return profile, output

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import profiles, report
+from . import chapter, profiles, report
 from .records import save_text
 
 
@@ -104,7 +104,7 @@ def reproduce(profile: str = "cpu", notebooks_dir: str | Path = "notebooks", out
     profile = profiles.resolve(profile)
     # Before the first kernel starts: a missing weights file or dataset is one line now, not a
     # failure in every notebook (or, in the middle of the series, hours later).
-    for line in profiles.preflight(profile, profiles.series_datasets(profile)):
+    for line in chapter.preflight(profile, profiles.series_datasets(profile)):
         print(f"[{profile}] {line}", flush=True)
     cell_timeout = cell_timeout if cell_timeout is not None else profiles.cell_timeout(profile)
     output_dir = Path(output_root) / profile

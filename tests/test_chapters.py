@@ -36,7 +36,7 @@ def test_chapter_teaches_to_the_standard(path):
     assert {"PROFILE", "OUTPUT_DIR"} <= names
     assert not {"SEED", "DATASETS"} & names, "use the common names SEEDS and DATASET"
     first_code = next(c for c in chapter[parameters[0] + 1:] if c["cell_type"] == "code")
-    assert f'lx.profiles.start("{path.name[:2]}", PROFILE, OUTPUT_DIR' in first_code["text"]
+    assert f'lx.chapter.start("{path.name[:2]}", PROFILE, OUTPUT_DIR' in first_code["text"]
 
     learned, exercises, after = (section(chapter, h) for h in ("## What you learned", "## Exercises", "## What next"))
     assert learned < exercises < after

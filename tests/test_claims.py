@@ -1,5 +1,5 @@
-"""The paper-vs-run tables of chapters 03-05 (lomix_core.claims) and a chapter's start line
-(lomix_core.profiles.start), on hand-built runs whose per-seed differences are known."""
+"""The paper-vs-run tables of chapters 03-05 (lomix_core.claims), on hand-built runs whose per-seed
+differences are known."""
 from pathlib import Path
 
 import numpy as np
@@ -172,18 +172,3 @@ def test_low_data_vs_paper_with_one_size_or_without_the_baseline():
         claims.low_data_vs_paper(low_data({1: [0.01, 0.02]}), claim=Claim("x", "mutation", 1.0))
     with pytest.raises(ValueError, match="at least one training-set size"):
         claims.low_data_vs_paper(LowData({}, {}))
-
-
-def test_start_resolves_the_profile_and_says_where_and_how_long(monkeypatch, capsys):
-    monkeypatch.setattr(lx.profiles, "_MEASURED_S", {"cpu": {"03": 551, "01": 9}})
-    monkeypatch.setattr(lx.profiles.torch.cuda, "is_available", lambda: False)
-    monkeypatch.delenv(lx.profiles.OUTPUT_ENV, raising=False)
-    profile, out = lx.profiles.start("03", "auto", None)
-    assert (profile, out) == ("cpu", Path("outputs") / "cpu")  # auto never picks full without a GPU
-    line = capsys.readouterr().out
-    assert line.startswith("chapter 03 | profile cpu | CPU ") and "about 9 min on" in line
-    assert lx.profiles.start("01", "cpu", "elsewhere") == ("cpu", Path("elsewhere"))
-    assert "about 9 s on" in capsys.readouterr().out
-    assert lx.profiles.estimate("03", "smoke").startswith("run time not measured on a reference machine yet")
-    with pytest.raises(ValueError, match="unknown profile 'fast'"):
-        lx.profiles.start("03", "fast")

@@ -99,9 +99,9 @@ def test_chapters_that_train_nothing_need_no_weights(tmp_path, monkeypatch, caps
     monkeypatch.delenv(weights.WEIGHTS_ENV, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(weights, "cached_file", lambda arch: None)  # whatever this machine's cache holds
-    assert lx.profiles.start("01", "colab", tmp_path) == ("colab", tmp_path)  # chapter 01 only shows data
+    assert lx.chapter.start("01", "colab", tmp_path) == ("colab", tmp_path)  # chapter 01 only shows data
     with pytest.raises(FileNotFoundError, match="the colab profile needs ImageNet weights for pvt_v2_b2"):
-        lx.profiles.start("03", "colab", tmp_path, datasets=["brain_aal"])
+        lx.chapter.start("03", "colab", tmp_path, datasets=["brain_aal"])
 
 
 def test_weights_folder_and_missing_file_in_one_line(tmp_path, monkeypatch, fake_weights):
@@ -146,14 +146,6 @@ def test_autocast_uses_bf16_only_where_native(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
     assert autocast_dtype(torch.device("cuda")) == torch.float16 and asked == [False]
-
-
-def test_output_folder_follows_the_environment(monkeypatch, tmp_path):
-    monkeypatch.delenv(lx.profiles.OUTPUT_ENV, raising=False)
-    assert lx.profiles.output_folder("cpu") == Path("outputs") / "cpu"
-    monkeypatch.setenv(lx.profiles.OUTPUT_ENV, str(tmp_path / "drive"))
-    assert lx.profiles.output_folder("auto") == tmp_path / "drive" / "cpu"
-    assert lx.profiles.output_folder("cpu", tmp_path / "mine") == tmp_path / "mine"
 
 
 def test_official_protocol_trains_on_train_and_val_and_keeps_the_last_epoch(tmp_path):
