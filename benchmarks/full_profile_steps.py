@@ -36,7 +36,9 @@ def main(argv=None) -> int:
                              "columns then say little, the times the same)")
     args = parser.parse_args(argv)
 
-    base, _ = lx.profiles.comparison("full", dataset=args.dataset, model=args.model, device=args.device, out_dir=args.out_dir)
+    official = args.model is None or lx.models.spec(args.model).has_official_form
+    base, _ = lx.profiles.comparison("full", dataset=args.dataset, model=args.model, device=args.device, out_dir=args.out_dir,
+                                     **({} if official else {"protocol": "kit"}))
     if not args.pretrained:  # a step costs the same from any weights, and a GPU box may have no ImageNet file
         base = dataclasses.replace(base, model_kwargs={k: v for k, v in base.model_kwargs.items() if k != "pretrained"})
     if args.size is not None:

@@ -51,12 +51,20 @@ class Protocol:
     augment: bool | str  # what augment=True means: the kit's augmentation, or "official" rotations and flips
     official_network: bool  # EMCAD models get ReLU6 in MSCB, the official init and grey-to-RGB stem
     wf_sharing: str  # "subset": one wf module per subset; "size": one per subset size, as the official code
+    # Drop an epoch's last partial batch (the kit: every step averages a full batch); the official
+    # loader keeps it (Synapse: 2211 slices in batches of 6 make 369 steps, the last of 3 slices).
+    drop_last_batch: bool
+    # How a test prediction returns to the scan's grid (evaluation.evaluate's ``method``): "logits"
+    # resamples the logits, then takes the argmax; "nearest" takes the argmax on the model grid and
+    # enlarges it by nearest neighbour, as the official test_single_volume does.
+    scoring: str
 
 
 PROTOCOLS = {
-    "kit": Protocol("kit", joins_validation=False, augment=True, official_network=False, wf_sharing="subset"),
+    "kit": Protocol("kit", joins_validation=False, augment=True, official_network=False, wf_sharing="subset",
+                    drop_last_batch=True, scoring="logits"),
     "official": Protocol("official", joins_validation=True, augment="official", official_network=True,
-                         wf_sharing="size"),
+                         wf_sharing="size", drop_last_batch=False, scoring="nearest"),
 }
 
 
@@ -145,11 +153,12 @@ def identity(config: TrainConfig) -> dict[str, Any]:
 def epoch_steps(config: TrainConfig, train_slices: int) -> int:
     """The optimiser steps one epoch of ``config`` makes on ``train_slices`` training slices.
 
-    ``steps_per_epoch`` batches when it is set; else one pass over the set that drops the last
-    partial batch when there is more than one batch; either way at most ``max_steps_per_epoch``."""
+    ``steps_per_epoch`` batches when it is set; else one pass over the set, which drops the last
+    partial batch when there is more than one batch and the protocol says so; either way at most
+    ``max_steps_per_epoch``."""
     if config.steps_per_epoch is not None:
         batches = config.steps_per_epoch
-    elif train_slices > config.batch_size:
+    elif config.rules.drop_last_batch and train_slices > config.batch_size:
         batches = train_slices // config.batch_size
     else:
         batches = math.ceil(train_slices / config.batch_size)

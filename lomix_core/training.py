@@ -121,8 +121,8 @@ def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_
     # resumed run draw the same orders as an uninterrupted one.
     generator = torch.Generator().manual_seed(config.seed)
     if config.steps_per_epoch is None:
-        loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
-                            drop_last=len(train_set) > config.batch_size, generator=generator)
+        loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=generator,
+                            drop_last=config.rules.drop_last_batch and len(train_set) > config.batch_size)
     else:  # consecutive permutations of the set, cut into exactly steps_per_epoch batches
         sampler = RandomSampler(train_set, num_samples=config.steps_per_epoch * config.batch_size, generator=generator)
         loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler)
@@ -184,7 +184,8 @@ def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_
         epoch_rows.append({"epoch": epoch, "train_loss": float(step_losses[-1].mean()), "val_dice": val_dice,
                            "best": is_best, "train_time_s": train_time})
         if test_set is not None:
-            epoch_rows[-1]["test_dice"] = mean_dice(evaluate(model, test_set, amp=use_amp, with_hd95=False))
+            epoch_rows[-1]["test_dice"] = mean_dice(evaluate(model, test_set, amp=use_amp, with_hd95=False,
+                                                             method=config.rules.scoring))
         epoch_rows[-1]["elapsed_s"] = time.perf_counter() - began
         if last_path is not None:
             save_torch({"epoch": epoch, "config": dataclasses.asdict(config), "model": model.state_dict(),
@@ -257,7 +258,7 @@ def train(config: TrainConfig, resume: bool = False) -> Run:
     history, epochs = fit(model, loss_fn, train_set, val_set, config, checkpoint_path=run_dir / "best.pt",
                           test_set=test_set if config.track_test else None, last_path=run_dir / "last.pt",
                           resume=resume)
-    test = evaluate(model, test_set, amp=config.amp)  # evaluate uses autocast on CUDA only
+    test = evaluate(model, test_set, amp=config.amp, method=config.rules.scoring)  # autocast on CUDA only
 
     best = epochs.loc[epochs["best"]].iloc[-1]
     record = {

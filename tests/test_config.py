@@ -50,8 +50,8 @@ def test_cli_options_parse_to_the_fields_types():
 def test_protocols_are_read_from_one_table():
     assert lx.TrainConfig().rules == cfg.PROTOCOLS["kit"]
     official = lx.TrainConfig(protocol="official").rules
-    assert (official.joins_validation, official.augment, official.official_network, official.wf_sharing) == (
-        True, "official", True, "size")
+    assert (official.joins_validation, official.augment, official.official_network, official.wf_sharing,
+            official.drop_last_batch, official.scoring) == (True, "official", True, "size", False, "nearest")
     with pytest.raises(ValueError, match=r"unknown protocol 'paper'; expected one of \('kit', 'official'\)"):
         lx.TrainConfig(protocol="paper")
 
@@ -63,6 +63,7 @@ def test_epoch_steps():
     assert cfg.epoch_steps(dataclasses.replace(config, max_steps_per_epoch=3), 83) == 3
     assert cfg.epoch_steps(dataclasses.replace(config, steps_per_epoch=20), 5) == 20
     assert cfg.epoch_steps(dataclasses.replace(config, steps_per_epoch=20, max_steps_per_epoch=7), 5) == 7
+    assert cfg.epoch_steps(dataclasses.replace(config, protocol="official"), 83) == 11  # the official loader keeps the partial batch
 
 
 @pytest.mark.parametrize("overrides", [{}, {"steps_per_epoch": 3}])

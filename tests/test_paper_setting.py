@@ -117,9 +117,10 @@ def test_weights_folder_and_missing_file_in_one_line(tmp_path, monkeypatch, fake
 def test_profiles_for_the_paper_setting():
     full, seeds = lx.profiles.comparison("full", dataset="synapse")
     assert (full.model, full.batch_size, full.lr, full.data_kwargs["size"]) == ("pvt_v2_b2_emcad", 6, 1e-4, 224)
-    assert full.model_kwargs == {"pretrained": True} and full.amp and len(seeds) == 5
-    # the paper's 300 epochs of its 2211 training slices in batches of 6: 369 batches an epoch
-    assert full.epochs * full.steps_per_epoch == 300 * -(-2211 // 6) == 110_700
+    assert full.model_kwargs == {"pretrained": True} and len(seeds) == 5
+    assert full.protocol == "official" and not full.amp  # the official trainer runs in fp32
+    # the paper's 300 epochs of its 2211 training slices in batches of 6, the last one kept: 369 batches an epoch
+    assert full.epochs * lx.config.epoch_steps(full, 2211) == 300 * -(-2211 // 6) == 110_700
     assert lx.profiles.comparison_datasets("full") == ["synapse"] and lx.profiles.ablation_dataset("full") == "synapse"
     colab, colab_seeds = lx.profiles.comparison("colab")
     assert colab.dataset == "brain_aal" and colab.model == "pvt_v2_b2_emcad" and colab.model_kwargs["pretrained"]

@@ -26,4 +26,4 @@ def test_a_dataset_budget_overrides_the_profiles_comparison():
     brain, seeds = profiles.comparison("cpu")
     assert (brain.epochs, brain.lr, brain.data_kwargs, seeds) == (30, 2e-3, {"size": 48}, [0, 1, 2])
     assert profiles.comparison("cpu", dataset="acdc")[0].epochs == 8  # no budget of its own
-    assert profiles.comparison("full", dataset="synapse")[0].steps_per_epoch == 369
+    assert profiles.comparison("full", dataset="brain_aal")[0].epochs == 100
