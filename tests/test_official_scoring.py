@@ -29,7 +29,8 @@ import pytest
 import torch
 from scipy import ndimage
 
-from lomix_core.data.preprocessing import Preprocessing, native_argmax, to_model_grid, zoom_indices
+from lomix_core.data.preprocessing import (Preprocessing, native_argmax, to_model_grid, to_native_grid,
+                                            zoom_indices)
 from lomix_core.data.slices import NativeGrid, SliceDataset
 from lomix_core.evaluation import evaluate, predict_native
 
@@ -135,6 +136,6 @@ def test_native_argmax_zoom_pads_and_crops_like_the_other_methods():
     padded = np.zeros((8, 8), np.uint8)
     padded[2:6] = 1
     assert np.array_equal(pred[0].numpy(), ndimage.zoom(padded, 20 / 8, order=0)[5:15])
-    with pytest.raises(ValueError, match="mode must be"):
-        from lomix_core.data.preprocessing import to_native_grid
-        to_native_grid(logits, (10, 20), mode="cubic")
+    for shape in ((10, 20), (8, 8)):  # also when nothing needs resizing
+        with pytest.raises(ValueError, match="mode must be 'bilinear', 'nearest' or 'zoom', got 'cubic'"):
+            to_native_grid(logits, shape, mode="cubic")

@@ -142,6 +142,8 @@ def to_native_grid(maps: torch.Tensor, shape: Sequence[int], aspect: str = "pad"
     """``maps [B, C, s, s]`` on the model grid back to the scan's in-plane ``shape (H, W)``: the inverse
     of :func:`to_model_grid`. ``mode`` is "bilinear" for logits; for class maps "nearest" (torch's
     pixel-centred nearest neighbour) or "zoom" (``scipy.ndimage.zoom(order=0)``'s, :func:`zoom_indices`)."""
+    if mode not in ("bilinear", "nearest", "zoom"):
+        raise ValueError(f"mode must be 'bilinear', 'nearest' or 'zoom', got {mode!r}")
     height, width = shape
     target = (max(height, width),) * 2 if aspect == "pad" else (height, width)
     if tuple(maps.shape[-2:]) != target:
@@ -149,11 +151,10 @@ def to_native_grid(maps: torch.Tensor, shape: Sequence[int], aspect: str = "pad"
             maps = F.interpolate(maps.float(), size=target, mode="bilinear", align_corners=False)
         elif mode == "nearest":
             maps = F.interpolate(maps, size=target, mode="nearest-exact")
-        elif mode == "zoom":
-            rows, columns = (zoom_indices(s, t).to(maps.device) for s, t in zip(maps.shape[-2:], target))
-            maps = F.pad(maps, (0, 1, 0, 1))[..., rows[:, None], columns]  # the pad is scipy's fill value 0
         else:
-            raise ValueError(f"mode must be 'bilinear', 'nearest' or 'zoom', got {mode!r}")
+            rows, columns = (zoom_indices(s, t).to(maps.device) for s, t in zip(maps.shape[-2:], target))
+            padded = F.pad(maps, (0, 1, 0, 1))  # the extra row and column hold scipy's fill value 0
+            maps = padded.index_select(-2, rows).index_select(-1, columns)
     return crop_square(maps, shape) if aspect == "pad" else maps
 
 
