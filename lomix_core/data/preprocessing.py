@@ -14,8 +14,9 @@ on a new file is made exactly as the test split was scored:
 
 Back to the scan (:func:`native_argmax`): the logits are resized bilinearly to the padded square
 at the scan's own resolution, the padding is cropped, and then the argmax is taken. The
-alternative, the argmax at the model grid enlarged by nearest neighbour (``method="nearest"``,
-what TransUNet does with ``zoom(order=0)``), gives staircase edges at the model's pixel size.
+alternative, the argmax at the model grid enlarged by nearest neighbour, gives staircase edges at
+the model's pixel size: ``method="zoom"`` does it as TransUNet and the official LoMix code do, with
+``scipy.ndimage.zoom(order=0)``; ``method="nearest"`` with torch's pixel-centred nearest neighbour.
 Labels are never resampled for scoring.
 """
 from __future__ import annotations
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 ASPECTS = ("pad", "stretch")
 ORIENTATIONS = ("voxel", "radiological")
 INTENSITY_KINDS = ("ct_window", "percentile", "max", "divide", "unit")
-NATIVE_METHODS = ("logits", "nearest")
+NATIVE_METHODS = ("logits", "nearest", "zoom")
 
 
 # ---------------------------------------------------------------- intensities
@@ -118,17 +119,42 @@ def to_model_grid(stack: np.ndarray | torch.Tensor, size: int | tuple[int, int],
     return out
 
 
+def zoom_indices(source: int, target: int) -> torch.Tensor:
+    """For each of ``target`` pixels, the one of ``source`` pixels that ``scipy.ndimage.zoom(order=0)``
+    copies, or ``source`` (one past the end) where scipy writes its fill value 0 instead.
+
+    scipy (``grid_mode=False``) lines up the centres of the first and the last pixels, so target
+    pixel ``o`` reads source coordinate ``o · (source − 1) / (target − 1)``, rounded half up: the two
+    edge blocks are about half as wide as the others, where torch's "nearest-exact" makes every block
+    equally wide. When rounding puts that coordinate a hair past the last pixel (224 → 405, 407, ...;
+    not 224 → 512), scipy's "constant" mode treats it as outside and writes 0, the background. The
+    arithmetic is scipy's own (float64, in this order), so the indices are the same bit for bit.
+    """
+    step = (source - 1) / (target - 1) if target > 1 else 1.0
+    coordinate = np.arange(target) * step
+    index = np.floor(coordinate + 0.5)
+    index[coordinate > source - 1] = source
+    return torch.from_numpy(index.astype(np.int64))
+
+
 def to_native_grid(maps: torch.Tensor, shape: Sequence[int], aspect: str = "pad",
                    mode: str = "bilinear") -> torch.Tensor:
     """``maps [B, C, s, s]`` on the model grid back to the scan's in-plane ``shape (H, W)``: the inverse
-    of :func:`to_model_grid`. ``mode`` is "bilinear" for logits, "nearest" for class maps."""
+    of :func:`to_model_grid`. ``mode`` is "bilinear" for logits; for class maps "nearest" (torch's
+    pixel-centred nearest neighbour) or "zoom" (``scipy.ndimage.zoom(order=0)``'s, :func:`zoom_indices`)."""
+    if mode not in ("bilinear", "nearest", "zoom"):
+        raise ValueError(f"mode must be 'bilinear', 'nearest' or 'zoom', got {mode!r}")
     height, width = shape
     target = (max(height, width),) * 2 if aspect == "pad" else (height, width)
     if tuple(maps.shape[-2:]) != target:
         if mode == "bilinear":
             maps = F.interpolate(maps.float(), size=target, mode="bilinear", align_corners=False)
-        else:
+        elif mode == "nearest":
             maps = F.interpolate(maps, size=target, mode="nearest-exact")
+        else:
+            rows, columns = (zoom_indices(s, t).to(maps.device) for s, t in zip(maps.shape[-2:], target))
+            padded = F.pad(maps, (0, 1, 0, 1))  # the extra row and column hold scipy's fill value 0
+            maps = padded.index_select(-2, rows).index_select(-1, columns)
     return crop_square(maps, shape) if aspect == "pad" else maps
 
 
@@ -136,12 +162,16 @@ def native_argmax(logits: torch.Tensor, shape: Sequence[int], aspect: str = "pad
                   method: str = "logits") -> torch.Tensor:
     """Class index per pixel ``[B, H, W]`` (uint8) at the scan's own ``shape`` from model-grid logits
     ``[B, C, s, s]``: resample the logits, then argmax (``"logits"``), or argmax, then enlarge by
-    nearest neighbour (``"nearest"``, TransUNet's choice)."""
+    nearest neighbour, pixel-centred (``"nearest"``) or as the official code and TransUNet do with
+    ``scipy.ndimage.zoom(order=0)`` after an argmax of the softmax (``"zoom"``)."""
     if method == "logits":
         return to_native_grid(logits, shape, aspect).argmax(dim=1).to(torch.uint8)
-    if method == "nearest":
-        classes = logits.argmax(dim=1, keepdim=True).to(torch.uint8)
-        return to_native_grid(classes, shape, aspect, mode="nearest")[:, 0]
+    if method in ("nearest", "zoom"):
+        # The softmax changes no winner except where float32 rounding ties two nearly equal scores;
+        # "zoom" keeps it so that its ties fall as the official code's do.
+        scores = logits.float().softmax(dim=1) if method == "zoom" else logits
+        classes = scores.argmax(dim=1, keepdim=True).to(torch.uint8)
+        return to_native_grid(classes, shape, aspect, mode=method)[:, 0]
     raise ValueError(f"method must be one of {NATIVE_METHODS}, got {method!r}")
 
 
