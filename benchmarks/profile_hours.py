@@ -8,11 +8,11 @@ made. The step and run counts are exact: they come from the profiles' budgets an
 default run lists (the same ``comparisons`` functions the notebooks call; runs that chapters share
 are counted once, in the first chapter that trains them). The seconds per step are assumptions:
 
-* T4 (free Colab), 224², batch 6, fp16: 0.15 s a last-layer step, the middle of DESIGN §8's
-  0.12-0.18 s estimate;
-* H200: 0.08 s, the official code's last-layer step measured there in fp32 (DESIGN §2);
+* T4 (free Colab), 224², batch 6, fp16: 0.15 s a last-layer step, the middle of a 0.12-0.18 s
+  estimate (no T4 has measured it yet);
+* H200: 0.08 s, the official code's last-layer step measured there in fp32 for the kit;
 * every other preset costs ``--preset-factor`` (1.25) times that: the vectorised LoMix loss adds
-  19 ms to the official 80 ms step on an H200 (DESIGN §2), and relatively more on a slower card;
+  19 ms to the official 80 ms step on an H200 (the same measurement), and relatively more on a slower card;
 * evaluation: a forward pass costs a third of a training step, per slice ``step / batch / 3``,
   for validation every epoch, the test split every epoch (``track_test``) and the final test.
 

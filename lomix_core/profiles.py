@@ -92,7 +92,8 @@ _COMPARISON = {
     # which leaves room in the 2-hour target for installing, loading and evaluating.
     "colab": (dict(_PAPER_NETWORK, epochs=20), [0, 1, 2]),
     # The paper: 300 epochs (Synapse: 2211 slices, 368 batches of 6 an epoch, about 110k steps),
-    # constant lr 1e-4; five seeds, because three cannot reach a Wilcoxon p below 0.25.
+    # constant lr 1e-4; five seeds. With n seeds the exact two-sided Wilcoxon p cannot fall below 2/2^n:
+    # 0.25 with 3, 0.125 with 4, 0.0625 with 5 (so five cannot reach 0.05 either), 0.031 with 6.
     "full": (dict(_PAPER_NETWORK, epochs=300), [0, 1, 2, 3, 4]),
 }
 # brain_aal has 83 training slices and 8 classes with millimetre borders: on a CPU it needs
@@ -100,7 +101,7 @@ _COMPARISON = {
 # The phantom's 192 training slices: 6 epochs are 144 steps. Its learning rate was chosen on
 # validation Dice among 1e-3, 2e-3 and 3e-3 (last_layer, deep_supervision and lomix, 3 seeds each:
 # 3e-3 was best for all three); brain_aal's 2e-3 beat 3e-3 the same way.
-# On full, brain_aal gets the pilot's budget (DESIGN §8: about 1200 steps of batch 16): 100 epochs
+# On full, brain_aal gets the budget of the kit's pilot run on one H200 (about 1200 steps of batch 16): 100 epochs
 # of 13 batches of 6 are 1300 steps; the phantom 30 epochs.
 # On Synapse, full makes the paper's steps: its 300 epochs of 2211 slices in (undropped) batches of 6
 # are 300 x 369 = 110,700 steps. The kit holds 2 of the 18 cases out for validation, so an epoch
