@@ -194,10 +194,13 @@ def notes(table: pd.DataFrame, tests: TestFamily | None = None) -> str:
     alpha = 0.05 if tests is None else tests.alpha
     m = int(table["p"].notna().sum()) if tests is None else len(tests)
     where = "this table's rows" if tests is None else "every paired test of this chapter"
-    lines = [f"{m} paired test{'s' * (m != 1)} corrected together ({where}): at alpha = {alpha}, the chance that at "
-             f"least one comes out 'significant' by luck alone is up to {1 - (1 - alpha) ** m:.0%} if they were "
-             f"independent. 'p (Holm)' corrects for that, and every verdict word reads it; 'p' and '95 % CI' are "
-             f"uncorrected, shown as numbers only."]
+    if m:
+        lines = [f"{m} paired test{'s' * (m != 1)} corrected together ({where}): at alpha = {alpha}, the chance that "
+                 f"at least one comes out 'significant' by luck alone is up to {1 - (1 - alpha) ** m:.0%} if they were "
+                 f"independent. 'p (Holm)' corrects for that, and every verdict word reads it; 'p' and '95 % CI' are "
+                 f"uncorrected, shown as numbers only."]
+    else:
+        lines = ["No paired test here had two or more seeds with some spread: nothing to correct, and no verdict."]
     if (table["seeds"] < 2).any():
         lines.append(f"{int((table['seeds'] < 2).sum())} of {len(table)} rows rest on one seed: no interval and no "
                      f"test exist there. Run more seeds (SEEDS) before reading anything into them.")

@@ -19,10 +19,14 @@ def _family(tests: TestFamily | None, scope: str | None, register) -> tuple[Test
     if tests is None:
         tests, scope = TestFamily(), scope or "this comparison"
         register(tests, scope)
-        return tests, scope, f"Holm-corrected over these {len(tests)} tests only"
+        return tests, scope, _correction(len(tests), "these", " only")
     if scope is None:
         raise ValueError("a finding that reads a chapter's TestFamily needs the scope its tests were registered under")
-    return tests, scope, f"Holm-corrected over the chapter's {len(tests)} paired tests"
+    return tests, scope, _correction(len(tests), "the chapter's", "")
+
+
+def _correction(m: int, whose: str, only: str) -> str:
+    return f"Holm-corrected over {whose} {m} paired test{'s' * (m != 1)}{only}" if m else "no paired test to correct"
 
 
 def _numbers(test: pd.Series) -> str:
@@ -119,7 +123,9 @@ def ablation_statement(comparison: Comparison, label: str, tests: TestFamily | N
     for variant in comparison.paired_differences(method).columns:
         test = tests.result(scope, paired_name(method, variant))
         word, part = test["verdict"], variant.split(" ", 1)[-1]
-        if variant.startswith("without "):
+        if word == NO_TEST:
+            meaning = "nothing to read"
+        elif variant.startswith("without "):
             meaning = {BETTER: f"leaving {part} out cost Dice: {part} helped",
                        WORSE: f"leaving {part} out raised Dice: {part} hurt"}.get(word, f"no effect of {part} shown")
         elif variant.startswith("only "):

@@ -129,8 +129,8 @@ class TestFamily:
         from scipy import stats
 
         rows = {key: paired_test(d) for key, d in self._differences.items()}
-        table = pd.DataFrame.from_dict(rows, orient="index")
-        table.index = pd.MultiIndex.from_tuples(list(rows), names=["scope", "test"])
+        table = pd.DataFrame(list(rows.values()),  # in registration order
+                             index=pd.MultiIndex.from_tuples(list(rows), names=["scope", "test"]))
         table["holm_p"] = holm(table["t_test_p"])
         m = max(1, int(table["t_test_p"].notna().sum()))
         n = table["seeds"].astype(float)

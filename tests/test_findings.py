@@ -86,11 +86,13 @@ def test_statement_without_a_family_corrects_its_own_tests_and_says_so():
     noisy = comparison({"last_layer": [0.05, -0.05, 0.02]})
     text = findings.statement(noisy, "brain_aal")
     assert text.startswith("On brain_aal with 3 seeds, lomix scored 0.428 ± 0.017 test Dice. No difference shown")
-    assert "Holm-corrected over these 1 tests only" in text and "Wilcoxon p = " in text
+    assert "Holm-corrected over these 1 paired test only" in text and "Wilcoxon p = " in text
     with pytest.raises(ValueError, match="needs the scope its tests were registered under"):
         findings.statement(noisy, "x", TestFamily())
     one_seed = findings.statement(comparison({"last_layer": [0.05]}), "y")
-    assert "With one seed there is no test: no verdict." in one_seed
+    assert "With one seed there is no test: no verdict." in one_seed and "no paired test to correct" not in one_seed
+    ablation = findings.ablation_statement(comparison({"without add": [0.05]}, method="all", by="operators"), "z")
+    assert "(no paired test to correct)" in ablation and ": no test: nothing to read." in ablation
 
 
 def low_data(sizes: dict[int, list[float]], dice_shift: dict[int, float]) -> LowData:

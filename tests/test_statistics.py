@@ -74,6 +74,10 @@ def test_a_family_corrects_over_every_test_and_closes_on_first_read():
     table = family.table()
     assert list(table["holm_p"]) == pytest.approx(holm(p))
     assert list(table.index) == [("a", "x"), ("a", "y"), ("b", "x"), ("b", "y")]
+    late = TestFamily()
+    late.add("z", "b", pd.Series([0.1, 0.2]))
+    late.add("a", "a", pd.Series([0.1, 0.3]))
+    assert list(late.table().index) == [("z", "b"), ("a", "a")]  # registration order, not sorted
     with pytest.raises(ValueError, match="already read; register every test of the chapter before printing"):
         family.add("c", "x", pd.Series([0.1, 0.2]))
     with pytest.raises(ValueError, match="already registered with other differences"):
