@@ -14,7 +14,7 @@ interval (:mod:`lomix_core.statistics` says why that interval):
   direction is claimed); "better, but less (more) than the paper's ...": it lies outside;
 * "worse; contradicts the paper";
 * "no difference shown; rules out the paper's ...": the paper's gain lies above the interval;
-  "...; cannot rule out ...": it lies inside, and the run is too small to tell.
+  "...; paper's ... not ruled out": it lies inside, and the run is too small to tell.
 
 The budget column reads each run's plateau test (:func:`~lomix_core.statistics.plateau_test`): a
 run whose validation Dice still rose over its last third of epochs says as much about the budget
@@ -90,7 +90,8 @@ def verdict(word: str, low: float, high: float, paper_gain: float | None) -> str
         return "worse; contradicts the paper"
     if paper_gain is None:
         return word
-    return f"{word}; {'rules out' if paper_gain > high else 'cannot rule out'} {gain}"
+    # short enough for pandas' 50-character cells: a verdict must render whole
+    return f"{word}; rules out {gain}" if paper_gain > high else f"{word}; {gain[4:]} not ruled out"
 
 
 def budget(runs: pd.DataFrame) -> str:
