@@ -8,6 +8,8 @@ numbers only. A finding given no family corrects over the tests it reads itself,
 """
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from .comparisons import Comparison, LowData, growth_scope, paired_name, size_scope
@@ -33,7 +35,7 @@ def _numbers(test: pd.Series) -> str:
     """A test's numbers in a sentence: mean difference, uncorrected interval and p, corrected p."""
     if test["seeds"] < 2:
         return f"{test['mean_difference']:+.3f} (one seed: no interval, no test)"
-    if test["t_test_p"] != test["t_test_p"]:  # NaN: every seed gave the same difference
+    if math.isnan(test["t_test_p"]):  # every seed gave the same difference
         return f"{test['mean_difference']:+.3f} (the same on every seed: no spread, no test)"
     return (f"{test['mean_difference']:+.3f} (95 % CI {test['ci95_low']:+.3f} to {test['ci95_high']:+.3f} and paired "
             f"t-test p = {test['t_test_p']:.3g}, both uncorrected; Holm p = {test['holm_p']:.3g}; Wilcoxon p = "
@@ -45,7 +47,7 @@ def _who(words: dict[str, str], method: str, where: str, correction: str) -> str
     better = [b for b, w in words.items() if w == BETTER]
     worse = [b for b, w in words.items() if w == WORSE]
     if all(w == NO_TEST for w in words.values()):
-        return f"With one seed there is no test: no verdict{where}."
+        return f"No paired test was possible{where} (one seed, or the same difference on every seed): no verdict."
     if not better and not worse:
         return f"No difference shown between {method} and any baseline{where} ({correction})."
     parts = [f"better than {', '.join(better)}"] * bool(better) + [f"worse than {', '.join(worse)}"] * bool(worse)
