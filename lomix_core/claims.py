@@ -148,7 +148,8 @@ def paper_vs_run(comparison: Comparison, claims: Sequence[Claim] = SUPERVISION_C
     if tests is None:
         tests, scope = TestFamily(), "this table"
         for c in run:
-            tests.add(scope, paired_name(c.method, c.baseline), comparison.paired_differences(c.method, metric)[c.baseline])
+            differences = comparison.paired_differences(c.method, metric)[c.baseline]
+            tests.add(scope, paired_name(c.method, c.baseline), differences)
     elif scope is None:
         raise ValueError("paper_vs_run with the chapter's tests needs the scope they were registered under")
     rows = [_row(c, tests.result(scope, paired_name(c.method, c.baseline)), _pair_runs(comparison, c)) for c in run]

@@ -94,7 +94,8 @@ def low_data_statement(low: LowData, label: str, tests: TestFamily | None = None
         head.append(f"Less data did not cost Dice here, so the sweep is limited by its budget or network, not by "
                     f"data, and cannot test the paper's low-data claim either way.")
     else:
-        head.append(f"Less data cost {dice[largest] - dice[smallest]:.3f} Dice, so the sweep can test the paper's claim.")
+        head.append(f"Less data cost {dice[largest] - dice[smallest]:.3f} Dice, so the sweep can test the paper's "
+                    f"claim.")
     baselines = [b for b in low.comparisons[smallest].summary().index if b != method]
     words, lines = {}, []
     for baseline in baselines:
@@ -131,8 +132,8 @@ def ablation_statement(comparison: Comparison, label: str, tests: TestFamily | N
             meaning = {BETTER: f"leaving {part} out cost Dice: {part} helped",
                        WORSE: f"leaving {part} out raised Dice: {part} hurt"}.get(word, f"no effect of {part} shown")
         elif variant.startswith("only "):
-            meaning = {BETTER: f"{part} alone fell short of {method}",
-                       WORSE: f"{part} alone beat {method}"}.get(word, f"{part} alone: no difference from {method} shown")
+            meaning = {BETTER: f"{part} alone fell short of {method}", WORSE: f"{part} alone beat {method}"}.get(
+                word, f"{part} alone: no difference from {method} shown")
         else:
             meaning = {BETTER: f"{method} scored higher than {variant}",
                        WORSE: f"{variant} scored higher than {method}"}.get(word, "no difference shown")

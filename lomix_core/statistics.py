@@ -138,7 +138,8 @@ class TestFamily:
         half = np.where(n > 1, stats.t.ppf(1 - self.alpha / (2 * m), np.maximum(n - 1, 1)) * sd / np.sqrt(n), np.nan)
         table["simultaneous_low"] = table["mean_difference"] - half
         table["simultaneous_high"] = table["mean_difference"] + half
-        table["verdict"] = [direction(mean, p, self.alpha) for mean, p in zip(table["mean_difference"], table["holm_p"])]
+        table["verdict"] = [direction(mean, p, self.alpha)
+                            for mean, p in zip(table["mean_difference"], table["holm_p"])]
         return table[["seeds", "mean_difference", "ci95_low", "ci95_high", "t_test_p", "holm_p", "wilcoxon_p",
                       "simultaneous_low", "simultaneous_high", "verdict"]]
 

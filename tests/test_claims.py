@@ -146,7 +146,8 @@ def test_notes_count_the_chapters_tests_and_warn_about_one_seed():
     assert "every verdict word reads it" in text and "one seed" not in text and "still rose" not in text
     assert claims.notes(table).startswith("1 paired test corrected together (this table's rows)")
     one_seed = claims.notes(claims.paper_vs_run(comparison({"last_layer": [0.05]})))
-    assert one_seed.startswith("No paired test here had two or more seeds") and "1 of 1 rows rest on one seed" in one_seed
+    assert one_seed.startswith("No paired test here had two or more seeds")
+    assert "1 of 1 rows rest on one seed" in one_seed
     with pytest.raises(ValueError, match="notes needs a table from paper_vs_run"):
         claims.notes(pd.DataFrame({"p": [0.1]}))
 

@@ -117,7 +117,8 @@ def test_paired_tests_and_registration_read_the_per_seed_differences():
     d = np.array([0.10, 0.15, 0.08, 0.10])
     assert list(table.index) == ["last_layer", "mutation"] and table.index.name == "lomix minus"
     assert table.loc["last_layer"].to_dict() == pytest.approx(lx.statistics.paired_test(pd.Series(d)), nan_ok=True)
-    assert table.loc["last_layer", "t_test_p"] == pytest.approx(stats.ttest_rel(runs.test_dice[:4], runs.test_dice[4:8]).pvalue)
+    paired = stats.ttest_rel(runs.test_dice[:4], runs.test_dice[4:8])
+    assert table.loc["last_layer", "t_test_p"] == pytest.approx(paired.pvalue)
     family = lx.statistics.TestFamily()
     comparison.register(family, "brain_aal")
     assert list(family.table().index) == [("brain_aal", "lomix - last_layer"), ("brain_aal", "lomix - mutation")]
@@ -126,8 +127,8 @@ def test_paired_tests_and_registration_read_the_per_seed_differences():
 
 def test_low_data_registers_every_gain_and_the_growth():
     def comparison(d):
-        rows = [{"preset": p, "seed": s, "test_dice": v} for p, values in
-                (("lomix", [0.6, 0.5, 0.7]), ("last_layer", list(np.subtract([0.6, 0.5, 0.7], d)))) for s, v in enumerate(values)]
+        dice = {"lomix": [0.6, 0.5, 0.7], "last_layer": list(np.subtract([0.6, 0.5, 0.7], d))}
+        rows = [{"preset": p, "seed": s, "test_dice": v} for p, values in dice.items() for s, v in enumerate(values)]
         return lx.comparisons.Comparison(results=pd.DataFrame(), runs=pd.DataFrame(rows), models={})
 
     small, large = np.array([0.10, 0.05, 0.12]), np.array([0.01, 0.02, 0.00])
