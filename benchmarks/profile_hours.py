@@ -5,14 +5,14 @@
 
 No GPU has run these profiles yet, so the hours are estimates, and this script says how they are
 made. The step and run counts are exact: they come from the profiles' budgets and the chapters'
-default run lists (the same ``experiments`` functions the notebooks call; runs that chapters share
+default run lists (the same ``comparisons`` functions the notebooks call; runs that chapters share
 are counted once, in the first chapter that trains them). The seconds per step are assumptions:
 
-* T4 (free Colab), 224², batch 6, fp16: 0.15 s a last-layer step, the middle of DESIGN §8's
-  0.12-0.18 s estimate;
-* H200: 0.08 s, the official code's last-layer step measured there in fp32 (DESIGN §2);
+* T4 (free Colab), 224², batch 6, fp16: 0.15 s a last-layer step, the middle of a 0.12-0.18 s
+  estimate (no T4 has measured it yet);
+* H200: 0.08 s, the official code's last-layer step measured there in fp32 for the kit;
 * every other preset costs ``--preset-factor`` (1.25) times that: the vectorised LoMix loss adds
-  19 ms to the official 80 ms step on an H200 (DESIGN §2), and relatively more on a slower card;
+  19 ms to the official 80 ms step on an H200 (the same measurement), and relatively more on a slower card;
 * evaluation: a forward pass costs a third of a training step, per slice ``step / batch / 3``,
   for validation every epoch, the test split every epoch (``track_test``) and the final test.
 
@@ -32,9 +32,10 @@ import sys
 import pandas as pd
 
 import lomix_core as lx
-from lomix_core.experiments import keyed, operator_variants, preset_variants, subset_sizes, weighting_variants
+from lomix_core.comparisons import operator_variants, preset_variants, subset_sizes, weighting_variants
 from lomix_core.report import markdown_table
 from lomix_core.config import epoch_steps
+from lomix_core.runs import keyed
 
 PRESETS = ["last_layer", "deep_supervision", "nnunet", "mutation", "lomix"]  # the chapters' default PRESETS
 SYNAPSE = {"train": round(2211 * 16 / 18), "val": round(2211 * 2 / 18), "test": 1568, "subjects": 16}
@@ -79,7 +80,7 @@ def chapter_runs(profile: str) -> dict[str, list[lx.TrainConfig]]:
     runs = {"00": [lx.profiles.quickstart(profile, seed=seeds[0], out_dir=out)],
             "02": [lx.profiles.demo(profile, out_dir=out)]}
     runs["03"] = [c for base, s in comparison.values()
-                  for c in lx.experiments.comparison_configs(base, preset_variants(PRESETS), s)]
+                  for c in lx.comparisons.comparison_configs(base, preset_variants(PRESETS), s)]
     first = next(iter(comparison.values()))[0]
     runs["03"].append(dataclasses.replace(first, supervision="last_layer", seed=seeds[0], official_eval_mode_bug=True))
     sizes = sorted(set(subset_sizes(split_sizes(ablation)["subjects"])["train_subjects"]))
@@ -88,7 +89,7 @@ def chapter_runs(profile: str) -> dict[str, list[lx.TrainConfig]]:
                   if n != split_sizes(ablation)["subjects"] else dataclasses.replace(ablation, supervision=p, seed=s)
                   for n in sizes for p in PRESETS for s in seeds]
     lomix = dataclasses.replace(ablation, supervision="lomix")
-    runs["05"] = lx.experiments.comparison_configs(lomix, {**operator_variants(), **weighting_variants()}, seeds)
+    runs["05"] = lx.comparisons.comparison_configs(lomix, {**operator_variants(), **weighting_variants()}, seeds)
     return runs
 
 

@@ -25,7 +25,7 @@ from multiprocessing import get_context
 import torch
 
 import lomix_core as lx
-from lomix_core.experiments import paired_test
+from lomix_core.statistics import paired_test
 from lomix_core.report import machine, markdown_table
 
 
@@ -42,7 +42,7 @@ def main(argv=None) -> int:
                                      out_dir=args.out_dir, progress=False, track_test=False)
     base = dataclasses.replace(base, data_kwargs={**base.data_kwargs, "size": args.size})
     variants = {protocol: {"protocol": protocol} for protocol in ("kit", "official")}
-    comparison = lx.experiments.compare(base, variants, args.seeds, by="protocol")
+    comparison = lx.comparisons.compare(base, variants, args.seeds, by="protocol")
     runs = comparison.runs.pivot(index="seed", columns="protocol", values="test_dice")
     mixed = [(name, dataclasses.replace(base, seed=seed)) for name in MIXED for seed in args.seeds]
     with ProcessPoolExecutor(2, mp_context=get_context("spawn"), initializer=torch.set_num_threads,

@@ -6,7 +6,7 @@ The functions ``lx.train``, ``lx.evaluate`` and ``lx.predict`` live in the modul
 ``lx.training``, ``lx.evaluation`` and ``lx.inference``.
 """
 from . import config, data, fusion, machine, models, supervision
-from . import benchmark, chapter, claims, executors, experiments, profiles, report, runtime
+from . import benchmark, chapter, claims, comparisons, executors, findings, profiles, report, runs, runtime, statistics
 from .evaluation import CONVENTION, evaluate, mean_dice, mean_hd95
 from .inference import TrainedModel, load_checkpoint, predict
 from .supervision import PRESETS, LoMixLoss
@@ -23,6 +23,7 @@ def __getattr__(name: str):
 
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'lomix_core' has no attribute {name!r}")
-__all__ = ["CONVENTION", "LoMixLoss", "PRESETS", "Run", "TrainConfig", "TrainedModel", "benchmark", "chapter", "claims", "config", "data",
-           "evaluate", "executors", "experiments", "fusion", "load_checkpoint", "machine", "mean_dice", "mean_hd95", "models", "predict",
-           "profiles", "report", "runtime", "supervision", "train", "viz", "widgets"]
+__all__ = ["CONVENTION", "LoMixLoss", "PRESETS", "Run", "TrainConfig", "TrainedModel", "benchmark", "chapter", "claims",
+           "comparisons", "config", "data", "evaluate", "executors", "findings", "fusion", "load_checkpoint", "machine",
+           "mean_dice", "mean_hd95", "models", "predict", "profiles", "report", "runs", "runtime", "statistics",
+           "supervision", "train", "viz", "widgets"]

@@ -10,6 +10,7 @@ import typing
 from pathlib import Path
 
 from . import chapter, data, profiles
+from .data.preprocessing import NATIVE_METHODS
 from .evaluation import CONVENTION, evaluate, mean_dice, mean_hd95, per_class
 from .training import TrainConfig, train
 
@@ -122,9 +123,10 @@ def parser() -> argparse.ArgumentParser:
                    help="score on another dataset with the same classes (default: the one it was trained on)")
     p.add_argument("--data-kwargs", type=_json_object, default={},
                    help='JSON for the dataset, e.g. \'{"root": "data/other_scans"}\' (the size defaults to the model\'s)')
-    p.add_argument("--method", default="logits", choices=["logits", "nearest"],
+    p.add_argument("--method", default="logits", choices=list(NATIVE_METHODS),
                    help="back to the scan's grid: resample the logits, then argmax (default), or argmax, then "
-                        "nearest neighbour (TransUNet)")
+                        "enlarge: nearest (torch's pixel-centred nearest neighbour) or zoom (scipy's order-0 zoom, "
+                        "pixel for pixel the official code's and TransUNet's)")
     p.add_argument("--tta", action="store_true", help="average the prediction over left-right and up-down flips")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--save", default=None, metavar="CSV", help="write the tidy per-volume, per-class results here")

@@ -55,8 +55,8 @@ class Protocol:
     # loader keeps it (Synapse: 2211 slices in batches of 6 make 369 steps, the last of 3 slices).
     drop_last_batch: bool
     # How a test prediction returns to the scan's grid (evaluation.evaluate's ``method``): "logits"
-    # resamples the logits, then takes the argmax; "nearest" takes the argmax on the model grid and
-    # enlarges it by nearest neighbour, as the official test_single_volume does.
+    # resamples the logits, then takes the argmax; "zoom" takes the argmax on the model grid and
+    # enlarges it with scipy's zoom(order=0) mapping, pixel for pixel as the official test_single_volume.
     scoring: str
 
 
@@ -64,7 +64,7 @@ PROTOCOLS = {
     "kit": Protocol("kit", joins_validation=False, augment=True, official_network=False, wf_sharing="subset",
                     drop_last_batch=True, scoring="logits"),
     "official": Protocol("official", joins_validation=True, augment="official", official_network=True,
-                         wf_sharing="size", drop_last_batch=False, scoring="nearest"),
+                         wf_sharing="size", drop_last_batch=False, scoring="zoom"),
 }
 
 

@@ -2,7 +2,7 @@
 
 ``run_many(configs, executor=...)`` hands every unfinished run to one engine and reads every run
 back from its folder. The kit does not schedule: the engines do. What makes handing a run over safe
-is the run folder (:mod:`lomix_core.experiments`): it is named by the run's config and the kit's
+is the run folder (:mod:`lomix_core.runs`): it is named by the run's config and the kit's
 source, so a finished run is read back instead of trained, an interrupted one resumes from its
 ``last.pt``, and :class:`~lomix_core.run_lock.RunLock` keeps two workers from training it at once.
 A run that fails is named with its error and the others go on; each is tried ``retries`` more

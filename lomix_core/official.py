@@ -78,8 +78,12 @@ DIFFERENCES: tuple[Difference, ...] = (
     Difference("last partial batch of an epoch", "kept (369 steps an epoch on Synapse)", "dropped (368)",
                "kept (369)", "same", _last_batch_kept),
     Difference("test-time scoring at the scan's grid", "argmax at 224, zoomed back with nearest (order 0)",
-               "logits resampled to the scan's grid, then argmax", "argmax at the model grid, nearest zoom",
-               "same", lambda: _rules("official").scoring == "nearest" and _rules("kit").scoring == "logits"),
+               "logits resampled to the scan's grid, then argmax", "argmax at the model grid, zoomed back with "
+               "scipy's order-0 mapping (pixel for pixel the official prediction: test_official_scoring)", "same",
+               lambda: _rules("official").scoring == "zoom" and _rules("kit").scoring == "logits"),
+    Difference("test-time input resizing", "each slice zoomed to 224 with scipy's cubic spline (order 3)",
+               "bilinear, antialiased (the slices are stored at the model grid)", "as the kit", "differs",
+               lambda: _input_resizing_differs()),
     Difference("precision", "fp32", "fp32 (cpu); AMP on the colab profile", "fp32", "same", lambda: not _full().amp),
     Difference("optimiser and schedule", "AdamW, lr 1e-4 constant, weight decay 1e-4, 300 epochs, batch 6",
                "the same rule; budgets per profile", "the same", "same",
@@ -91,6 +95,18 @@ DIFFERENCES: tuple[Difference, ...] = (
                "mean ± sd over seeds of the validation-selected test Dice", "mean ± sd over 5 seeds of the last "
                "epoch's test Dice, best-on-test beside it", "differs", lambda: len(_full_seeds()) == 5),
 )
+
+
+def _input_resizing_differs() -> bool:
+    """The kit's slice resizing is not the official cubic zoom (while it is not, the row says so)."""
+    import numpy as np
+    from scipy import ndimage
+
+    from .data.preprocessing import to_model_grid
+
+    image = np.random.default_rng(0).random((1, 20, 20)).astype(np.float32)
+    kit = to_model_grid(image, 8, label=False, aspect="stretch")[0, 0].numpy()
+    return not np.allclose(kit, ndimage.zoom(image[0], 8 / 20, order=3), atol=1e-3)
 
 
 def _loop_loss_agrees() -> bool:

@@ -119,7 +119,9 @@ PROFILE_RECORDS: Mapping[str, Profile] = _frozen({profile.name: profile for prof
         # The paper's protocol (config.PROTOCOLS["official"]): all 18 training cases, the official
         # network, augmentation and epoch (Synapse: 2211 slices in batches of 6, the last one partial:
         # 369 steps, 110,700 in 300 epochs), constant lr 1e-4, fp32 as the official trainer runs;
-        # the last epoch is kept and best-on-test is reported beside it. Five seeds.
+        # the last epoch is kept and best-on-test is reported beside it. Five seeds: with n seeds the
+        # exact two-sided Wilcoxon p cannot fall below 2/2^n (0.25 with 3, 0.125 with 4, 0.0625 with 5,
+        # so five cannot reach 0.05 either; 0.031 with 6).
         "full", size=224,
         comparison=dict(_PAPER_NETWORK, epochs=300, protocol="official", amp=False), seeds=(0, 1, 2, 3, 4),
         comparison_datasets=("synapse",),
@@ -128,7 +130,7 @@ PROFILE_RECORDS: Mapping[str, Profile] = _frozen({profile.name: profile for prof
         quickstart=dict(_PAPER_NETWORK, epochs=20), demo=dict(_PAPER_NETWORK, epochs=10),
         benchmark=dict(model="pvt_v2_b2_emcad", batch=6, size=224, steps=50, warmup=10, amp=True),
         phantom=dict(num_subjects=48, num_slices=24, num_val=8, num_test=8),
-        # brain_aal gets a pilot's budget (about 1200 steps of batch 16 on one H200): 100 epochs of 14
+        # brain_aal gets the budget of the kit's pilot run on one H200 (about 1200 steps of batch 16): 100 epochs of 14
         # batches of 6 (its 83 slices with the last batch kept) are 1400 steps; the phantom 30 epochs.
         dataset_budgets={"brain_aal": dict(epochs=100), "synthetic": dict(epochs=30)}),
 ]})

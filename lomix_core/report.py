@@ -19,7 +19,7 @@ def record(output_dir: str | Path, notebook: str, headline: dict | None = None,
            findings: list[str] = ()) -> Path:
     """Write ``<output_dir>/<notebook>.summary.json`` for the series report.
 
-    ``findings`` are plain-language answers (for example :func:`lomix_core.experiments.statement`)
+    ``findings`` are plain-language answers (for example :func:`lomix_core.findings.statement`)
     that the report puts first."""
     output_dir = Path(output_dir)
     figures = [str(Path(f).resolve().relative_to(output_dir.resolve())) for f in figures]

@@ -1,8 +1,8 @@
 """How long runs will take here, measured before they train.
 
-A chapter plans its runs (:func:`~lomix_core.experiments.comparison_configs`,
-:func:`~lomix_core.experiments.low_data_configs`), prints ``estimate(configs)`` and then trains
-them. The estimate leaves out the runs :func:`~lomix_core.experiments.run_many` would read back,
+A chapter plans its runs (:func:`~lomix_core.comparisons.comparison_configs`,
+:func:`~lomix_core.comparisons.low_data_configs`), prints ``estimate(configs)`` and then trains
+them. The estimate leaves out the runs :func:`~lomix_core.runs.run_many` would read back,
 and times a few real training steps per setting (network, supervision, batch, image shape, AMP,
 device) on the device the runs will use, so it holds for whatever machine the notebook runs on.
 
@@ -32,7 +32,8 @@ from . import data
 from .benchmark import _time_once_ms
 from .config import TrainConfig, epoch_steps, fields_where
 from .evaluation import evaluate
-from .experiments import default_jobs, is_finished, keyed
+from .executors import default_jobs, is_finished
+from .runs import keyed
 from .machine import device_name, resolve_device
 from .training import Stepper, build_model_and_loss
 
@@ -75,7 +76,7 @@ def estimate(configs: Sequence[TrainConfig], steps: int = 3, warmup: int = 1, jo
 
     Runs that would be read back cost nothing and nothing is measured when none is left. On a
     CPU with several jobs the steps are timed with the threads each job gets, and the runs are
-    spread over the jobs in order, as :func:`~lomix_core.experiments.run_many` does.
+    spread over the jobs in order, as :func:`~lomix_core.runs.run_many` does.
     """
     if steps < 1 or warmup < 0:
         raise ValueError(f"steps must be >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")

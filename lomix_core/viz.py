@@ -180,7 +180,7 @@ def plot_step_times(table: pd.DataFrame) -> plt.Figure:
 
 def plot_low_data(curve: pd.DataFrame, metric_label: str = "test Dice") -> plt.Figure:
     """Mean over seeds against the number of training subjects, one line per preset, with the 95 %
-    t interval as a band (from :meth:`lomix_core.experiments.LowData.curve`)."""
+    t interval as a band (from :meth:`lomix_core.comparisons.LowData.curve`)."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for preset, rows in curve.groupby("preset", sort=False):
         line, = ax.plot(rows["train_subjects"], rows["mean"], marker="o", label=preset)

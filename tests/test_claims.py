@@ -10,26 +10,28 @@ from scipy import stats
 import lomix_core as lx
 from lomix_core import claims
 from lomix_core.claims import Claim
-from lomix_core.experiments import Comparison, LowData
+from lomix_core.comparisons import Comparison, LowData
+from lomix_core.statistics import TestFamily, holm
 
 LOMIX = np.array([0.60, 0.55, 0.70, 0.65])  # LoMix's test Dice on seeds 0-3
 
 
-def comparison(differences: dict[str, list[float]], method: str = "lomix", last_epoch: dict | None = None,
-               epochs: int = 10) -> Comparison:
+def comparison(differences: dict[str, list[float]], method: str = "lomix", improving: set | None = None,
+               reading: str = "no rise shown") -> Comparison:
     """Runs where ``method`` scores LOMIX and each baseline LOMIX minus its per-seed ``differences``
-    (Dice fractions). ``last_epoch``: {(variant, seed)} whose best epoch is the last one."""
+    (Dice fractions). ``improving``: {(variant, seed)} whose plateau test reads "still improving";
+    the others read ``reading``."""
     seeds = range(len(next(iter(differences.values()))))
     dice = {method: LOMIX[list(seeds)]} | {b: LOMIX[list(seeds)] - np.array(d) for b, d in differences.items()}
-    rows = [{"preset": variant, "seed": s, "test_dice": float(values[s]), "test_hd95": 5.0, "test_hd95_mm": None, "val_dice": 0.5,
-             "best_epoch": epochs if (variant, s) in (last_epoch or set()) else epochs // 2, "epochs": epochs,
-             "train_time_s": 1.0, "steps": 100, "supervised_maps": 1}
+    rows = [{"preset": variant, "seed": s, "test_dice": float(values[s]), "test_hd95": 5.0, "test_hd95_mm": None,
+             "val_dice": 0.5, "train_time_s": 1.0, "steps": 100, "supervised_maps": 1,
+             "plateau_reading": "still improving" if (variant, s) in (improving or set()) else reading}
             for variant, values in dice.items() for s in seeds]
     return Comparison(results=pd.DataFrame(), runs=pd.DataFrame(rows), models={})
 
 
-def interval(d_points: np.ndarray) -> str:
-    low, high = stats.t.interval(0.95, len(d_points) - 1, loc=d_points.mean(), scale=stats.sem(d_points))
+def interval(d_points: np.ndarray, level: float = 0.95) -> str:
+    low, high = stats.t.interval(level, len(d_points) - 1, loc=d_points.mean(), scale=stats.sem(d_points))
     return f"[{low:+.2f}, {high:+.2f}]"
 
 
@@ -40,7 +42,7 @@ def test_a_row_holds_the_paired_difference_in_dice_points_with_scipys_interval()
     row = table.iloc[0]
     assert row["paper"] == "+4.20" and row["seeds"] == 4
     assert row["this run"] == f"{100 * d.mean():+.2f}" == "+4.25"
-    assert row["95 % CI"] == interval(100 * d)
+    assert row["95 % CI"] == interval(100 * d) == row["simultaneous CI"]  # one test: the same interval
     assert row["p"] == pytest.approx(stats.ttest_rel(LOMIX, LOMIX - d).pvalue)
     assert row["p (Holm)"] == pytest.approx(row["p"])  # one claim: nothing to correct
     assert row["budget"] == "ok" and row["paper setting"] == claims.PAPER_SETTING
@@ -61,19 +63,20 @@ def test_no_claim_run_is_an_error():
         claims.paper_vs_run(comparison({"nnunet": [0.01, 0.02]}))
     with pytest.raises(ValueError, match="unknown metric 'dice'"):
         claims.paper_vs_run(comparison({"last_layer": [0.01, 0.02]}), metric="dice")
+    with pytest.raises(ValueError, match="needs the scope they were registered under"):
+        claims.paper_vs_run(comparison({"last_layer": [0.01, 0.02]}), tests=TestFamily())
 
 
 @pytest.mark.parametrize("d, gain, expected", [
-    ([0.040, 0.045, 0.038, 0.047], 4.2, "reproduced: better here, consistent with the paper's +4.2"),
-    ([0.010, 0.012, 0.011, 0.013], 4.2, "better here, but less than the paper's +4.2"),
-    ([0.090, 0.095, 0.092, 0.091], 4.2, "better here, but more than the paper's +4.2"),
-    ([-0.030, -0.035, -0.032, -0.031], 4.2, "contradicted: significantly worse here"),
-    ([0.001, -0.002, 0.0015, -0.001], 4.2,
-     "not reproduced: no difference shown, and the paper's +4.2 lies above the interval"),
-    ([0.08, -0.07, 0.05, -0.04], 4.2, "inconclusive: the interval holds both 0 and the paper's +4.2"),
-    ([0.001, -0.002, 0.0015, -0.001], None, "inconclusive: the interval holds 0"),
-    ([0.010, 0.012, 0.011, 0.013], None, "reproduced: better here, consistent with the paper's direction"),
-    ([0.05], 4.2, "no verdict: one seed gives no interval"),
+    ([0.040, 0.045, 0.038, 0.047], 4.2, "better; consistent with the paper"),
+    ([0.010, 0.012, 0.011, 0.013], 4.2, "better, but less than the paper's +4.2"),
+    ([0.090, 0.095, 0.092, 0.091], 4.2, "better, but more than the paper's +4.2"),
+    ([-0.030, -0.035, -0.032, -0.031], 4.2, "worse; contradicts the paper"),
+    ([0.001, -0.002, 0.0015, -0.001], 4.2, "no difference shown; rules out the paper's +4.2"),
+    ([0.08, -0.07, 0.05, -0.04], 4.2, "no difference shown; paper's +4.2 not ruled out"),
+    ([0.001, -0.002, 0.0015, -0.001], None, "no difference shown"),
+    ([0.010, 0.012, 0.011, 0.013], None, "better; consistent with the paper"),
+    ([0.05], 4.2, "no test: under two seeds, or no spread"),
 ])
 def test_verdicts(d, gain, expected):
     table = claims.paper_vs_run(comparison({"last_layer": d}), [Claim("a claim", "last_layer", gain)])
@@ -87,58 +90,64 @@ def test_one_seed_has_no_interval_and_no_p():
     assert np.isnan(row["p"]) and np.isnan(row["p (Holm)"])
 
 
-def test_the_verdict_reads_the_interval_at_its_edges():
-    assert claims.verdict(0.0, 2.0, 4.2, 3).startswith("not reproduced")  # 0 on the edge is inside
-    assert claims.verdict(2.0, 4.2, 4.2, 3).startswith("reproduced")  # so is the paper's gain
-    assert claims.verdict(-2.0, 0.0, 4.2, 3).startswith("not reproduced")
+def test_the_verdict_reads_the_simultaneous_interval_at_its_edges():
+    assert claims.verdict("no difference shown", 0.0, 2.0, 4.2) == "no difference shown; rules out the paper's +4.2"
+    assert claims.verdict("better", 2.0, 4.2, 4.2) == "better; consistent with the paper"  # the edge is inside
+    assert claims.verdict("no difference shown", -2.0, 4.2, 4.2) == "no difference shown; paper's +4.2 not ruled out"
+    verdicts = [claims.verdict(w, low, high, gain) for w in ("better", "worse", "no difference shown", "no test")
+                for low, high in ((-60.0, 60.0), (9.5, 9.9), (-9.9, -9.5), (0.5, 0.9)) for gain in (9.23, 4.2, None)]
+    assert max(map(len, verdicts)) <= 50  # pandas shows 50 characters of a cell: every verdict renders whole
 
 
-def test_holm_against_a_hand_computed_example():
-    # sorted: 0.005·4 = 0.02, 0.01·3 = 0.03, 0.03·2 = 0.06, 0.04·1 = 0.04 -> kept monotone at 0.06
-    assert claims.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
-    assert claims.holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1, then monotone
-    nan, first, second = claims.holm([float("nan"), 0.2, 0.6])  # a missing p is not one of the tests
-    assert np.isnan(nan) and (first, second) == pytest.approx((0.4, 0.6))
-    assert claims.holm([]) == []
+def test_the_table_reads_the_chapters_family():
+    """Holm runs over every test of the chapter, not the table's rows: a row whose p is below 0.05
+    in a table of 3 claims can lose its verdict among 8 tests."""
+    runs = comparison({"last_layer": [0.05, 0.04, 0.06, 0.05], "deep_supervision": [0.02, 0.01, 0.03, 0.02],
+                       "mutation": [0.01, -0.02, 0.015, 0.012]})
+    alone = claims.paper_vs_run(runs)
+    assert list(alone["p (Holm)"]) == pytest.approx(holm(alone["p"]))
+    tests = TestFamily()
+    runs.register(tests, "brain_aal")
+    other = comparison({"last_layer": [0.3, -0.2, 0.1, 0.0], "mutation": [0.1, -0.1, 0.05, 0.0]})
+    other.register(tests, "phantom")
+    chapter = claims.paper_vs_run(runs, tests=tests, scope="brain_aal")
+    assert list(chapter["p (Holm)"]) == pytest.approx([tests.result("brain_aal", f"lomix - {b}")["holm_p"]
+                                                       for b in ("last_layer", "deep_supervision", "mutation")])
+    assert list(chapter["p"]) == pytest.approx(list(alone["p"]))  # the uncorrected p is the same number
+    assert (chapter["p (Holm)"] >= alone["p (Holm)"] - 1e-12).all()
+    # the simultaneous interval widens with the family: 5 tests here against 3
+    width = lambda text: float(text.strip("[]").split(", ")[1]) - float(text.strip("[]").split(", ")[0])  # noqa: E731
+    assert width(chapter.iloc[0]["simultaneous CI"]) > width(alone.iloc[0]["simultaneous CI"])
 
 
-def test_the_table_applies_holm_to_its_claims():
-    table = claims.paper_vs_run(comparison({"last_layer": [0.05, 0.04, 0.06, 0.05],
-                                            "deep_supervision": [0.02, 0.01, 0.03, 0.02],
-                                            "mutation": [0.01, -0.02, 0.015, 0.012]}))
-    assert list(table["p (Holm)"]) == pytest.approx(claims.holm(table["p"]))
-    p = table["p"].to_numpy()
-    order = np.argsort(p)
-    by_hand = np.maximum.accumulate(np.minimum(1, (len(p) - np.arange(len(p))) * p[order]))
-    assert table["p (Holm)"].to_numpy()[order] == pytest.approx(by_hand)
-
-
-def test_the_budget_flag_counts_the_pairs_runs_that_peaked_at_their_last_epoch():
+def test_the_budget_column_reads_the_plateau_tests():
     runs = comparison({"last_layer": [0.05, 0.04, 0.06, 0.05], "mutation": [0.01, 0.02, 0.015, 0.012]},
-                      last_epoch={("lomix", 0), ("last_layer", 1), ("last_layer", 2)})
+                      improving={("lomix", 0), ("last_layer", 1), ("last_layer", 2)})
     table = claims.paper_vs_run(runs)
-    assert table.loc["LoMix beats last-layer supervision", "budget"] == "budget-limited: 3 of 8 runs peaked at " \
-                                                                         "their last epoch"
-    assert table.loc["LoMix beats equal-weight additive mutation", "budget"] == "budget-limited: 1 of 8 runs " \
-                                                                                  "peaked at their last epoch"
-    assert claims.budget_flag(runs.runs[runs.runs.preset == "mutation"]) == "ok"
-    assert "2 of 2 rows involve runs that peaked at their last epoch" in claims.notes(table)
+    assert table.loc["LoMix beats last-layer supervision", "budget"] == "still improving: 3 of 8 runs"
+    assert table.loc["LoMix beats equal-weight additive mutation", "budget"] == "still improving: 1 of 8 runs"
+    assert claims.budget(runs.runs[runs.runs.preset == "mutation"]) == "ok"
+    assert "2 of 2 rows involve runs whose validation Dice still rose" in claims.notes(table)
+    official = comparison({"last_layer": [0.05, 0.04, 0.06, 0.05]}, reading="no validation curve")
+    assert claims.paper_vs_run(official).iloc[0]["budget"] == "no validation curve"  # never "budget-limited"
+    short = comparison({"last_layer": [0.05, 0.04, 0.06, 0.05]}, reading="too few epochs")
+    assert claims.paper_vs_run(short).iloc[0]["budget"] == "untested: 8 of 8 runs had under 3 epochs"
 
 
 def test_notes_count_the_chapters_tests_and_warn_about_one_seed():
     table = claims.paper_vs_run(comparison({"last_layer": [0.05, 0.04, 0.06, 0.05]}))
-    text = claims.notes(table, tests_in_chapter=8)
-    assert text.startswith("8 paired tests in this chapter: at alpha = 0.05, the chance that at least one comes out "
-                           "'significant' by luck alone is up to 34% if they were independent.")
-    assert "corrects the 1 claim in this table" in text and "one seed" not in text and "last epoch" not in text
-    assert claims.notes(table).startswith("1 paired test in this chapter") and "up to 5%" in claims.notes(table)
+    tests = TestFamily()
+    for scope in "abcdefgh":
+        tests.add(scope, "lomix - last_layer", pd.Series([0.05, 0.04, 0.06, 0.05]) + 0.01 * (ord(scope) - 97))
+    text = claims.notes(table, tests)
+    assert text.startswith("8 paired tests corrected together (every paired test of this chapter): at alpha = 0.05, "
+                           "the chance that at least one comes out 'significant' by luck alone is up to 34% if they "
+                           "were independent.")
+    assert "every verdict word reads it" in text and "one seed" not in text and "still rose" not in text
+    assert claims.notes(table).startswith("1 paired test corrected together (this table's rows)")
     one_seed = claims.notes(claims.paper_vs_run(comparison({"last_layer": [0.05]})))
+    assert one_seed.startswith("No paired test here had two or more seeds")
     assert "1 of 1 rows rest on one seed" in one_seed
-    for bad in (0, 2.5, "8"):
-        with pytest.raises(ValueError, match="tests_in_chapter must be an int >= the table's 1 rows"):
-            claims.notes(table, tests_in_chapter=bad)
-    with pytest.raises(ValueError, match="alpha must lie in"):
-        claims.notes(table, alpha=5)
     with pytest.raises(ValueError, match="notes needs a table from paper_vs_run"):
         claims.notes(pd.DataFrame({"p": [0.1]}))
 
@@ -150,18 +159,26 @@ def low_data(sizes: dict[int, list[float]]) -> LowData:
 
 def test_low_data_vs_paper():
     small, large = np.array([0.10, 0.08, 0.12, 0.09]), np.array([0.02, 0.03, 0.01, 0.02])
-    table = claims.low_data_vs_paper(low_data({4: list(large), 1: list(small), 2: [0.05] * 4}))
+    low = low_data({4: list(large), 1: list(small), 2: [0.05] * 4})
+    table = claims.low_data_vs_paper(low)
     assert list(table.index) == [
         "LoMix beats last-layer supervision with 1-2 labelled scans (here 1 training subject)",
         "LoMix's gain over last-layer supervision grows when labels are scarce (here 1 vs 4 subjects)"]
     at_one, growth = table.iloc[0], table.iloc[1]
     assert at_one["paper"] == "+9.23" and at_one["this run"] == f"{100 * small.mean():+.2f}"
     assert at_one["95 % CI"] == interval(100 * small) and at_one["paper setting"] == claims.PAPER_LOW_DATA_SETTING
-    assert at_one["verdict"] == "reproduced: better here, consistent with the paper's +9.23"
-    assert growth["paper"] == "+5.03" and growth["this run"] == f"{100 * (small - large).mean():+.2f}"
+    assert at_one["verdict"] == "better; consistent with the paper"
+    # 9.23 - 4.2 is the kit's subtraction, not a number the paper prints
+    assert growth["paper"] == "+5.03 (derived)" and "derived by the kit" in growth["paper setting"]
+    assert growth["this run"] == f"{100 * (small - large).mean():+.2f}"
     assert growth["95 % CI"] == interval(100 * (small - large))  # paired by seed across the two sizes
     assert growth["p"] == pytest.approx(stats.ttest_1samp(small - large, 0).pvalue)
-    assert list(table["p (Holm)"]) == pytest.approx(claims.holm(table["p"]))
+    assert list(table["p (Holm)"]) == pytest.approx(holm(table["p"]))
+    tests = TestFamily()  # the chapter's family: the gains at 1 and 4 subjects and the growth (the rest have no spread)
+    low.register(tests)
+    chapter = claims.low_data_vs_paper(low, tests=tests)
+    assert chapter.iloc[0]["p (Holm)"] == pytest.approx(tests.result("1 subject", "lomix - last_layer")["holm_p"])
+    assert len(tests) == 3 and chapter.iloc[1]["p (Holm)"] >= table.iloc[1]["p (Holm)"]
 
 
 def test_low_data_vs_paper_with_one_size_or_without_the_baseline():

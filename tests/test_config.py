@@ -51,7 +51,7 @@ def test_protocols_are_read_from_one_table():
     assert lx.TrainConfig().rules == cfg.PROTOCOLS["kit"]
     official = lx.TrainConfig(protocol="official").rules
     assert (official.joins_validation, official.augment, official.official_network, official.wf_sharing,
-            official.drop_last_batch, official.scoring) == (True, "official", True, "size", False, "nearest")
+            official.drop_last_batch, official.scoring) == (True, "official", True, "size", False, "zoom")
     with pytest.raises(ValueError, match=r"unknown protocol 'paper'; expected one of \('kit', 'official'\)"):
         lx.TrainConfig(protocol="paper")
 

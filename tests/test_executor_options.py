@@ -42,7 +42,7 @@ def test_the_environment_reaches_the_engine(monkeypatch, tmp_path, capsys):
 
     monkeypatch.setitem(executors._ENGINES, "submitit", engine)
     monkeypatch.setenv(executors.OPTIONS_ENV, "partition=a100 gpus=1")
-    config = lx.experiments.keyed(lx.TrainConfig(out_dir=str(tmp_path)))
+    config = lx.runs.keyed(lx.TrainConfig(out_dir=str(tmp_path)))
     assert executors.run([config], "submitit") == {}
     assert seen == {"partition": "a100", "gpus": 1, "runs": [config.name]}
     assert "no GPU" not in capsys.readouterr().out

@@ -192,7 +192,7 @@ def test_joined_splits(tmp_path):
 def test_the_weights_file_is_part_of_a_pretrained_runs_key(tmp_path, monkeypatch):
     """$LOMIX_WEIGHTS is not in the config, so the run key names the file by its content: runs made
     from two different files are never read back for each other; a run from scratch ignores it."""
-    from lomix_core.experiments import run_key
+    from lomix_core.runs import run_key
 
     pretrained = lx.TrainConfig(model="pvt_v2_b0_emcad", model_kwargs={"pretrained": True})
     scratch = lx.TrainConfig(model="pvt_v2_b0_emcad")

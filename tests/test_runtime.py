@@ -6,7 +6,7 @@ import pytest
 
 import lomix_core as lx
 from lomix_core import runtime
-from lomix_core.experiments import keyed, run_many
+from lomix_core.runs import keyed, run_many
 
 TINY = dict(batch_size=8, lr=3e-3, progress=False, model_kwargs={"width": 8}, supervision="last_layer",
             data_kwargs=dict(num_subjects=6, num_slices=8, size=32, num_val=1, num_test=1))

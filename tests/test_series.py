@@ -12,7 +12,7 @@ import torch
 matplotlib.use("Agg")
 
 import lomix_core as lx  # noqa: E402
-from lomix_core import experiments  # noqa: E402
+from lomix_core import comparisons, findings  # noqa: E402
 from lomix_core.evaluation import evaluate, evaluate_maps, mean_dice, predict_slices, slice_scores  # noqa: E402
 from lomix_core.training import load_run  # noqa: E402
 
@@ -33,36 +33,7 @@ def base(runs_dir):
 
 @pytest.fixture(scope="module")
 def low(base):
-    return experiments.low_data(base, ["last_layer", "lomix"], [1, 4], seeds=[0, 1], jobs=2)
-
-
-def test_run_key_names_what_a_run_computes(base):
-    key = experiments.run_key(base)
-    assert len(key) == 10 and experiments.keyed(base).name.endswith(key)
-    # where a run is written and whether it shows progress do not change what it computes
-    assert experiments.run_key(dataclasses.replace(base, out_dir="/elsewhere", progress=True, run_name="x")) == key
-    assert experiments.run_key(dataclasses.replace(base, seed=1)) != key
-    assert experiments.run_key(dataclasses.replace(base, weighting="equal")) != key
-
-
-def test_finished_runs_are_read_back_not_retrained(base, monkeypatch):
-    first = experiments.run_many([base], jobs=1)[0]
-    assert (first.run_dir / "best.pt").is_file() and not (first.run_dir / "last.pt").exists()  # only for resuming
-
-    def must_not_train(*args, **kwargs):
-        raise AssertionError("a finished run was trained again")
-
-    monkeypatch.setattr(lx.executors, "train", must_not_train)
-    again = experiments.run_many([base, base], jobs=2)  # a repeated config is one run
-    assert [r.run_dir for r in again] == [first.run_dir] * 2
-    assert again[0].record == first.record
-    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), again[0].model.state_dict().values()))
-
-
-def test_a_changed_source_is_a_different_run(base, monkeypatch):
-    key = experiments.run_key(base)
-    monkeypatch.setattr(experiments, "source_digest", lambda: "another version of the kit")
-    assert experiments.run_key(base) != key
+    return comparisons.low_data(base, ["last_layer", "lomix"], [1, 4], seeds=[0, 1], jobs=2)
 
 
 def test_load_run_gives_back_the_selected_model(base, tmp_path):
@@ -89,14 +60,6 @@ def test_steps_per_epoch_keeps_the_step_budget_on_a_small_subset(tmp_path):
         dataclasses.replace(config, steps_per_epoch=0)
 
 
-def test_subset_sizes_are_whole_subjects():
-    brain = experiments.subset_sizes(7)
-    assert list(brain["setting"]) == ["1 subject", "2 subjects", "5%", "10%", "25%", "50%", "100%"]
-    assert list(brain["train_subjects"]) == [1, 2, 1, 1, 2, 4, 7]
-    assert list(experiments.subset_sizes(12)["train_subjects"]) == [1, 2, 1, 2, 3, 6, 12]
-    assert list(experiments.subset_sizes(1)["train_subjects"]) == [1, 1, 1, 1, 1, 1]  # "2 subjects" cannot exist
-
-
 def test_low_data_sweep(low, base):
     runs = low.runs
     assert sorted(runs["train_subjects"].unique()) == [1, 4] and len(runs) == 2 * 2 * 2
@@ -109,40 +72,14 @@ def test_low_data_sweep(low, base):
     one = runs[runs.train_subjects == 1].set_index(["preset", "seed"])["test_dice"]
     assert gains.iloc[0]["mean_difference"] == pytest.approx((one["lomix"] - one["last_layer"]).mean())
     # the full-set runs are those of the supervision comparison: read back, the same folders
-    full = experiments.compare_supervision(base, ["lomix"], seeds=[0])
+    full = comparisons.compare_supervision(base, ["lomix"], seeds=[0])
     assert full.models["lomix", 0].run_dir == low.comparisons[4].models["lomix", 0].run_dir
     with pytest.raises(ValueError, match=r"subject_counts must lie in \[1, 4\]"):
-        experiments.low_data(base, ["lomix"], [5], seeds=[0])
-    text = experiments.low_data_statement(low, "the phantom")
-    assert "with 1 subject(s) than with 4" in text and "vs last_layer" in text
+        comparisons.low_data(base, ["lomix"], [5], seeds=[0])
+    text = findings.low_data_statement(low, "the phantom")
+    assert "- vs last_layer: " in text and " with 1 subject(s): " in text and " with 4: " in text
+    assert "Less data did not cost Dice here" in text or "so the sweep can test the paper's claim" in text
     assert f"mean test Dice over all presets was {runs[runs.train_subjects == 1]['test_dice'].mean():.3f}" in text
-
-
-def test_variants_share_the_papers_runs():
-    operators = experiments.operator_variants()
-    assert operators["all"] == {} and operators["only mul"] == {"operators": ["mul"]}
-    assert operators["without wf"] == {"operators": ["add", "mul", "concat"]} and len(operators) == 9
-    assert experiments.weighting_variants() == {"softplus": {}, "equal": {"weighting": "equal"},
-                                                 "softmax": {"weighting": "softmax"},
-                                                 "uncertainty": {"weighting": "uncertainty"}}
-
-
-def fake_comparison(dice: dict[str, list[float]]) -> experiments.Comparison:
-    rows = [{"preset": p, "seed": s, "test_dice": d, "test_hd95": 5.0, "test_hd95_mm": None, "supervised_maps": 1, "train_time_s": 1.0}
-            for p, values in dice.items() for s, d in enumerate(values)]
-    return experiments.Comparison(results=pd.DataFrame(), runs=pd.DataFrame(rows), models={})
-
-
-def test_statement_says_not_significant_when_it_is_not():
-    noisy = fake_comparison({"lomix": [0.50, 0.60, 0.40], "last_layer": [0.45, 0.65, 0.38]})
-    text = experiments.statement(noisy, "brain_aal")
-    assert text.startswith("On brain_aal with 3 seeds, lomix scored 0.500 ± 0.100 test Dice.")
-    assert "did not beat any baseline significantly" in text and "not significant at 0.05" in text
-    assert "0.500 ± 0.100" in text and "Wilcoxon p = " in text
-    clear = fake_comparison({"lomix": [0.60, 0.70, 0.50, 0.65], "last_layer": [0.50, 0.61, 0.40, 0.56],
-                             "deep_supervision": [0.60, 0.71, 0.49, 0.66]})
-    text = experiments.statement(clear, "x")
-    assert "beat last_layer significantly" in text and "deep_supervision" in text
 
 
 def test_evaluate_maps_scores_p1_as_the_evaluation_does(low):
@@ -161,12 +98,6 @@ def test_slice_scores():
     perfect = slice_scores(val.labels.clone(), val)
     assert len(perfect) > 0 and (perfect["dice"] == 1).all()
     assert (slice_scores(torch.zeros_like(val.labels), val)["dice"] == 0).all()
-
-
-def test_weight_drift():
-    history = pd.DataFrame({"step": [1, 2, 3], "loss": [1.0, 0.9, 0.8], "w:p1": [0.7, 0.6, 0.5], "w:p2": [0.7, 0.5, 0.3]})
-    assert experiments.weight_drift(history) == pytest.approx(
-        {"mean_first_step": 0.7, "mean_last_step": 0.4, "min_last_step": 0.3, "max_last_step": 0.5, "steps": 3})
 
 
 def test_series_plots_and_browser(low):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import lomix_core as lx
-from lomix_core import experiments
+from lomix_core.runs import keyed, run_many
 from lomix_core.run_lock import CLAIM
 
 TINY = dict(num_subjects=6, num_slices=8, size=32, num_val=1, num_test=1)
@@ -36,11 +36,11 @@ def scores(runs) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def local_runs(tmp_path_factory):
-    return experiments.run_many(sweep(tmp_path_factory.mktemp("local")), jobs=2)  # 1 thread per run on 2 cores
+    return run_many(sweep(tmp_path_factory.mktemp("local")), jobs=2)  # 1 thread per run on 2 cores
 
 
 def test_submitit_gives_the_local_records(local_runs, tmp_path):
-    runs = experiments.run_many(sweep(tmp_path), executor="submitit", cluster="local", threads=1)
+    runs = run_many(sweep(tmp_path), executor="submitit", cluster="local", threads=1)
     assert scores(runs) == scores(local_runs)
     assert (tmp_path / "_submitit").is_dir()
 
@@ -94,7 +94,7 @@ def outside_loopback() -> list[str]:
 def test_ray_on_two_local_nodes_gives_the_local_records(local_runs, ray_cluster, tmp_path):
     import ray
 
-    runs = experiments.run_many(sweep(tmp_path), executor="ray", address=ray_cluster, threads=1)
+    runs = run_many(sweep(tmp_path), executor="ray", address=ray_cluster, threads=1)
     assert len(ray.nodes()) == 2 and {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
     assert scores(runs) == scores(local_runs)
     assert only_loopback_here() and outside_loopback() == []
@@ -187,7 +187,7 @@ def signal_after_first_epoch(run_dir: Path, signum: int) -> list[int]:
 
 def test_slurm_gives_the_local_records(local_runs, slurm_cluster, tmp_path):
     """No cluster named: submitit's AutoExecutor finds SLURM and submits every run with sbatch."""
-    runs = experiments.run_many(sweep(tmp_path), executor="submitit", partition="debug", threads=1, timeout_min=10)
+    runs = run_many(sweep(tmp_path), executor="submitit", partition="debug", threads=1, timeout_min=10)
     assert scores(runs) == scores(local_runs)
     submissions = list((tmp_path / "_submitit").glob("*_submission.sh"))
     assert len(submissions) == 4 and "#SBATCH --partition=debug" in submissions[0].read_text()
@@ -200,13 +200,13 @@ def test_a_preempted_slurm_job_is_requeued_and_resumes(slurm_cluster, tmp_path, 
     worker's claim and resumes from last.pt: no retry of the kit's, and every epoch once."""
     victim, other = sweep(tmp_path, epochs=6)[2:4]
     # what SLURM sends first (submitit asks for it with --signal=USR2@90)
-    signalled = signal_after_first_epoch(tmp_path / experiments.keyed(victim).name, signal.SIGUSR2)
-    runs = experiments.run_many([victim, other], executor="submitit", partition="debug", threads=1, timeout_min=10)
+    signalled = signal_after_first_epoch(tmp_path / keyed(victim).name, signal.SIGUSR2)
+    runs = run_many([victim, other], executor="submitit", partition="debug", threads=1, timeout_min=10)
     assert signalled, "the run finished before it could be pre-empted"
     assert "failed (try" not in capsys.readouterr().out  # SLURM requeued it; the kit did not retry
     logs = "".join(p.read_text() for p in (tmp_path / "_submitit").glob("*_log.err"))
     assert "DUE TO JOB REQUEUE" in logs
-    uninterrupted = experiments.run_many([dataclasses.replace(victim, out_dir=str(tmp_path / "clean"))], jobs=1)[0]
+    uninterrupted = run_many([dataclasses.replace(victim, out_dir=str(tmp_path / "clean"))], jobs=1)[0]
     assert runs[0].record["metrics"]["test_dice"] == uninterrupted.record["metrics"]["test_dice"]
     assert [list(r.epochs["epoch"]) for r in runs] == [list(range(1, 7))] * 2
 
@@ -228,11 +228,11 @@ def test_a_killed_worker_resumes_and_the_sweep_finishes(executor, request, tmp_p
     options = {"local": dict(jobs=2), "submitit": dict(cluster="local", threads=1),
                "ray": dict(address=request.getfixturevalue("ray_cluster") if executor == "ray" else None, threads=1)}
     victim, other = sweep(tmp_path, epochs=6)[2:4]  # lomix, seeds 0 and 1
-    victim_dir = tmp_path / experiments.keyed(victim).name
+    victim_dir = tmp_path / keyed(victim).name
     killed = signal_after_first_epoch(victim_dir, signal.SIGKILL)
-    runs = experiments.run_many([victim, other], executor=executor, **options[executor])
+    runs = run_many([victim, other], executor=executor, **options[executor])
     assert killed, "the run finished before its worker could be killed"
-    uninterrupted = experiments.run_many([dataclasses.replace(victim, out_dir=str(tmp_path / "clean"))], jobs=1)[0]
+    uninterrupted = run_many([dataclasses.replace(victim, out_dir=str(tmp_path / "clean"))], jobs=1)[0]
     assert runs[0].record["metrics"]["test_dice"] == uninterrupted.record["metrics"]["test_dice"]
     for run in runs:
         assert list(run.epochs["epoch"]) == list(range(1, 7))  # every epoch once: none lost, none twice

@@ -31,7 +31,7 @@ An image and its mask share a file name (``masks/1.png`` for ``images/1.png``).
   generalisation to unseen hospitals), so there is no pooled test split.
 * ``val``: PraNet has no validation set, and G-CASCADE keeps the checkpoint with the best mean
   Dice on four of the test sets, i.e. it selects on test. This kit selects on validation only
-  (DESIGN §6), so ``val`` is 10 % of TrainDataset drawn by ``split_seed`` and ``train`` is the
+  (as everywhere in the kit), so ``val`` is 10 % of TrainDataset drawn by ``split_seed`` and ``train`` is the
   rest. ClinicDB's 612 images are frames of 31 videos, so neighbouring frames land on both sides
   and validation Dice reads optimistic; use it to rank checkpoints, not to report.
 * EMCAD's paper reports ClinicDB, ColonDB, ETIS, Kvasir and BKAI each trained and tested on its

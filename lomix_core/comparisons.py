@@ -1,83 +1,29 @@
-"""Experiments: many runs of one base config, each trained once, gathered into tidy tables.
+"""Comparisons: many runs of one base config, each variant with each seed under one budget,
+gathered into tidy tables (:class:`Comparison`), and the low-data sweep, one comparison per
+training-set size (:class:`LowData`).
 
-Every run trains in a folder named after its config and a digest of the kit's source code
-(:func:`keyed`). A finished run is read back instead of retrained, an interrupted one resumes,
-and the notebooks share runs: chapter 03's runs are chapter 04's 100 % point and chapter 05's
-reference, and chapter 06 reads 03's LoMix models. Changing the kit's code changes the digest,
-so a stale result is never reused.
-
-On a CPU several runs train at once, one process and one thread each (``jobs``): small networks
-keep two threads only partly busy, so two single-threaded runs on two cores finish sooner than
-the same runs one after the other.
+A variant is a name for a set of config overrides: a supervision preset (chapter 03), an operator
+subset or a weighting (chapter 05). Runs with the same seed share data order and initial network,
+so variants are compared seed by seed (:meth:`Comparison.paired_differences`), and a chapter
+registers those tests in one :class:`~lomix_core.statistics.TestFamily`
+(:meth:`Comparison.register`).
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
-import hashlib
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from . import data, executors
+from . import data
 from .fusion import OPERATORS
+from .runs import run_many
+from .statistics import TestFamily, paired_test, plateau_test
 from .supervision import WEIGHTINGS
-from .executors import default_jobs, is_finished  # noqa: F401  (part of this module's interface)
-from .training import RESUMABLE_CHANGES, Run, TrainConfig, encoder_weights, load_run
-
-
-@functools.lru_cache(maxsize=1)
-def source_digest() -> str:
-    """A digest of every Python file of the kit: results trained by other code are not reused."""
-    digest = hashlib.sha1()
-    package = Path(__file__).parent
-    for path in sorted(package.rglob("*.py")):
-        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
-def run_key(config: TrainConfig) -> str:
-    """Ten hex digits that identify what a run computes: its config (less where it is written and
-    whether it shows progress), the ImageNet weights a pretrained encoder starts from (a file by its
-    sha256) and the kit's source."""
-    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in (*RESUMABLE_CHANGES, "run_name")}
-    if (weights := encoder_weights(config)) is not None:  # $LOMIX_WEIGHTS is not in the config
-        settings["encoder_weights"] = weights
-    text = json.dumps(settings, sort_keys=True, default=str) + source_digest()
-    return hashlib.sha1(text.encode()).hexdigest()[:10]
-
-
-def keyed(config: TrainConfig) -> TrainConfig:
-    """``config`` with a run name that ends in its :func:`run_key`."""
-    return dataclasses.replace(config, run_name=f"{config.name}-{run_key(config)}")
-
-
-def run_many(configs: Sequence[TrainConfig], jobs: int | None = None, executor: str | None = None,
-             retries: int = 2, **options) -> list[Run]:
-    """Train every config that has not finished yet and read every run back.
-
-    Returns the runs in the order of ``configs``; repeated configs are trained once. ``executor``
-    ("local", "submitit", "ray"; default ``$LOMIX_EXECUTOR``, else local) says where they train,
-    ``jobs`` how many at once on the local one, ``options`` go to the engine
-    (:mod:`lomix_core.executors`). A failed run is tried ``retries`` more times, resuming where it
-    stopped; the others go on, and :class:`~lomix_core.executors.SweepError` then names every run that
-    still failed. With the local executor and more than one job the runs train in spawned processes,
-    so a script (not a notebook) that calls this needs Python's ``if __name__ == "__main__":`` guard.
-    """
-    configs = [keyed(c) for c in configs]
-    todo = list({c.name: c for c in configs if not is_finished(c)}.values())
-    if todo:
-        print(f"training {len(todo)} of {len(configs)} runs ({len(configs) - len(todo)} read back) "
-              f"with the {executors.resolve(executor)} executor", flush=True)
-        failures = executors.run(todo, executor, jobs, retries, **options)
-        if failures:
-            raise executors.SweepError(f"{len(failures)} of {len(todo)} runs failed: "
-                                       + "; ".join(f"{name}: {error}" for name, error in failures.items()))
-    return [load_run(Path(c.out_dir) / c.name) for c in configs]
+from .config import epoch_steps
+from .training import Run, TrainConfig, training_data
 
 
 @dataclass
@@ -90,7 +36,7 @@ class Comparison:
 
     # tidy test results at native resolution: <by>, seed, volume, class_name, dice, hd95 (voxels), hd95_mm, gt_present
     results: pd.DataFrame
-    runs: pd.DataFrame  # one row per run: <by>, seed, test/val Dice, train time, maps
+    runs: pd.DataFrame  # one row per run: <by>, seed, test/val Dice, train time, maps, plateau test
     models: dict[tuple[str, int], Run]
     by: str = "preset"
 
@@ -105,7 +51,8 @@ class Comparison:
                          "val_dice": metrics["val_dice"], "best_epoch": metrics["best_epoch"], "epochs": run.config.epochs,
                          "test_dice_if_selected_on_test": metrics["test_dice_if_selected_on_test"],
                          "train_time_s": metrics["train_time_s"], "steps": metrics["steps"],
-                         "supervised_maps": metrics["num_supervised_maps"]})
+                         "supervised_maps": metrics["num_supervised_maps"],
+                         **{f"plateau_{k}": v for k, v in plateau_test(run.epochs["val_dice"]).items()}})
         results = pd.concat(results, ignore_index=True)[[by, "seed", "volume", "class_name", "dice", "hd95",
                                                            "hd95_mm", "gt_present"]]
         return cls(results, pd.DataFrame(rows), dict(runs), by)
@@ -140,19 +87,11 @@ class Comparison:
         table.index.name = f"{method} minus"
         return table
 
-    def verdict(self, method: str = "lomix") -> dict[str, str]:
-        """A plain-language reading of the paired differences, for as many seeds as were run."""
-        verdicts = {}
-        for baseline, d in self.paired_differences(method).items():
-            if len(d) < 2:
-                consistency = "one seed only: no claim can be made"
-            elif (d > 0).all() or (d < 0).all():
-                consistency = f"same sign on all {len(d)} seeds"
-            else:
-                consistency = f"sign changes across {len(d)} seeds: no consistent difference"
-            verdicts[f"{method} - {baseline}"] = (f"{d.mean():+.4f} mean Dice (paired sd {d.std():.4f}); "
-                                                   f"{consistency}")
-        return verdicts
+    def register(self, tests: TestFamily, scope: str, method: str = "lomix", metric: str = "test_dice") -> None:
+        """Register ``method`` minus every other variant, paired by seed, in the chapter's ``tests``
+        as ``(scope, "<method> - <variant>")``."""
+        for baseline, d in self.paired_differences(method, metric).items():
+            tests.add(scope, paired_name(method, baseline), d)
 
     def selection_bias(self) -> pd.DataFrame:
         """Per variant, mean over seeds: the test Dice of the epoch chosen on validation, the test
@@ -182,72 +121,9 @@ class Comparison:
         return text.unstack("class_name")[list(dict.fromkeys(present["class_name"]))].loc[list(dict.fromkeys(self.runs[self.by]))]
 
 
-def paired_test(differences: pd.Series) -> dict[str, float]:
-    """Mean of paired differences with its 95 % t interval, the t-test and exact Wilcoxon p-values."""
-    from scipy import stats
-
-    d, nan = differences.dropna(), float("nan")
-    n, mean = len(d), float(d.mean()) if len(d) else nan
-    if n < 2:
-        return dict(seeds=n, mean_difference=mean, ci95_low=nan, ci95_high=nan, t_test_p=nan, wilcoxon_p=nan)
-    half_width = stats.t.ppf(0.975, n - 1) * d.std() / n ** 0.5
-    constant = bool((d == d.iloc[0]).all())  # the tests are undefined without any spread
-    return dict(seeds=n, mean_difference=mean, ci95_low=mean - half_width, ci95_high=mean + half_width,
-                t_test_p=nan if constant else float(stats.ttest_1samp(d, 0.0).pvalue),  # = paired t-test
-                wilcoxon_p=nan if (d == 0).all() else float(stats.wilcoxon(d, method="exact").pvalue))
-
-
-def statement(comparison: Comparison, label: str, method: str = "lomix", alpha: float = 0.05) -> str:
-    """A plain-language answer to "did ``method`` beat the baselines?", with mean ± sd, the paired
-    differences, their intervals and p-values, whatever the answer is."""
-    summary, tests = comparison.summary(), comparison.paired_tests(method)
-    own = summary.loc[method]
-    seeds = f"{own.seeds:.0f} seed" + ("" if own.seeds == 1 else "s")
-    lines = [f"On {label} with {seeds}, {method} scored {own.test_dice_mean:.3f} ± {own.test_dice_std:.3f} "
-             f"test Dice."]
-    significant_wins, significant_losses = [], []
-    for baseline, t in tests.iterrows():
-        row = summary.loc[baseline]
-        significant = t.t_test_p < alpha
-        reading = ("significant" if significant else "not significant") + f" at {alpha}"
-        if significant:
-            (significant_wins if t.mean_difference > 0 else significant_losses).append(baseline)
-        lines.append(f"- vs {baseline} ({row.test_dice_mean:.3f} ± {row.test_dice_std:.3f}): "
-                     f"{t.mean_difference:+.3f} (95 % CI {t.ci95_low:+.3f} to {t.ci95_high:+.3f}; paired t-test "
-                     f"p = {t.t_test_p:.3g}, Wilcoxon p = {t.wilcoxon_p:.3g}): {reading}.")
-    if len(significant_wins) == len(tests):
-        verdict = f"{method} beat every baseline significantly."
-    elif significant_wins or significant_losses:
-        verdict = (f"{method} beat {', '.join(significant_wins) or 'no baseline'} significantly"
-                   f"{' and lost significantly to ' + ', '.join(significant_losses) if significant_losses else ''}; "
-                   f"the other differences are within seed noise.")
-    else:
-        verdict = f"{method} did not beat any baseline significantly: every difference is within seed noise."
-    return "\n".join([lines[0] + " " + verdict, *lines[1:]])
-
-
-def low_data_statement(low: LowData, label: str, method: str = "lomix", alpha: float = 0.05) -> str:
-    """Does ``method``'s gain over each baseline grow as the training set shrinks (the paper's
-    claim)? The gain at the smallest and the largest size, with intervals and p-values."""
-    gains = low.gains(method)
-    smallest, largest = gains["train_subjects"].min(), gains["train_subjects"].max()
-    lines, grows = [], []
-    for baseline, rows in gains.groupby("baseline", sort=False):
-        small, large = (rows[rows["train_subjects"] == n].iloc[0] for n in (smallest, largest))
-        grows.append(small.mean_difference > large.mean_difference)
-        lines.append(f"- vs {baseline}: {small.mean_difference:+.3f} with {smallest} subject(s) "
-                     f"(95 % CI {small.ci95_low:+.3f} to {small.ci95_high:+.3f}, t p = {small.t_test_p:.3g}) against "
-                     f"{large.mean_difference:+.3f} with {largest} (CI {large.ci95_low:+.3f} to {large.ci95_high:+.3f}, "
-                     f"p = {large.t_test_p:.3g}).")
-    significant_small = int((gains[gains["train_subjects"] == smallest]["t_test_p"] < alpha).sum())
-    # Unless less data costs Dice, the sweep is limited by its training budget, not by data, and
-    # cannot test the claim: say so first.
-    dice = low.runs.groupby("train_subjects")["test_dice"].mean()
-    head = (f"Low data on {label}: mean test Dice over all presets was {dice[smallest]:.3f} with {smallest} "
-            f"subject(s) and {dice[largest]:.3f} with {largest}. {method}'s mean gain is larger with {smallest} "
-            f"subject(s) than with {largest} for {sum(grows)} of {len(grows)} baselines, and significant "
-            f"(p < {alpha}) at the smallest size for {significant_small} of them.")
-    return "\n".join([head, *lines])
+def paired_name(method: str, baseline: str) -> str:
+    """How a chapter's :class:`~lomix_core.statistics.TestFamily` names ``method`` minus ``baseline``."""
+    return f"{method} - {baseline}"
 
 
 def weight_drift(history: pd.DataFrame) -> dict[str, float]:
@@ -340,17 +216,47 @@ class LowData:
                   .assign(train_subjects=n, train_slices=self.train_slices[n]) for n, c in self.comparisons.items()]
         return pd.concat(frames, ignore_index=True)
 
+    def gain_growth(self, method: str = "lomix", baseline: str = "last_layer", metric: str = "test_dice") -> pd.Series:
+        """Per seed: ``method``'s gain over ``baseline`` with the fewest subjects minus its gain with the
+        most (the paper's "the gain grows when labels are scarce", as a paired difference)."""
+        smallest, largest = min(self.comparisons), max(self.comparisons)
+        gain = {n: self.comparisons[n].paired_differences(method, metric)[baseline] for n in (smallest, largest)}
+        return gain[smallest] - gain[largest]
+
+    def register(self, tests: TestFamily, method: str = "lomix", growth_baseline: str = "last_layer",
+                 metric: str = "test_dice") -> None:
+        """Register in the chapter's ``tests`` every paired gain (scope ``"<n> subjects"``) and, with two
+        sizes or more, the growth of the gain over ``growth_baseline`` (scope :func:`growth_scope`)."""
+        for n, comparison in self.comparisons.items():
+            comparison.register(tests, size_scope(n), method, metric)
+        if len(self.comparisons) > 1:
+            tests.add(growth_scope(self), paired_name(method, growth_baseline),
+                      self.gain_growth(method, growth_baseline, metric))
+
+
+def size_scope(subjects: int) -> str:
+    """The scope of a low-data sweep's tests at one training-set size."""
+    return f"{subjects} subject{'s' * (subjects > 1)}"
+
+
+def growth_scope(low: LowData) -> str:
+    """The scope of the growth test: the fewest against the most training subjects."""
+    return f"gain growth, {min(low.comparisons)} vs {max(low.comparisons)} subjects"
+
 
 def low_data(base: TrainConfig, presets: Sequence[str], subject_counts: Sequence[int], seeds: Sequence[int],
-             jobs: int | None = None) -> LowData:
+             jobs: int | None = None, same_steps: bool = True) -> LowData:
     """Train every preset on ``subject_counts`` whole training subjects, with every seed.
 
-    Every run makes the same number of optimiser steps as a run on the full training set (the
-    subsets set ``steps_per_epoch``), so that a difference comes from the data, not from training
-    length. The full-set runs are ``base`` itself, shared with :func:`compare_supervision`. The
-    subset of each size is the loader's (its ``split_seed``), the same for every seed and preset.
+    With ``same_steps`` (the kit's choice) every run makes the same number of optimiser steps as a
+    run on the full training set (the subsets set ``steps_per_epoch``), so that a difference comes
+    from the data, not from training length. Without it a subset's epoch is one pass over the
+    subset, as the official trainer's would be: 300 epochs of a loader that small make about
+    ``full / subset`` times fewer steps. The full-set runs are ``base`` itself, shared with
+    :func:`compare_supervision`. The subset of each size is the loader's (its ``split_seed``), the
+    same for every seed and preset.
     """
-    configs = low_data_configs(base, presets, subject_counts, seeds)  # checks subject_counts
+    configs = low_data_configs(base, presets, subject_counts, seeds, same_steps)  # checks subject_counts
     counts = sorted(set(subject_counts))
     keys = [(n, preset, seed) for n in counts for preset in presets for seed in seeds]
     runs = dict(zip(keys, run_many(configs, jobs)))
@@ -361,14 +267,12 @@ def low_data(base: TrainConfig, presets: Sequence[str], subject_counts: Sequence
 
 
 def low_data_configs(base: TrainConfig, presets: Sequence[str], subject_counts: Sequence[int],
-                     seeds: Sequence[int]) -> list[TrainConfig]:
+                     seeds: Sequence[int], same_steps: bool = True) -> list[TrainConfig]:
     """The runs :func:`low_data` trains: per subject count (ascending), preset and seed. Loads the
-    training split once to count its subjects and the full set's steps per epoch."""
-    full = data.load(base.dataset, split="train", **base.data_kwargs)
-    num_subjects = len(full.subject_slices())
-    # What one full-set epoch makes: fit drops the last batch, unless the profile fixes the epoch's
-    # length (full on Synapse: the paper's 369 steps).
-    steps = base.steps_per_epoch or max(1, len(full) // base.batch_size)
+    training split to count its subjects and, with ``same_steps``, the set a full run trains on
+    (:func:`~lomix_core.training.training_data`) to give every subset its epoch's steps."""
+    num_subjects = len(data.load(base.dataset, split="train", **base.data_kwargs).subject_slices())
+    steps = epoch_steps(base, len(training_data(base)[0])) if same_steps else None
     counts = sorted(set(subject_counts))
     if not counts or counts[0] < 1 or counts[-1] > num_subjects:
         raise ValueError(f"subject_counts must lie in [1, {num_subjects}] (the training subjects of "

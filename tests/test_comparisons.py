@@ -1,3 +1,4 @@
+"""Comparisons of variants trained with the same seeds, and the low-data sweep (lomix_core.comparisons)."""
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ TINY = dict(epochs=1, max_steps_per_epoch=2, batch_size=8, lr=3e-3, progress=Fal
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory):
     base = lx.TrainConfig(out_dir=str(tmp_path_factory.mktemp("runs")), track_test=True, **TINY)
-    return lx.experiments.compare_supervision(base, ["last_layer", "lomix"], seeds=[0, 1])
+    return lx.comparisons.compare_supervision(base, ["last_layer", "lomix"], seeds=[0, 1])
 
 
 def test_comparison_tables(comparison):
@@ -40,8 +41,7 @@ def test_comparison_tables(comparison):
     tests = comparison.paired_tests("lomix")
     assert list(tests.index) == ["last_layer"] and tests.loc["last_layer", "seeds"] == 2
     assert tests.loc["last_layer", "mean_difference"] == pytest.approx(diffs["last_layer"].mean())
-    verdict = comparison.verdict("lomix")
-    assert list(verdict) == ["lomix - last_layer"] and "mean Dice (paired sd" in verdict["lomix - last_layer"]
+    assert set(runs["plateau_reading"]) == {"too few epochs"}  # one epoch: no slope to test
 
 
 def test_same_seed_means_same_initial_network(tmp_path, monkeypatch):
@@ -55,7 +55,7 @@ def test_same_seed_means_same_initial_network(tmp_path, monkeypatch):
 
     monkeypatch.setattr(lx.models, "build", build_and_capture)
     base = lx.TrainConfig(out_dir=str(tmp_path), **TINY)
-    lx.experiments.compare_supervision(base, ["last_layer", "lomix"], seeds=[3], jobs=1)  # trains in this process
+    lx.comparisons.compare_supervision(base, ["last_layer", "lomix"], seeds=[3], jobs=1)  # trains in this process
     # Two builds to train, then two more to read the finished runs back.
     assert len(initial) == 4 and all(torch.equal(initial[0][k], initial[1][k]) for k in initial[0])
 
@@ -86,7 +86,7 @@ def test_selection_bias_is_never_negative(comparison):
 
 def test_selection_bias_needs_tracked_test(tmp_path):
     base = lx.TrainConfig(out_dir=str(tmp_path), **{**TINY, "track_test": False})
-    untracked = lx.experiments.compare_supervision(base, ["last_layer"], seeds=[0])
+    untracked = lx.comparisons.compare_supervision(base, ["last_layer"], seeds=[0])
     with pytest.raises(ValueError, match="track_test=True"):
         untracked.selection_bias()
 
@@ -109,16 +109,78 @@ def test_mutant_picker_widget(comparison):
     assert titles == ["p2", "p1", "wf(p2,p1)"]
 
 
-def test_paired_tests_match_scipy_on_known_differences():
+def test_paired_tests_and_registration_read_the_per_seed_differences():
     runs = pd.DataFrame({"preset": ["lomix"] * 4 + ["last_layer"] * 4 + ["mutation"] * 4, "seed": [0, 1, 2, 3] * 3,
                          "test_dice": [0.50, 0.60, 0.70, 0.80, 0.40, 0.45, 0.62, 0.70, 0.50, 0.60, 0.70, 0.80]})
-    table = lx.experiments.Comparison(results=pd.DataFrame(), runs=runs, models={}).paired_tests("lomix")
+    comparison = lx.comparisons.Comparison(results=pd.DataFrame(), runs=runs, models={})
+    table = comparison.paired_tests("lomix")
     d = np.array([0.10, 0.15, 0.08, 0.10])
-    row = table.loc["last_layer"]
-    assert row.seeds == 4 and row.mean_difference == pytest.approx(d.mean())
-    half = stats.t.ppf(0.975, 3) * d.std(ddof=1) / 2
-    assert (row.ci95_low, row.ci95_high) == pytest.approx((d.mean() - half, d.mean() + half))
-    assert row.t_test_p == pytest.approx(stats.ttest_rel(runs.test_dice[:4], runs.test_dice[4:8]).pvalue)
-    assert row.wilcoxon_p == pytest.approx(2 / 2 ** 4)  # all 4 differences positive: the exact minimum
-    tied = table.loc["mutation"]  # identical runs: no difference, and no test can be computed
-    assert tied.mean_difference == 0 and np.isnan(tied.t_test_p) and np.isnan(tied.wilcoxon_p)
+    assert list(table.index) == ["last_layer", "mutation"] and table.index.name == "lomix minus"
+    assert table.loc["last_layer"].to_dict() == pytest.approx(lx.statistics.paired_test(pd.Series(d)), nan_ok=True)
+    paired = stats.ttest_rel(runs.test_dice[:4], runs.test_dice[4:8])
+    assert table.loc["last_layer", "t_test_p"] == pytest.approx(paired.pvalue)
+    family = lx.statistics.TestFamily()
+    comparison.register(family, "brain_aal")
+    assert list(family.table().index) == [("brain_aal", "lomix - last_layer"), ("brain_aal", "lomix - mutation")]
+    assert family.result("brain_aal", "lomix - last_layer")["mean_difference"] == pytest.approx(d.mean())
+
+
+def test_low_data_registers_every_gain_and_the_growth():
+    def comparison(d):
+        dice = {"lomix": [0.6, 0.5, 0.7], "last_layer": list(np.subtract([0.6, 0.5, 0.7], d))}
+        rows = [{"preset": p, "seed": s, "test_dice": v} for p, values in dice.items() for s, v in enumerate(values)]
+        return lx.comparisons.Comparison(results=pd.DataFrame(), runs=pd.DataFrame(rows), models={})
+
+    small, large = np.array([0.10, 0.05, 0.12]), np.array([0.01, 0.02, 0.00])
+    low = lx.comparisons.LowData({1: comparison(small), 4: comparison(large)}, {1: 8, 4: 32})
+    assert list(low.gain_growth()) == pytest.approx(small - large)
+    family = lx.statistics.TestFamily()
+    low.register(family)
+    assert list(family.table().index) == [("1 subject", "lomix - last_layer"), ("4 subjects", "lomix - last_layer"),
+                                          ("gain growth, 1 vs 4 subjects", "lomix - last_layer")]
+
+
+def test_subset_sizes_are_whole_subjects():
+    brain = lx.comparisons.subset_sizes(7)
+    assert list(brain["setting"]) == ["1 subject", "2 subjects", "5%", "10%", "25%", "50%", "100%"]
+    assert list(brain["train_subjects"]) == [1, 2, 1, 1, 2, 4, 7]
+    assert list(lx.comparisons.subset_sizes(12)["train_subjects"]) == [1, 2, 1, 2, 3, 6, 12]
+    assert list(lx.comparisons.subset_sizes(1)["train_subjects"]) == [1, 1, 1, 1, 1, 1]  # "2 subjects" cannot exist
+
+
+def test_variants_share_the_papers_runs():
+    operators = lx.comparisons.operator_variants()
+    assert operators["all"] == {} and operators["only mul"] == {"operators": ["mul"]}
+    assert operators["without wf"] == {"operators": ["add", "mul", "concat"]} and len(operators) == 9
+    assert lx.comparisons.weighting_variants() == {"softplus": {}, "equal": {"weighting": "equal"},
+                                                 "softmax": {"weighting": "softmax"},
+                                                 "uncertainty": {"weighting": "uncertainty"}}
+
+
+def test_weight_drift():
+    history = pd.DataFrame({"step": [1, 2, 3], "loss": [1.0, 0.9, 0.8], "w:p1": [0.7, 0.6, 0.5], "w:p2": [0.7, 0.5, 0.3]})
+    assert lx.comparisons.weight_drift(history) == pytest.approx(
+        {"mean_first_step": 0.7, "mean_last_step": 0.4, "min_last_step": 0.3, "max_last_step": 0.5, "steps": 3})
+
+
+def test_chapter_04s_low_data_configs_under_full_keep_the_official_epoch(tmp_path):
+    """Under full (protocol="official") a full run trains on the training and validation cases together, with the
+    last partial batch: a subset's runs get that epoch's steps, and with same_steps=False one pass of their own."""
+    from lomix_core.data import synapse
+    from test_data_synapse import SUBSET, make_raw
+
+    root = synapse.prepare(make_raw(tmp_path / "raw"), tmp_path / "synapse", cases=SUBSET)
+    base, _ = lx.profiles.comparison("full", dataset="synapse", data_kwargs={"root": str(root), "size": 32},
+                                     model_kwargs={})
+    assert base.protocol == "official" and base.epochs == 300
+    # 2 training cases + 1 validation case of 6 slices each: 18 slices in batches of 6, none dropped
+    assert len(lx.training.training_data(base)[0]) == 18 and lx.config.epoch_steps(base, 18) == 3
+    configs = lx.comparisons.low_data_configs(base, ["last_layer", "lomix"], [1, 2], [0, 1])
+    assert len(configs) == 8
+    subset = [c for c in configs if c.data_kwargs.get("num_train_subjects") == 1]
+    assert {c.steps_per_epoch for c in subset} == {3}
+    assert all(c.epochs * lx.config.epoch_steps(c, 6) == 300 * 3 for c in subset)
+    full = [c for c in configs if "num_train_subjects" not in c.data_kwargs]
+    assert all(c.epochs * lx.config.epoch_steps(c, 18) == 300 * 3 for c in full)
+    own = lx.comparisons.low_data_configs(base, ["lomix"], [1], [0], same_steps=False)
+    assert own[0].steps_per_epoch is None and lx.config.epoch_steps(own[0], 6) == 1
