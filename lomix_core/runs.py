@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Sequence
 
 from . import executors
-from .training import RESUMABLE_CHANGES, Run, TrainConfig, encoder_weights, load_run
+from .config import TrainConfig, identity
+from .training import Run, encoder_weights, load_run
 
 
 @functools.lru_cache(maxsize=1)
@@ -38,7 +39,7 @@ def run_key(config: TrainConfig) -> str:
     """Ten hex digits that identify what a run computes: its config (less where it is written and
     whether it shows progress), the ImageNet weights a pretrained encoder starts from (a file by its
     sha256) and the kit's source."""
-    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in (*RESUMABLE_CHANGES, "run_name")}
+    settings = identity(config)
     if (weights := encoder_weights(config)) is not None:  # $LOMIX_WEIGHTS is not in the config
         settings["encoder_weights"] = weights
     text = json.dumps(settings, sort_keys=True, default=str) + source_digest()

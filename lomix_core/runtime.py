@@ -17,6 +17,7 @@ on the same cores slow the runs down after the estimate was taken.
 from __future__ import annotations
 
 import contextlib
+import functools
 import dataclasses
 import heapq
 import json
@@ -35,6 +36,7 @@ from .evaluation import evaluate
 from .executors import default_jobs, is_finished
 from .runs import keyed
 from .machine import device_name, resolve_device
+from .supervision import LoMixLoss
 from .training import Stepper, build_model_and_loss
 
 @dataclass
@@ -51,6 +53,9 @@ class RunTime:
     device: str
     steps: int  # steps measured per setting
     jobs: int = 1  # runs training at once
+    # The most a learned loss weight's parameter can move in the runs left to train: Adam moves a
+    # parameter by about lr per step at most, so lr x steps (None: no run learns its weights).
+    weight_bound: float | None = None
 
     @property
     def text(self) -> str:
@@ -61,9 +66,12 @@ class RunTime:
         settings = ", ".join(f"{r.setting} {r.s_per_step:.2g} s/step" for r in rows[:4])
         settings += f", ... ({len(rows)} settings)" if len(rows) > 4 else ""
         at_once = f", {self.jobs} runs at a time" if self.jobs > 1 else ""
+        bound = "" if self.weight_bound is None else (
+            f"\nlearned loss weights: each parameter (softplus θ from 0, w = 0.693) can move about lr x steps = "
+            f"{self.weight_bound:.3g} at most in these runs")
         return (f"{self.to_train} of {total} runs to train ({self.read_back} read back): about "
                 f"{duration(self.seconds)} on {self.device}{at_once}, from {self.steps} measured steps per "
-                f"setting ({settings})")
+                f"setting ({settings}){bound}")
 
     def __str__(self) -> str:
         return self.text
@@ -118,8 +126,24 @@ def estimate(configs: Sequence[TrainConfig], steps: int = 3, warmup: int = 1, jo
         seconds=("seconds", "sum")).reset_index()
     table.insert(3, "s_per_step", table["setting"].map(lambda n: measured[n][0]))
     table.insert(5, "s_per_eval_slice", table["setting"].map(lambda n: measured[n][1]))
+    learning = [c.lr * steps for c, steps in zip(todo, per_run["steps"]) if _learns_weights(c)]
     return RunTime(_schedule(per_run["seconds"], jobs if parallel else 1), table, per_run, len(todo),
-                   len(configs) - len(todo), devices_in_words, steps, min(jobs, len(todo)) if parallel else 1)
+                   len(configs) - len(todo), devices_in_words, steps, min(jobs, len(todo)) if parallel else 1,
+                   max(learning, default=None))
+
+
+@functools.lru_cache(maxsize=None)
+def _learns(supervision: str, operators: tuple[str, ...] | None, weighting: str | tuple[float, ...] | None) -> bool:
+    loss = LoMixLoss(num_maps=4, num_classes=2, supervision=supervision,
+                     operators=None if operators is None else list(operators),
+                     weighting=list(weighting) if isinstance(weighting, tuple) else weighting)
+    return any(p.requires_grad for p in loss.weighting.parameters())
+
+
+def _learns_weights(config: TrainConfig) -> bool:
+    """Whether ``config``'s loss learns its map weights (the loss module says, not a list kept here)."""
+    weighting = tuple(config.weighting) if isinstance(config.weighting, list) else config.weighting
+    return _learns(config.supervision, None if config.operators is None else tuple(config.operators), weighting)
 
 
 def _run_row(config: TrainConfig, setting: str, train_set: data.SliceDataset, val_set: data.SliceDataset,

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, RandomSampler
 from tqdm.auto import tqdm
 
 from . import data, models
-from .config import PROTOCOLS, RESUMABLE_CHANGES, TrainConfig, epoch_steps  # noqa: F401  (PROTOCOLS: part of this module's interface)
+from .config import RESUMABLE_CHANGES, TrainConfig, epoch_steps
 from .evaluation import CONVENTION, evaluate, mean_dice, mean_hd95, per_class
 from .machine import autocast_dtype, environment, resolve_device
 from .records import save_csv, save_json, save_torch

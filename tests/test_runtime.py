@@ -33,6 +33,9 @@ def test_estimate_skips_finished_runs_and_counts_the_steps_train_makes(finished)
     assert estimate.seconds == pytest.approx(estimate.runs["seconds"].sum())  # one job: one run after the other
     assert str(estimate).startswith("2 of 4 runs to train (2 read back): about ")
     assert estimate.device in estimate.text and estimate.device.startswith(("CPU", "GPU"))
+    # the lomix run (3 steps at lr 3e-3) learns its weights, the last-layer one does not: the bound is lr x steps
+    assert estimate.weight_bound == pytest.approx(3e-3 * 3)
+    assert "can move about lr x steps = 0.009 at most" in estimate.text
 
     val, test = (lx.data.load("synthetic", split=s, **TINY["data_kwargs"]) for s in ("val", "test"))
     expected_slices = [2 * (len(val) + len(test)) + len(test), len(val) + len(test)]  # track_test scores test per epoch
