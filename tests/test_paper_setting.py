@@ -14,7 +14,6 @@ from nbformat.v4 import new_code_cell, new_notebook
 import lomix_core as lx
 from lomix_core.data import synapse
 from lomix_core.models import weights
-from lomix_core.training import autocast_dtype
 
 ROOT = Path(__file__).parents[1]
 TINY_DATA = dict(num_subjects=6, num_slices=8, size=32, num_val=1, num_test=1)
@@ -136,17 +135,6 @@ def test_auto_never_picks_full(monkeypatch):
     assert lx.profiles.resolve("auto") == "colab"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert lx.profiles.resolve("auto") == "cpu"
-
-
-def test_autocast_uses_bf16_only_where_native(monkeypatch):
-    asked = []
-
-    def is_bf16_supported(including_emulation=True):
-        asked.append(including_emulation)
-        return including_emulation  # a T4: bf16 only by emulation
-
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
-    assert autocast_dtype(torch.device("cuda")) == torch.float16 and asked == [False]
 
 
 def test_official_protocol_trains_on_train_and_val_and_keeps_the_last_epoch(tmp_path):
