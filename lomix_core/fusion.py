@@ -25,7 +25,7 @@ shared by all subsets of that size, member j of a subset scored by scorer j. For
 from __future__ import annotations
 
 from itertools import combinations
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -48,6 +48,33 @@ def mutant_name(operator: str, subset: Sequence[int], num_maps: int) -> str:
     """A readable, stable name such as ``add(p4,p3)``."""
     names = original_names(num_maps)
     return f"{operator}({','.join(names[i] for i in subset)})"
+
+
+class MapName(NamedTuple):
+    """A supervised map's name taken apart: ``operator`` is None for a decoder map."""
+
+    operator: str | None
+    members: tuple[str, ...]
+
+
+def parse_name(name: str) -> MapName:
+    """The inverse of :func:`mutant_name`, for decoder maps too: ``"add(p4,p3)"`` →
+    ``MapName("add", ("p4", "p3"))``, ``"p1"`` → ``MapName(None, ("p1",))``."""
+    operator, bracket, rest = name.partition("(")
+    if not bracket:
+        if not _is_map(name):
+            raise ValueError(f"cannot parse map name {name!r}; expected a decoder map such as 'p1' or a mutant "
+                             f"such as 'add(p4,p3)'")
+        return MapName(None, (name,))
+    members = tuple(rest.removesuffix(")").split(","))
+    if operator not in OPERATORS or not rest.endswith(")") or len(members) < 2 or not all(map(_is_map, members)):
+        raise ValueError(f"cannot parse map name {name!r}; expected operator(members) with an operator of "
+                         f"{OPERATORS} and 2 or more decoder maps, such as 'add(p4,p3)'")
+    return MapName(operator, members)
+
+
+def _is_map(name: str) -> bool:
+    return name.startswith("p") and name[1:].isdigit() and int(name[1:]) >= 1
 
 
 def check_operators(operators: Sequence[str]) -> tuple[str, ...]:
