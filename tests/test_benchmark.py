@@ -16,7 +16,28 @@ def test_step_times_table():
     assert table["step_vs_last_layer"].iloc[0] == 1.0
     assert (table[["step_ms", "loss_ms"]] > 0).all().all()
     assert table.loc[table.preset == "lomix", "official_loss_ms"].iloc[0] > 0
-    assert table["step_peak_mib"].isna().all()  # CPU: no allocator statistics, reported as n/a
+    assert (table[["step_peak_mib", "loss_peak_mib"]] >= 0).all().all()  # CPU: the process's peak resident set
+
+
+def test_step_times_time_the_training_step(monkeypatch):
+    """The benchmark's step is training's Stepper, not a copy of it."""
+    calls = []
+
+    class Counting(lx.training.Stepper):
+        def __call__(self, images, labels):
+            calls.append(self.loss_fn.supervision)
+            return super().__call__(images, labels)
+
+    monkeypatch.setattr(lx.benchmark, "Stepper", Counting)
+    step_times("unet_small", ["last_layer"], "cpu", batch=2, **TINY)
+    assert calls and set(calls) == {"last_layer"}
+
+
+def test_cpu_peak_memory_sees_a_large_allocation():
+    import torch
+
+    peak = lx.benchmark.peak_memory_mib(lambda: torch.ones(8 * 2 ** 20), torch.device("cpu"))  # 32 MiB
+    assert peak is None or 30 <= peak <= 40
 
 
 def test_inference_overhead_compares_against_last_layer_even_if_not_asked():
