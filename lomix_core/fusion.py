@@ -30,6 +30,8 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import nn
 
+from . import cpu_kernels
+
 OPERATORS = ("add", "mul", "concat", "wf")
 WF_SHARING = ("subset", "size")
 
@@ -262,4 +264,6 @@ class MutantGenerator(nn.Module):
         scores = torch.einsum("snc,nbchw->snbhw", weight, x) + bias[:, :, None, None, None]
         scores = scores.masked_fill(~self.membership[:, :, None, None, None], float("-inf"))
         attention = scores.softmax(dim=1)  # non-members get exactly 0
+        if cpu_kernels.applies(attention, x):
+            return cpu_kernels.WeightedSum.apply(attention, x, self.membership)
         return sum(attention[:, i, :, None] * x[i] for i in range(self.num_maps))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from . import ce_dice_kernel
+from . import cpu_kernels
 
 DICE_SMOOTH = 1e-5
 
@@ -45,8 +45,8 @@ def _true_class_index(target: torch.Tensor, num_maps: int) -> torch.Tensor:
 class _StackedCEDice(torch.autograd.Function):
     @staticmethod
     def forward(ctx, maps, target, ce_weight, dice_weight):
-        if ce_dice_kernel.applies(maps):
-            ce_sum, intersection, prob_sq = (t.to(maps.dtype) for t in ce_dice_kernel.statistics(maps, target))
+        if cpu_kernels.applies(maps):
+            ce_sum, intersection, prob_sq = (t.to(maps.dtype) for t in cpu_kernels.statistics(maps, target))
             ce = ce_sum / target.numel()
             label_sum = _label_sum(target, maps)
         else:
@@ -68,8 +68,8 @@ class _StackedCEDice(torch.autograd.Function):
         b = dice_weight * grad_losses[:, None]  # [M,1]
         gamma = b * 2 * (2 * intersection + DICE_SMOOTH) / (num_classes * denominator ** 2)  # [M,C]
         beta = b * 2 / (num_classes * denominator)  # [M,C]
-        if ce_dice_kernel.applies(maps):
-            return ce_dice_kernel.gradient(maps, target, a, gamma, beta), None, None, None
+        if cpu_kernels.applies(maps):
+            return cpu_kernels.gradient(maps, target, a, gamma, beta), None, None, None
         return _gradient(maps, target, a, gamma, beta), None, None, None
 
 

@@ -1,15 +1,19 @@
-"""The C kernel of the CE + soft-Dice statistics (``ce_dice.c``), compiled once per machine.
+"""The loss's C kernels (``cpu_kernels.c``) for a CPU, compiled once per machine.
 
-PyTorch computes the loss of a ``[M, B, C, H, W]`` stack in about a dozen passes over it (log-
-softmax, gather, exp, the sums, and as many backwards), each reading and writing the whole stack.
-The kernel reads each block of pixels once forward and once backward and keeps its softmax in a
-small buffer, so on a CPU the loss costs little more than reading the stack twice.
+* The CE + soft-Dice statistics of a ``[M, B, C, H, W]`` stack. PyTorch computes them in about a
+  dozen passes over the stack (log-softmax, gather, exp, the sums, and as many backwards), each
+  reading and writing all of it. The kernel reads each block of pixels once forward and once
+  backward and keeps its softmax in a small buffer.
+* wf's attention-weighted sums ``Σ_n α[s,n] x[n]`` for every subset at once, forward and
+  backward, over members only. In PyTorch each is a broadcast product per map whose backward
+  reduces over the broadcast dimensions, the slowest part of the mutants on a CPU.
 
 It is built on first use with the system's C compiler (``$CC``, else ``cc``) into
 ``$LOMIX_CACHE`` (default ``~/.cache/lomix_kit``), keyed by the source, the flags and the
 processor, and loaded with ``ctypes``. :func:`load` returns None where that fails (no compiler,
-another OS, a read-only cache), and the loss falls back to PyTorch; ``LOMIX_CE_DICE_KERNEL=0``
-switches the kernel off. ``-ffast-math`` lets the compiler vectorise ``expf`` (glibc's libmvec)
+another OS, a read-only cache), and the loss falls back to PyTorch; ``LOMIX_CPU_KERNELS=0``
+switches the kernels off. Both compute the same formulas as the PyTorch paths (tested to agree,
+and to be no further from fp64). ``-ffast-math`` lets the compiler vectorise ``expf`` (glibc's libmvec)
 and reorder the sums inside a block; it is given when compiling only, not when linking, so the
 process's floating-point flags (denormals) stay untouched.
 """
@@ -29,9 +33,9 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).with_name("ce_dice.c")
+SOURCE = Path(__file__).with_name("cpu_kernels.c")
 COMPILE_FLAGS = ["-O3", "-march=native", "-ffast-math", "-fPIC", "-std=c99"]
-SWITCH = "LOMIX_CE_DICE_KERNEL"
+SWITCH = "LOMIX_CPU_KERNELS"
 
 
 def cache_dir() -> Path:
@@ -50,12 +54,12 @@ def _processor() -> str:
 def _build(compiler: str) -> Path:
     key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), " ".join(COMPILE_FLAGS).encode(), compiler.encode(),
                                      _processor().encode()])).hexdigest()[:16]
-    library = cache_dir() / f"ce_dice-{key}.so"
+    library = cache_dir() / f"cpu_kernels-{key}.so"
     if library.exists():
         return library
     library.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=library.parent) as tmp:
-        obj, so = Path(tmp) / "ce_dice.o", Path(tmp) / "ce_dice.so"
+        obj, so = Path(tmp) / "cpu_kernels.o", Path(tmp) / "cpu_kernels.so"
         subprocess.run([compiler, *COMPILE_FLAGS, "-c", str(SOURCE), "-o", str(obj)], check=True, capture_output=True)
         subprocess.run([compiler, "-shared", str(obj), "-o", str(so), "-lmvec", "-lm"], check=True, capture_output=True)
         os.replace(so, library)  # atomic: a concurrent worker sees the old state or the whole library
@@ -80,12 +84,14 @@ def load() -> ctypes.CDLL | None:
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     library.lomix_ce_dice_forward.argtypes = [ptr, ptr, i64, i64, i64, i64, i64, ptr, ptr, ptr]
     library.lomix_ce_dice_backward.argtypes = [ptr, ptr, i64, i64, i64, i64, i64, ptr, ptr, ptr, ptr]
+    for name in ("forward", "backward_alpha", "backward_x"):
+        getattr(library, f"lomix_weighted_sum_{name}").argtypes = [ptr, ptr, ptr] + [i64] * 7 + [ptr]
     return library
 
 
-def applies(maps: torch.Tensor) -> bool:
-    """Whether the kernel can take this stack: fp32 on a CPU, and the kernel built."""
-    return maps.device.type == "cpu" and maps.dtype == torch.float32 and load() is not None
+def applies(*tensors: torch.Tensor) -> bool:
+    """Whether the kernels can take these tensors: fp32 on a CPU, and the kernels built."""
+    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) and load() is not None
 
 
 def _split(num_maps: int, call) -> None:
@@ -100,6 +106,35 @@ def _split(num_maps: int, call) -> None:
             status = list(pool.map(call, bounds[:-1], bounds[1:]))
     if any(status):
         raise MemoryError("the loss's C kernel could not allocate its block buffer")
+
+
+class WeightedSum(torch.autograd.Function):
+    """``out[s] = Σ_{n ∈ s} α[s,n] x[n]``: ``alpha [S,N,B,H,W]`` (0 off the members), ``x [N,B,C,H,W]``,
+    ``member [S,N]`` bool → ``[S,B,C,H,W]``."""
+
+    @staticmethod
+    def forward(ctx, alpha, x, member):
+        alpha, x, member = alpha.contiguous(), x.contiguous(), member.to(torch.uint8).contiguous()
+        (subsets, maps), (_, batch, classes) = member.shape, x.shape[:3]
+        shape = (subsets, maps, batch, classes, x[0, 0, 0].numel())
+        out = x.new_empty(subsets, *x.shape[1:])
+        _split(subsets, lambda s0, s1: load().lomix_weighted_sum_forward(
+            alpha.data_ptr(), x.data_ptr(), member.data_ptr(), *shape, s0, s1, out.data_ptr()))
+        ctx.save_for_backward(alpha, x, member)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        alpha, x, member = ctx.saved_tensors
+        grad = grad.contiguous()
+        (subsets, maps), (_, batch, classes) = member.shape, x.shape[:3]
+        shape = (subsets, maps, batch, classes, x[0, 0, 0].numel())
+        d_alpha, d_x = torch.empty_like(alpha), torch.empty_like(x)
+        _split(subsets, lambda s0, s1: load().lomix_weighted_sum_backward_alpha(
+            grad.data_ptr(), x.data_ptr(), member.data_ptr(), *shape, s0, s1, d_alpha.data_ptr()))
+        _split(maps, lambda n0, n1: load().lomix_weighted_sum_backward_x(
+            grad.data_ptr(), alpha.data_ptr(), member.data_ptr(), *shape, n0, n1, d_x.data_ptr()))
+        return d_alpha, d_x, None
 
 
 def statistics(maps: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -46,7 +46,7 @@ int lomix_ce_dice_forward(const float *z, const int32_t *target, int64_t B, int6
                 softmax_block(zb, C, HW, h0, n, e, mx, sum);
                 for (int64_t t = 0; t < n; ++t) zy[t] = 0.0f;
                 for (int64_t c = 0; c < C; ++c)
-                    for (int64_t t = 0; t < n; ++t) zy[t] += yb[h0 + t] == c ? zb[c * HW + h0 + t] : 0.0f;
+                    for (int64_t t = 0; t < n; ++t) zy[t] += yb[h0 + t] == (int32_t)c ? zb[c * HW + h0 + t] : 0.0f;
                 float block_ce = 0.0f;
                 for (int64_t t = 0; t < n; ++t) {
                     block_ce += mx[t] + logf(sum[t]) - zy[t];
@@ -58,7 +58,7 @@ int lomix_ce_dice_forward(const float *z, const int32_t *target, int64_t B, int6
                     for (int64_t t = 0; t < n; ++t) {
                         float p = e[c * T + t] * sum[t];
                         q += p * p;
-                        i += yb[h0 + t] == c ? p : 0.0f;
+                        i += yb[h0 + t] == (int32_t)c ? p : 0.0f;
                     }
                     Q[c] += q;
                     I[c] += i;
@@ -76,9 +76,13 @@ int lomix_ce_dice_forward(const float *z, const int32_t *target, int64_t B, int6
 int lomix_ce_dice_backward(const float *z, const int32_t *target, int64_t B, int64_t C, int64_t HW,
                            int64_t m0, int64_t m1, const float *a, const float *gamma, const float *beta,
                            float *grad) {
-    float *e = malloc(sizeof(float) * 2 * C * T);
-    if (!e) return 1;
-    float *d = e + C * T, mx[T], sum[T], s[T];
+    float *restrict e = malloc(sizeof(float) * C * T), *restrict d = malloc(sizeof(float) * C * T);
+    float mx[T], sum[T], s[T];
+    if (!e || !d) {
+        free(e);
+        free(d);
+        return 1;
+    }
     for (int64_t m = m0; m < m1; ++m) {
         const float *G = gamma + m * C, *Bt = beta + m * C, am = a[m];
         for (int64_t b = 0; b < B; ++b) {
@@ -92,22 +96,81 @@ int lomix_ce_dice_backward(const float *z, const int32_t *target, int64_t B, int
                     sum[t] = 1.0f / sum[t];
                     s[t] = 0.0f;
                 }
-                for (int64_t c = 0; c < C; ++c)
+                for (int64_t c = 0; c < C; ++c) {
+                    const float g = G[c], beta_c = Bt[c];
+                    float *restrict ec = e + c * T, *restrict dc = d + c * T;
                     for (int64_t t = 0; t < n; ++t) {
-                        float p = e[c * T + t] * sum[t];
-                        float dp = G[c] * p - (yb[h0 + t] == c ? Bt[c] : 0.0f);
-                        e[c * T + t] = p;
-                        d[c * T + t] = dp;
+                        float p = ec[t] * sum[t];
+                        float dp = g * p - (yb[h0 + t] == (int32_t)c ? beta_c : 0.0f);
+                        ec[t] = p;
+                        dc[t] = dp;
                         s[t] += p * dp;
                     }
+                }
                 for (int64_t c = 0; c < C; ++c)
                     for (int64_t t = 0; t < n; ++t) {
                         float p = e[c * T + t];
-                        gb[c * HW + h0 + t] = p * (d[c * T + t] - s[t]) + am * (p - (yb[h0 + t] == c ? 1.0f : 0.0f));
+                        gb[c * HW + h0 + t] = p * (d[c * T + t] - s[t]) + am * (p - (yb[h0 + t] == (int32_t)c ? 1.0f : 0.0f));
                     }
             }
         }
     }
     free(e);
+    free(d);
+    return 0;
+}
+
+/* wf's fused maps out[s] = Σ_{n in s} α[s,n] x[n], per pixel: α [S, N, B, HW], x [N, B, C, HW],
+ * out [S, B, C, HW], member[s,n] = 1 where map n belongs to subset s. Subsets [s0, s1). */
+int lomix_weighted_sum_forward(const float *alpha, const float *x, const uint8_t *member, int64_t S, int64_t N,
+                               int64_t B, int64_t C, int64_t HW, int64_t s0, int64_t s1, float *out) {
+    for (int64_t s = s0; s < s1; ++s)
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t c = 0; c < C; ++c) {
+                float *o = out + ((s * B + b) * C + c) * HW;
+                for (int64_t t = 0; t < HW; ++t) o[t] = 0.0f;
+                for (int64_t n = 0; n < N; ++n) {
+                    if (!member[s * N + n]) continue;
+                    const float *a = alpha + ((s * N + n) * B + b) * HW, *xn = x + ((n * B + b) * C + c) * HW;
+                    for (int64_t t = 0; t < HW; ++t) o[t] += a[t] * xn[t];
+                }
+            }
+    return 0;
+}
+
+/* Its backward for subsets [s0, s1): d_alpha[s,n] = Σ_c g[s,c] x[n,c] (0 for non-members, whose
+ * α is a constant 0). */
+int lomix_weighted_sum_backward_alpha(const float *grad, const float *x, const uint8_t *member, int64_t S,
+                                      int64_t N, int64_t B, int64_t C, int64_t HW, int64_t s0, int64_t s1,
+                                      float *d_alpha) {
+    for (int64_t s = s0; s < s1; ++s)
+        for (int64_t n = 0; n < N; ++n)
+            for (int64_t b = 0; b < B; ++b) {
+                float *da = d_alpha + ((s * N + n) * B + b) * HW;
+                for (int64_t t = 0; t < HW; ++t) da[t] = 0.0f;
+                if (!member[s * N + n]) continue;
+                for (int64_t c = 0; c < C; ++c) {
+                    const float *g = grad + ((s * B + b) * C + c) * HW, *xn = x + ((n * B + b) * C + c) * HW;
+                    for (int64_t t = 0; t < HW; ++t) da[t] += g[t] * xn[t];
+                }
+            }
+    return 0;
+}
+
+/* ... and for maps [n0, n1): d_x[n] = Σ_{s ∋ n} α[s,n] g[s]. */
+int lomix_weighted_sum_backward_x(const float *grad, const float *alpha, const uint8_t *member, int64_t S,
+                                  int64_t N, int64_t B, int64_t C, int64_t HW, int64_t n0, int64_t n1,
+                                  float *d_x) {
+    for (int64_t n = n0; n < n1; ++n)
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t c = 0; c < C; ++c) {
+                float *dx = d_x + ((n * B + b) * C + c) * HW;
+                for (int64_t t = 0; t < HW; ++t) dx[t] = 0.0f;
+                for (int64_t s = 0; s < S; ++s) {
+                    if (!member[s * N + n]) continue;
+                    const float *a = alpha + ((s * N + n) * B + b) * HW, *g = grad + ((s * B + b) * C + c) * HW;
+                    for (int64_t t = 0; t < HW; ++t) dx[t] += a[t] * g[t];
+                }
+            }
     return 0;
 }
