@@ -9,7 +9,8 @@
 pretrained weights. For each preset, on one fixed random batch: the median training step
 (``lomix_core.training.Stepper``: forward, loss, backward, AdamW), its ratio to the last-layer
 step in the same run, the loss-only forward + backward on fixed logits, and peak memory of each
-(CUDA: the allocator's; CPU: the process's resident set) with the loss's extra over last layer.
+(CUDA: the allocator's; CPU: PyTorch's allocations as the profiler records them) with the
+loss's extra over last layer.
 ``--official`` also times the LoMix loss computed the way the official code does it (a loop over
 maps and classes with a ``.item()`` per class); ``--compile`` runs the losses through
 ``torch.compile``. The table is printed last; ``--json`` keeps it.

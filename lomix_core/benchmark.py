@@ -7,10 +7,9 @@ hits them alike; compare them as ratios within one run. Timing uses CUDA events 
 """
 from __future__ import annotations
 
-import re
+import itertools
 import statistics
 import time
-from pathlib import Path
 from typing import Callable, Sequence
 
 import pandas as pd
@@ -49,10 +48,11 @@ def interleaved_median_ms(fns: dict[str, Callable[[], None]], device: torch.devi
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def peak_memory_mib(fn: Callable[[], None], device: torch.device) -> float | None:
-    """Memory ``fn`` takes at its peak on top of what was already resident (weights, optimiser
-    state). CUDA: the allocator's peak. CPU: the process's peak resident set, reset before the
-    call through ``/proc/self/clear_refs`` (Linux); None where that is unavailable."""
+def peak_memory_mib(fn: Callable[[], None], device: torch.device) -> float:
+    """Memory ``fn`` allocates at its peak on top of what was already allocated (weights,
+    optimiser state). CUDA: the allocator's peak. CPU: PyTorch's allocations and frees as the
+    profiler records them, summed in order (the process's resident set cannot tell: the C
+    allocator keeps freed memory resident and reuses it)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         resident = torch.cuda.memory_allocated(device)
@@ -60,20 +60,12 @@ def peak_memory_mib(fn: Callable[[], None], device: torch.device) -> float | Non
         fn()
         torch.cuda.synchronize(device)
         return (torch.cuda.max_memory_allocated(device) - resident) / 2 ** 20
-    try:
-        with open("/proc/self/clear_refs", "w") as clear:
-            clear.write("5")  # resets the peak (VmHWM) to the current resident set
-        resident = _process_memory("VmRSS")
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as profile:
         fn()
-        return (_process_memory("VmHWM") - resident) / 2 ** 20
-    except (OSError, AttributeError):
-        return None
-
-
-def _process_memory(field: str) -> int:
-    """A memory field of ``/proc/self/status`` in bytes."""
-    match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
-    return int(match.group(1)) * 1024
+    events = sorted(profile.events(), key=lambda event: event.time_range.start)
+    # An op's own allocations net of its own frees; "[memory]" events are frees outside any op.
+    changes = [e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage for e in events]
+    return max(itertools.accumulate(changes, initial=0)) / 2 ** 20
 
 
 def step_times(model: str = "unet_small", presets: Sequence[str] = tuple(PRESETS), device: str | torch.device = "cpu",
@@ -119,8 +111,7 @@ def step_times(model: str = "unet_small", presets: Sequence[str] = tuple(PRESETS
     })
     table["step_vs_last_layer"] = table["step_ms"] / table["step_ms"].iloc[0]
     table["loss_vs_last_layer"] = table["loss_ms"] / table["loss_ms"].iloc[0]
-    if table["loss_peak_mib"].notna().all():
-        table["loss_extra_mib"] = table["loss_peak_mib"] - table["loss_peak_mib"].iloc[0]
+    table["loss_extra_mib"] = table["loss_peak_mib"] - table["loss_peak_mib"].iloc[0]
     return table
 
 
