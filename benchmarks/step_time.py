@@ -54,6 +54,9 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--official", action="store_true", help="also time the official-style LoMix loss loop")
     parser.add_argument("--compile", action="store_true", help="run every loss through torch.compile")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="cpu: the thread's CPU time, which leaves out waiting for a core on a shared machine "
+                             "(one-thread runs only: work in other threads is not counted)")
     parser.add_argument("--json", type=Path, default=None, help="write the table and setting here")
     args = parser.parse_args(argv)
     shape = dict(model=args.model, batch=args.batch, size=args.size, classes=args.classes, in_channels=args.in_channels)
@@ -64,10 +67,10 @@ def main(argv=None) -> int:
 
     device = resolve_device(args.device)
     table = step_times(presets=args.presets, device=device, amp=args.amp, steps=args.steps, warmup=args.warmup,
-                       official=args.official, compile_loss=args.compile, **shape)
+                       official=args.official, compile_loss=args.compile, clock=args.clock, **shape)
     setting = (f"{shape['model']}, batch {shape['batch']}, {shape['size']}², {shape['classes']} classes, "
                f"{'autocast' if args.amp else 'fp32'}, {'compiled loss' if args.compile else 'eager loss'}, "
-               f"{device.type}, {torch.get_num_threads()} thread(s)")
+               f"{device.type}, {torch.get_num_threads()} thread(s), {args.clock} clock")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"setting": setting, "machine": machine(),

@@ -21,7 +21,10 @@ from .supervision import PRESETS, LoMixLoss
 from .training import Stepper, TrainConfig
 
 
-def _time_once_ms(fn: Callable[[], None], device: torch.device) -> float:
+def _time_once_ms(fn: Callable[[], None], device: torch.device, clock: str = "wall") -> float:
+    """``clock="cpu"`` (CPU only) counts the calling thread's CPU time: on a shared machine it
+    leaves out the time spent waiting for a core, but also any work done in other threads, so it
+    is meant for one-thread runs."""
     if device.type == "cuda":
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
@@ -29,13 +32,14 @@ def _time_once_ms(fn: Callable[[], None], device: torch.device) -> float:
         end.record()
         torch.cuda.synchronize(device)
         return start.elapsed_time(end)
-    start = time.perf_counter()
+    now = time.thread_time if clock == "cpu" else time.perf_counter
+    start = now()
     fn()
-    return (time.perf_counter() - start) * 1000
+    return (now() - start) * 1000
 
 
 def interleaved_median_ms(fns: dict[str, Callable[[], None]], device: torch.device, steps: int = 10,
-                          warmup: int = 3) -> dict[str, float]:
+                          warmup: int = 3, clock: str = "wall") -> dict[str, float]:
     """Median time of each callable, measured in round-robin so that drift of the machine
     (clock, caches, a neighbour's load) hits every candidate alike."""
     for _ in range(warmup):
@@ -44,7 +48,7 @@ def interleaved_median_ms(fns: dict[str, Callable[[], None]], device: torch.devi
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(steps):
         for name, fn in fns.items():
-            times[name].append(_time_once_ms(fn, device))
+            times[name].append(_time_once_ms(fn, device, clock))
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -71,7 +75,7 @@ def peak_memory_mib(fn: Callable[[], None], device: torch.device) -> float:
 def step_times(model: str = "unet_small", presets: Sequence[str] = tuple(PRESETS), device: str | torch.device = "cpu",
                batch: int = 2, size: int = 96, classes: int = 9, in_channels: int = 1, amp: bool = False,
                steps: int = 10, warmup: int = 3, official: bool = False, compile_loss: bool = False,
-               model_kwargs: dict | None = None) -> pd.DataFrame:
+               model_kwargs: dict | None = None, clock: str = "wall") -> pd.DataFrame:
     """One row per preset: training-step and loss times, peak memory, and ratios to last_layer.
 
     The training step is :class:`lomix_core.training.Stepper`, the step training takes (forward,
@@ -81,8 +85,11 @@ def step_times(model: str = "unet_small", presets: Sequence[str] = tuple(PRESETS
     official-style loop over maps and classes. With ``compile_loss``, every loss runs through
     ``torch.compile`` (value checks off: their host sync would split the graph); where
     compilation fails the error propagates, so a table never silently mixes compiled and eager rows.
+    ``clock="cpu"``: see :func:`_time_once_ms`.
     """
     device = torch.device(device)
+    if clock not in ("wall", "cpu"):
+        raise ValueError(f"unknown clock {clock!r}; expected 'wall' or 'cpu' (the thread's CPU time)")
     presets = with_last_layer_first(presets)
     images = torch.randn(batch, in_channels, size, size, device=device)
     target = torch.randint(0, classes, (batch, size, size), device=device)
@@ -100,8 +107,8 @@ def step_times(model: str = "unet_small", presets: Sequence[str] = tuple(PRESETS
         if official and preset == "lomix":
             loss_steps["official"] = _loss_step(OfficialStyleLoMixLoss(loss_fn), logits, target, autocast)
         maps[preset] = loss_fn.num_supervised
-    step_ms = interleaved_median_ms(train_steps, device, steps, warmup)
-    loss_ms = interleaved_median_ms(loss_steps, device, steps, warmup)
+    step_ms = interleaved_median_ms(train_steps, device, steps, warmup, clock)
+    loss_ms = interleaved_median_ms(loss_steps, device, steps, warmup, clock)
     table = pd.DataFrame({
         "preset": presets, "maps": [maps[p] for p in presets],
         "step_ms": [step_ms[p] for p in presets], "loss_ms": [loss_ms[p] for p in presets],

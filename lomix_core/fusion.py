@@ -236,10 +236,12 @@ class MutantGenerator(nn.Module):
         return torch.einsum("sn,nbchw->sbchw", self.membership.to(x.dtype), x)
 
     def _mul(self, x: torch.Tensor) -> torch.Tensor:
+        # unbind, not x[i]: the backward of each x[i] would write a zero-filled copy of all of x
+        maps = x.unbind(0)
         products: dict[tuple[int, ...], torch.Tensor] = {}
         for s in self.subsets:
-            head = products[s[:-1]] if len(s) > 2 else x[s[0]]
-            products[s] = head * x[s[-1]]
+            head = products[s[:-1]] if len(s) > 2 else maps[s[0]]
+            products[s] = head * maps[s[-1]]
         return torch.stack(list(products.values()))
 
     def _scatter(self, per_subset: list[torch.Tensor]) -> torch.Tensor:
