@@ -6,9 +6,11 @@
 For each preset, one fixed random batch through the same network: the loss and the gradient of
 every parameter (network and loss) in fp32, then under each autocast dtype. The table gives the
 loss's relative difference, the gradient's relative difference as a norm over all parameters
-(‖g_amp - g_fp32‖ / ‖g_fp32‖), their cosine, and the median forward + backward time with its
-ratio to fp32. The loss itself always runs in fp32 (``lomix_core.map_loss``): what differs is the
-network's forward, whose logits arrive rounded to the autocast dtype.
+(‖g_amp - g_fp32‖ / ‖g_fp32‖), their cosine, and the median forward + backward time (on a CPU the
+thread's CPU time, for one-thread runs on a shared machine) with its
+ratio to fp32. CE and Dice always run in fp32 (``lomix_core.map_loss``); the network, its
+backward and the matrix products of the loss's learned fusions (concat, wf) run in the autocast
+dtype, and the logits arrive rounded to it.
 """
 from __future__ import annotations
 
@@ -50,6 +52,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    torch.manual_seed(0)
     images = torch.randn(args.batch, args.in_channels, args.size, args.size, device=device)
     target = torch.randint(0, args.classes, (args.batch, args.size, args.size), device=device)
 
@@ -66,7 +69,7 @@ def main(argv=None) -> int:
                          "grad_cosine": float(torch.nn.functional.cosine_similarity(grad, grad32, dim=0))})
             timed[preset, name] = (lambda net=net, loss_fn=loss_fn, dtype=dtype:
                                    loss_and_gradient(net, loss_fn, images, target, dtype))
-    ms = interleaved_median_ms(timed, device, args.steps, warmup=2)
+    ms = interleaved_median_ms(timed, device, args.steps, warmup=2, clock="cpu" if device.type == "cpu" else "wall")
     table = pd.DataFrame(rows)
     table["ms"] = [ms[r.preset, r.autocast] for r in table.itertuples()]
     table["ms_vs_fp32"] = [ms[r.preset, r.autocast] / ms[r.preset, "fp32"] for r in table.itertuples()]
