@@ -1,6 +1,8 @@
 /* CE + soft-Dice of a stack of maps, one pass over the logits forward and one backward.
  *
- * z is [M, B, C, HW] float32, target [B, HW] int32. A block of T pixels of one map is read once:
+ * z is [M, B, C, HW] float32 with strides (sm, sb, sc, 1), so a permuted stack needs no copy;
+ * target [B, HW] int32; the gradient is written with z's strides. A block of T pixels of one map
+ * is read once:
  * its softmax stays in a small buffer while the per-class sums are taken, so nothing of the size
  * of the stack is written forward, and the backward writes only the gradient. The formulas are
  * those of lomix_core/map_loss.py (the closed-form gradient is derived there). Vectorised by the
@@ -14,15 +16,15 @@
 #define T 64
 
 /* Per pixel t of the block: the row maximum, and e_c = exp(z_c - max) with their sum. */
-static void softmax_block(const float *zb, int64_t C, int64_t HW, int64_t h0, int64_t n,
+static void softmax_block(const float *zb, int64_t C, int64_t sc, int64_t h0, int64_t n,
                           float *e, float *mx, float *sum) {
     for (int64_t t = 0; t < n; ++t) mx[t] = zb[h0 + t];
     for (int64_t c = 1; c < C; ++c)
-        for (int64_t t = 0; t < n; ++t) mx[t] = fmaxf(mx[t], zb[c * HW + h0 + t]);
+        for (int64_t t = 0; t < n; ++t) mx[t] = fmaxf(mx[t], zb[c * sc + h0 + t]);
     for (int64_t t = 0; t < n; ++t) sum[t] = 0.0f;
     for (int64_t c = 0; c < C; ++c)
         for (int64_t t = 0; t < n; ++t) {
-            float v = expf(zb[c * HW + h0 + t] - mx[t]);
+            float v = expf(zb[c * sc + h0 + t] - mx[t]);
             e[c * T + t] = v;
             sum[t] += v;
         }
@@ -31,7 +33,7 @@ static void softmax_block(const float *zb, int64_t C, int64_t HW, int64_t h0, in
 /* ce[m] = Σ -log p_y, inter[m,c] = Σ p_c [y = c], psq[m,c] = Σ p_c², over all B·HW pixels
  * (double accumulators, written, not added to). */
 int lomix_ce_dice_forward(const float *z, const int32_t *target, int64_t B, int64_t C, int64_t HW,
-                          int64_t m0, int64_t m1, double *ce, double *inter, double *psq) {
+                          int64_t sm, int64_t sb, int64_t sc, int64_t m0, int64_t m1, double *ce, double *inter, double *psq) {
     float *e = malloc(sizeof(float) * C * T);
     if (!e) return 1;
     float mx[T], sum[T], zy[T];
@@ -39,14 +41,14 @@ int lomix_ce_dice_forward(const float *z, const int32_t *target, int64_t B, int6
         double ce_m = 0.0, *I = inter + m * C, *Q = psq + m * C;
         for (int64_t c = 0; c < C; ++c) I[c] = Q[c] = 0.0;
         for (int64_t b = 0; b < B; ++b) {
-            const float *zb = z + (m * B + b) * C * HW;
+            const float *zb = z + m * sm + b * sb;
             const int32_t *yb = target + b * HW;
             for (int64_t h0 = 0; h0 < HW; h0 += T) {
                 int64_t n = HW - h0 < T ? HW - h0 : T;
-                softmax_block(zb, C, HW, h0, n, e, mx, sum);
+                softmax_block(zb, C, sc, h0, n, e, mx, sum);
                 for (int64_t t = 0; t < n; ++t) zy[t] = 0.0f;
                 for (int64_t c = 0; c < C; ++c)
-                    for (int64_t t = 0; t < n; ++t) zy[t] += yb[h0 + t] == (int32_t)c ? zb[c * HW + h0 + t] : 0.0f;
+                    for (int64_t t = 0; t < n; ++t) zy[t] += yb[h0 + t] == (int32_t)c ? zb[c * sc + h0 + t] : 0.0f;
                 float block_ce = 0.0f;
                 for (int64_t t = 0; t < n; ++t) {
                     block_ce += mx[t] + logf(sum[t]) - zy[t];
@@ -74,7 +76,7 @@ int lomix_ce_dice_forward(const float *z, const int32_t *target, int64_t B, int6
 /* grad[m,b,c,x] = p_c (d_c - s) + a_m (p_c - [y = c]) with d_c = gamma[m,c] p_c - beta[m,c] [y = c]
  * and s = Σ_c p_c d_c: the gradient of Σ_m g_m L_m, the upstream g_m folded into a, gamma, beta. */
 int lomix_ce_dice_backward(const float *z, const int32_t *target, int64_t B, int64_t C, int64_t HW,
-                           int64_t m0, int64_t m1, const float *a, const float *gamma, const float *beta,
+                           int64_t sm, int64_t sb, int64_t sc, int64_t m0, int64_t m1, const float *a, const float *gamma, const float *beta,
                            float *grad) {
     float *restrict e = malloc(sizeof(float) * C * T), *restrict d = malloc(sizeof(float) * C * T);
     float mx[T], sum[T], s[T];
@@ -86,12 +88,12 @@ int lomix_ce_dice_backward(const float *z, const int32_t *target, int64_t B, int
     for (int64_t m = m0; m < m1; ++m) {
         const float *G = gamma + m * C, *Bt = beta + m * C, am = a[m];
         for (int64_t b = 0; b < B; ++b) {
-            const float *zb = z + (m * B + b) * C * HW;
-            float *gb = grad + (m * B + b) * C * HW;
+            const float *zb = z + m * sm + b * sb;
+            float *gb = grad + m * sm + b * sb;
             const int32_t *yb = target + b * HW;
             for (int64_t h0 = 0; h0 < HW; h0 += T) {
                 int64_t n = HW - h0 < T ? HW - h0 : T;
-                softmax_block(zb, C, HW, h0, n, e, mx, sum);
+                softmax_block(zb, C, sc, h0, n, e, mx, sum);
                 for (int64_t t = 0; t < n; ++t) {
                     sum[t] = 1.0f / sum[t];
                     s[t] = 0.0f;
@@ -110,7 +112,7 @@ int lomix_ce_dice_backward(const float *z, const int32_t *target, int64_t B, int
                 for (int64_t c = 0; c < C; ++c)
                     for (int64_t t = 0; t < n; ++t) {
                         float p = e[c * T + t];
-                        gb[c * HW + h0 + t] = p * (d[c * T + t] - s[t]) + am * (p - (yb[h0 + t] == (int32_t)c ? 1.0f : 0.0f));
+                        gb[c * sc + h0 + t] = p * (d[c * T + t] - s[t]) + am * (p - (yb[h0 + t] == (int32_t)c ? 1.0f : 0.0f));
                     }
             }
         }

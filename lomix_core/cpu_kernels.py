@@ -82,8 +82,8 @@ def load() -> ctypes.CDLL | None:
                       f"the loss runs in PyTorch, slower on a CPU")
         return None
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
-    library.lomix_ce_dice_forward.argtypes = [ptr, ptr, i64, i64, i64, i64, i64, ptr, ptr, ptr]
-    library.lomix_ce_dice_backward.argtypes = [ptr, ptr, i64, i64, i64, i64, i64, ptr, ptr, ptr, ptr]
+    library.lomix_ce_dice_forward.argtypes = [ptr, ptr] + [i64] * 8 + [ptr, ptr, ptr]
+    library.lomix_ce_dice_backward.argtypes = [ptr, ptr] + [i64] * 8 + [ptr, ptr, ptr, ptr]
     for name in ("forward", "backward_alpha", "backward_x"):
         getattr(library, f"lomix_weighted_sum_{name}").argtypes = [ptr, ptr, ptr] + [i64] * 7 + [ptr]
     return library
@@ -137,27 +137,45 @@ class WeightedSum(torch.autograd.Function):
         return d_alpha, d_x, None
 
 
+def _pixels_contiguous(maps: torch.Tensor) -> torch.Tensor:
+    """``maps [M,B,C,H,W]`` with each class plane contiguous, as the kernels read it. M, B and C may
+    have any strides (concat's mutants come as a permuted view), so usually no copy is made."""
+    height, width = maps.shape[3:]
+    if maps.stride(4) == 1 and maps.stride(3) == width:
+        return maps
+    return maps.contiguous()
+
+
+def _layout(maps: torch.Tensor) -> tuple[int, ...]:
+    """``B, C, HW`` and the strides of M, B and C, as the kernels take them."""
+    return (maps.shape[1], maps.shape[2], maps.shape[3] * maps.shape[4], *maps.stride()[:3])
+
+
 def statistics(maps: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(Σ -log p_y [M], I [M,C], P [M,C])`` of ``maps [M,B,C,H,W]`` (see ``map_loss``), in fp64."""
-    maps, labels = maps.contiguous(), target.to(torch.int32).contiguous()
-    num_maps, batch, classes = maps.shape[:3]
-    pixels = maps[0, 0, 0].numel()
+    maps, labels = _pixels_contiguous(maps), target.to(torch.int32).contiguous()
+    num_maps, classes = maps.shape[0], maps.shape[2]
     ce = maps.new_empty(num_maps, dtype=torch.float64)
     inter, prob_sq = maps.new_empty(2, num_maps, classes, dtype=torch.float64)
     _split(num_maps, lambda m0, m1: load().lomix_ce_dice_forward(
-        maps.data_ptr(), labels.data_ptr(), batch, classes, pixels, m0, m1, ce.data_ptr(), inter.data_ptr(),
+        maps.data_ptr(), labels.data_ptr(), *_layout(maps), m0, m1, ce.data_ptr(), inter.data_ptr(),
         prob_sq.data_ptr()))
     return ce, inter, prob_sq
 
 
 def gradient(maps: torch.Tensor, target: torch.Tensor, a: torch.Tensor, gamma: torch.Tensor,
              beta: torch.Tensor) -> torch.Tensor:
-    """``∂(Σ g_m L_m)/∂maps`` from the folded coefficients ``a [M]``, ``γ, β [M,C]`` (see ``map_loss``)."""
-    maps, labels = maps.contiguous(), target.to(torch.int32).contiguous()
+    """``∂(Σ g_m L_m)/∂maps`` from the folded coefficients ``a [M]``, ``γ, β [M,C]`` (see ``map_loss``),
+    laid out like ``maps``."""
+    maps, labels = _pixels_contiguous(maps), target.to(torch.int32).contiguous()
     a, gamma, beta = (t.to(torch.float32).contiguous() for t in (a, gamma, beta))
-    num_maps, batch, classes = maps.shape[:3]
-    grad = torch.empty_like(maps)
-    _split(num_maps, lambda m0, m1: load().lomix_ce_dice_backward(
-        maps.data_ptr(), labels.data_ptr(), batch, classes, maps[0, 0, 0].numel(), m0, m1, a.data_ptr(),
-        gamma.data_ptr(), beta.data_ptr(), grad.data_ptr()))
+    grad = torch.empty_like(maps)  # keeps maps' strides (a dense permutation)
+    if grad.stride() != maps.stride():
+        maps = maps.contiguous()
+        grad = torch.empty_like(maps)
+    _split(maps.shape[0], lambda m0, m1: load().lomix_ce_dice_backward(
+        maps.data_ptr(), labels.data_ptr(), *_layout(maps), m0, m1, a.data_ptr(), gamma.data_ptr(),
+        beta.data_ptr(), grad.data_ptr()))
     return grad
+
+

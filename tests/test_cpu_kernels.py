@@ -77,3 +77,17 @@ def test_weighted_sum_equals_pytorch_values_and_gradients(num_maps):
     torch.testing.assert_close(got_grads[0][members], want_grads[0][members], rtol=1e-5, atol=1e-5)
     assert (got_grads[0][~members] == 0).all()
     torch.testing.assert_close(got_grads[1], want_grads[1], rtol=1e-5, atol=1e-5)
+
+
+def test_kernel_reads_a_permuted_stack_without_copying_and_matches(pytorch_path):
+    """concat's mutants arrive as a permuted view [s, B, O, H, W] of a [s, O, B, H, W] tensor."""
+    g = torch.Generator().manual_seed(5)
+    base = torch.randn(6, 5, 3, 7, 9, generator=g)  # [M, C, B, H, W]
+    maps = base.transpose(1, 2)  # [M, B, C, H, W], not contiguous
+    target = torch.randint(0, 5, (3, 7, 9), generator=g)
+    upstream = torch.rand(6, generator=g)
+    assert cpu_kernels._pixels_contiguous(maps).data_ptr() == maps.data_ptr()
+    kernel = loss_and_grads(maps, target, (0.3, 0.7), upstream)
+    eager = pytorch_path(lambda: loss_and_grads(maps.contiguous(), target, (0.3, 0.7), upstream))
+    torch.testing.assert_close(kernel[0], eager[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(kernel[1], eager[1], rtol=1e-4, atol=1e-6)
