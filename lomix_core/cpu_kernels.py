@@ -94,47 +94,18 @@ def applies(*tensors: torch.Tensor) -> bool:
     return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) and load() is not None
 
 
-def _split(num_maps: int, call) -> None:
-    """Run ``call(m0, m1)`` over the maps, in as many threads as PyTorch uses (ctypes releases
-    the GIL, so they run in parallel)."""
-    threads = max(1, min(torch.get_num_threads(), num_maps))
-    bounds = [num_maps * i // threads for i in range(threads + 1)]
+def _split(count: int, call) -> None:
+    """Run ``call(i0, i1)`` over slices of ``range(count)`` (maps or subsets), in as many threads
+    as PyTorch uses (ctypes releases the GIL, so they run in parallel)."""
+    threads = max(1, min(torch.get_num_threads(), count))
+    bounds = [count * i // threads for i in range(threads + 1)]
     if threads == 1:
-        status = [call(0, num_maps)]
+        status = [call(0, count)]
     else:
         with ThreadPoolExecutor(threads) as pool:
             status = list(pool.map(call, bounds[:-1], bounds[1:]))
     if any(status):
-        raise MemoryError("the loss's C kernel could not allocate its block buffer")
-
-
-class WeightedSum(torch.autograd.Function):
-    """``out[s] = Σ_{n ∈ s} α[s,n] x[n]``: ``alpha [S,N,B,H,W]`` (0 off the members), ``x [N,B,C,H,W]``,
-    ``member [S,N]`` bool → ``[S,B,C,H,W]``."""
-
-    @staticmethod
-    def forward(ctx, alpha, x, member):
-        alpha, x, member = alpha.contiguous(), x.contiguous(), member.to(torch.uint8).contiguous()
-        (subsets, maps), (_, batch, classes) = member.shape, x.shape[:3]
-        shape = (subsets, maps, batch, classes, x[0, 0, 0].numel())
-        out = x.new_empty(subsets, *x.shape[1:])
-        _split(subsets, lambda s0, s1: load().lomix_weighted_sum_forward(
-            alpha.data_ptr(), x.data_ptr(), member.data_ptr(), *shape, s0, s1, out.data_ptr()))
-        ctx.save_for_backward(alpha, x, member)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        alpha, x, member = ctx.saved_tensors
-        grad = grad.contiguous()
-        (subsets, maps), (_, batch, classes) = member.shape, x.shape[:3]
-        shape = (subsets, maps, batch, classes, x[0, 0, 0].numel())
-        d_alpha, d_x = torch.empty_like(alpha), torch.empty_like(x)
-        _split(subsets, lambda s0, s1: load().lomix_weighted_sum_backward_alpha(
-            grad.data_ptr(), x.data_ptr(), member.data_ptr(), *shape, s0, s1, d_alpha.data_ptr()))
-        _split(maps, lambda n0, n1: load().lomix_weighted_sum_backward_x(
-            grad.data_ptr(), alpha.data_ptr(), member.data_ptr(), *shape, n0, n1, d_x.data_ptr()))
-        return d_alpha, d_x, None
+        raise MemoryError("a C kernel of the loss could not allocate its block buffer")
 
 
 def _pixels_contiguous(maps: torch.Tensor) -> torch.Tensor:
@@ -179,3 +150,30 @@ def gradient(maps: torch.Tensor, target: torch.Tensor, a: torch.Tensor, gamma: t
     return grad
 
 
+class WeightedSum(torch.autograd.Function):
+    """``out[s] = Σ_{n ∈ s} α[s,n] x[n]``: ``alpha [S,N,B,H,W]`` (0 off the members), ``x [N,B,C,H,W]``,
+    ``member [S,N]`` bool → ``[S,B,C,H,W]``."""
+
+    @staticmethod
+    def forward(ctx, alpha, x, member):
+        alpha, x, member = alpha.contiguous(), x.contiguous(), member.to(torch.uint8).contiguous()
+        (subsets, maps), (_, batch, classes) = member.shape, x.shape[:3]
+        shape = (subsets, maps, batch, classes, x[0, 0, 0].numel())
+        out = x.new_empty(subsets, *x.shape[1:])
+        _split(subsets, lambda s0, s1: load().lomix_weighted_sum_forward(
+            alpha.data_ptr(), x.data_ptr(), member.data_ptr(), *shape, s0, s1, out.data_ptr()))
+        ctx.save_for_backward(alpha, x, member)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        alpha, x, member = ctx.saved_tensors
+        grad = grad.contiguous()
+        (subsets, maps), (_, batch, classes) = member.shape, x.shape[:3]
+        shape = (subsets, maps, batch, classes, x[0, 0, 0].numel())
+        d_alpha, d_x = torch.empty_like(alpha), torch.empty_like(x)
+        _split(subsets, lambda s0, s1: load().lomix_weighted_sum_backward_alpha(
+            grad.data_ptr(), x.data_ptr(), member.data_ptr(), *shape, s0, s1, d_alpha.data_ptr()))
+        _split(maps, lambda n0, n1: load().lomix_weighted_sum_backward_x(
+            grad.data_ptr(), alpha.data_ptr(), member.data_ptr(), *shape, n0, n1, d_x.data_ptr()))
+        return d_alpha, d_x, None
