@@ -99,7 +99,7 @@ def step_times(model: str = "unet_small", presets: Sequence[str] = tuple(PRESETS
                               model_kwargs=model_kwargs)
         loss = torch.compile(loss_fn) if compile_loss else loss_fn
         stepper = Stepper(net, loss, TrainConfig(amp=amp, lr=1e-4))
-        autocast = (lambda: torch.autocast(device.type, dtype=stepper.amp_dtype, enabled=stepper.amp))
+        autocast = (lambda stepper=stepper: torch.autocast(device.type, dtype=stepper.amp_dtype, enabled=stepper.amp))
         with torch.no_grad(), autocast():
             logits = [m.detach().requires_grad_() for m in net(images)]
         train_steps[preset] = (lambda stepper=stepper: stepper(images, target))
