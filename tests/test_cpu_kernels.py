@@ -91,3 +91,20 @@ def test_kernel_reads_a_permuted_stack_without_copying_and_matches(pytorch_path)
     eager = pytorch_path(lambda: loss_and_grads(maps.contiguous(), target, (0.3, 0.7), upstream))
     torch.testing.assert_close(kernel[0], eager[0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(kernel[1], eager[1], rtol=1e-4, atol=1e-6)
+
+
+def test_a_failed_build_warns_once_and_the_loss_runs_in_pytorch(monkeypatch, tmp_path):
+    import lomix_core as lx
+
+    monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+    monkeypatch.setenv("LOMIX_CACHE", str(tmp_path))
+    cpu_kernels.load.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="did not build"):
+            assert cpu_kernels.load() is None
+        logits = [torch.randn(2, 4, 6, 6, requires_grad=True) for _ in range(4)]
+        loss = lx.LoMixLoss(4, 4, supervision="lomix")(logits, torch.randint(0, 4, (2, 6, 6)))
+        loss.backward()
+        assert torch.isfinite(loss) and all(m.grad is not None for m in logits)
+    finally:
+        cpu_kernels.load.cache_clear()
