@@ -16,7 +16,9 @@ backward recomputes ``p`` from the saved logits and needs about five:
     D_c = P_c + Y_c + ε, and through the softmax, with s = Σ_c p_c ∂L/∂p_c,
     ∂L/∂z_c = p_c (∂L/∂p_c - s) + (a / n) (p_c - y_c).
 
-The result matches autograd of the plain formula (checked by ``gradcheck`` in the tests).
+The result matches autograd of the plain formula (checked by ``gradcheck`` in the tests). On a
+CPU in fp32 the same statistics and gradient run in C (:mod:`lomix_core.cpu_kernels`), one read
+of the stack forward and one read and one write backward; elsewhere in PyTorch.
 """
 from __future__ import annotations
 
