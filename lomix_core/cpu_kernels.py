@@ -8,14 +8,14 @@
   backward, over members only. In PyTorch each is a broadcast product per map whose backward
   reduces over the broadcast dimensions, the slowest part of the mutants on a CPU.
 
-It is built on first use with the system's C compiler (``$CC``, else ``cc``) into
+They are built on first use with the system's C compiler (``$CC``, else ``cc``) into
 ``$LOMIX_CACHE`` (default ``~/.cache/lomix_kit``), keyed by the source, the flags and the
 processor, and loaded with ``ctypes``. :func:`load` returns None where that fails (no compiler,
 another OS, a read-only cache), and the loss falls back to PyTorch; ``LOMIX_CPU_KERNELS=0``
 switches the kernels off. Both compute the same formulas as the PyTorch paths (tested to agree,
-and to be no further from fp64). ``-ffast-math`` lets the compiler vectorise ``expf`` (glibc's libmvec)
-and reorder the sums inside a block; it is given when compiling only, not when linking, so the
-process's floating-point flags (denormals) stay untouched.
+and to be no further from fp64). ``-ffast-math`` lets the compiler vectorise ``expf`` (glibc's
+libmvec) and reorder the sums inside a block; it is given when compiling only, not when linking,
+so the process's floating-point flags (denormals) stay untouched.
 """
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def _build(compiler: str) -> Path:
 
 @lru_cache(maxsize=None)
 def load() -> ctypes.CDLL | None:
-    """The compiled kernel, or None (with one warning saying why) where it cannot be built."""
+    """The compiled kernels, or None (with one warning saying why) where they cannot be built."""
     if os.environ.get(SWITCH) == "0" or platform.system() != "Linux":
         return None
     compiler = shutil.which(os.environ.get("CC", "cc"))
@@ -78,7 +78,7 @@ def load() -> ctypes.CDLL | None:
         library = ctypes.CDLL(str(_build(compiler)))
     except (OSError, subprocess.CalledProcessError) as error:
         detail = getattr(error, "stderr", b"") or b""
-        warnings.warn(f"the C kernel of the loss did not build ({error}; {detail.decode(errors='replace')[:300]}); "
+        warnings.warn(f"the loss's C kernels did not build ({error}; {detail.decode(errors='replace')[:300]}); "
                       f"the loss runs in PyTorch, slower on a CPU")
         return None
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
