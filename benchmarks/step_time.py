@@ -1,11 +1,16 @@
 """Training-step time, loss time and peak memory of every supervision preset.
 
-    python benchmarks/step_time.py --model unet_small --device cpu --batch 2 --size 96 --official
-    python benchmarks/step_time.py --model pvt_v2_b2_emcad --device cuda --batch 6 --size 224
+    python benchmarks/step_time.py --setting cpu --official    # the cpu profile's brain_aal runs, 1 thread
+    python benchmarks/step_time.py --setting paper --device cuda  # the paper's network and shape
+    python benchmarks/step_time.py --model unet_small --device cpu --batch 2 --size 96
 
-For each preset, on one fixed random batch: the median training step (forward, loss, backward,
-AdamW step), its ratio to the last-layer step in the same run, the loss-only forward + backward
-on fixed logits and, on CUDA, peak memory and the loss's extra memory over last-layer.
+``--setting cpu`` is unet_small at 48 px, batch 8, 8 classes on one thread (a cpu-profile worker);
+``--setting paper`` is PVT-v2-b2 + EMCAD at 224², batch 6, 9 classes, 3 input channels, no
+pretrained weights. For each preset, on one fixed random batch: the median training step
+(``lomix_core.training.Stepper``: forward, loss, backward, AdamW), its ratio to the last-layer
+step in the same run, the loss-only forward + backward on fixed logits, and peak memory of each
+(CUDA: the allocator's; CPU: PyTorch's allocations as the profiler records them) with the
+loss's extra over last layer.
 ``--official`` also times the LoMix loss computed the way the official code does it (a loop over
 maps and classes with a ``.item()`` per class); ``--compile`` runs the losses through
 ``torch.compile``. The table is printed last; ``--json`` keeps it.
@@ -17,36 +22,55 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 import lomix_core as lx
 from lomix_core.benchmark import step_times
 from lomix_core.report import machine, markdown_table
 from lomix_core.training import resolve_device
 
+SETTINGS = {
+    "cpu": dict(model="unet_small", batch=8, size=48, classes=8, in_channels=1),
+    "paper": dict(model="pvt_v2_b2_emcad", batch=6, size=224, classes=9, in_channels=3,
+                  model_kwargs={"pretrained": False}),
+}
+
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--setting", choices=sorted(SETTINGS), default=None,
+                        help="a named shape (overrides --model, --batch, --size, --classes, --in-channels)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (--setting cpu: 1)")
     parser.add_argument("--model", default="unet_small", choices=lx.models.available())
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--classes", type=int, default=9)
     parser.add_argument("--in-channels", type=int, default=1)
-    parser.add_argument("--amp", action="store_true", help="bf16 autocast")
+    parser.add_argument("--amp", action="store_true", help="autocast as training does it (CUDA only: bf16, or fp16 "
+                                                              "with a gradient scaler where bf16 is not native)")
     parser.add_argument("--presets", nargs="+", default=list(lx.PRESETS), choices=list(lx.PRESETS))
     parser.add_argument("--steps", type=int, default=10, help="timed steps per measurement (median)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--official", action="store_true", help="also time the official-style LoMix loss loop")
     parser.add_argument("--compile", action="store_true", help="run every loss through torch.compile")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="cpu: the thread's CPU time, which leaves out waiting for a core on a shared machine "
+                             "(one-thread runs only: work in other threads is not counted)")
     parser.add_argument("--json", type=Path, default=None, help="write the table and setting here")
     args = parser.parse_args(argv)
+    shape = dict(model=args.model, batch=args.batch, size=args.size, classes=args.classes, in_channels=args.in_channels)
+    shape.update(SETTINGS.get(args.setting, {}))
+    threads = args.threads or (1 if args.setting == "cpu" else None)
+    if threads:
+        torch.set_num_threads(threads)
 
     device = resolve_device(args.device)
-    table = step_times(args.model, args.presets, device, batch=args.batch, size=args.size, classes=args.classes,
-                       in_channels=args.in_channels, amp=args.amp, steps=args.steps, warmup=args.warmup,
-                       official=args.official, compile_loss=args.compile)
-    setting = (f"{args.model}, batch {args.batch}, {args.size}², {args.classes} classes, "
-               f"{'bf16 autocast' if args.amp else 'fp32'}, {'compiled loss' if args.compile else 'eager loss'}, "
-               f"{device.type}")
+    table = step_times(presets=args.presets, device=device, amp=args.amp, steps=args.steps, warmup=args.warmup,
+                       official=args.official, compile_loss=args.compile, clock=args.clock, **shape)
+    setting = (f"{shape['model']}, batch {shape['batch']}, {shape['size']}², {shape['classes']} classes, "
+               f"{'autocast' if args.amp else 'fp32'}, {'compiled loss' if args.compile else 'eager loss'}, "
+               f"{device.type}, {torch.get_num_threads()} thread(s), {args.clock} clock")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"setting": setting, "machine": machine(),

@@ -7,6 +7,7 @@ hits them alike; compare them as ratios within one run. Timing uses CUDA events 
 """
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from typing import Callable, Sequence
@@ -17,9 +18,13 @@ import torch
 from . import models
 from .official_style import OfficialStyleLoMixLoss
 from .supervision import PRESETS, LoMixLoss
+from .training import Stepper, TrainConfig
 
 
-def _time_once_ms(fn: Callable[[], None], device: torch.device) -> float:
+def _time_once_ms(fn: Callable[[], None], device: torch.device, clock: str = "wall") -> float:
+    """``clock="cpu"`` (CPU only) counts the calling thread's CPU time: on a shared machine it
+    leaves out the time spent waiting for a core, but also any work done in other threads, so it
+    is meant for one-thread runs."""
     if device.type == "cuda":
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
@@ -27,13 +32,14 @@ def _time_once_ms(fn: Callable[[], None], device: torch.device) -> float:
         end.record()
         torch.cuda.synchronize(device)
         return start.elapsed_time(end)
-    start = time.perf_counter()
+    now = time.thread_time if clock == "cpu" else time.perf_counter
+    start = now()
     fn()
-    return (time.perf_counter() - start) * 1000
+    return (now() - start) * 1000
 
 
 def interleaved_median_ms(fns: dict[str, Callable[[], None]], device: torch.device, steps: int = 10,
-                          warmup: int = 3) -> dict[str, float]:
+                          warmup: int = 3, clock: str = "wall") -> dict[str, float]:
     """Median time of each callable, measured in round-robin so that drift of the machine
     (clock, caches, a neighbour's load) hits every candidate alike."""
     for _ in range(warmup):
@@ -42,52 +48,67 @@ def interleaved_median_ms(fns: dict[str, Callable[[], None]], device: torch.devi
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(steps):
         for name, fn in fns.items():
-            times[name].append(_time_once_ms(fn, device))
+            times[name].append(_time_once_ms(fn, device, clock))
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def peak_memory_mib(fn: Callable[[], None], device: torch.device) -> float | None:
-    """CUDA memory ``fn`` allocates at its peak on top of what was already resident (weights,
-    optimiser state); None on a CPU, which has no allocator statistics."""
-    if device.type != "cuda":
-        return None
-    torch.cuda.synchronize(device)
-    resident = torch.cuda.memory_allocated(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    fn()
-    torch.cuda.synchronize(device)
-    return (torch.cuda.max_memory_allocated(device) - resident) / 2 ** 20
+def peak_memory_mib(fn: Callable[[], None], device: torch.device) -> float:
+    """Memory ``fn`` allocates at its peak on top of what was already allocated (weights,
+    optimiser state). CUDA: the allocator's peak. CPU: PyTorch's allocations and frees as the
+    profiler records them, summed in order (the process's resident set cannot tell: the C
+    allocator keeps freed memory resident and reuses it)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        resident = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - resident) / 2 ** 20
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as profile:
+        fn()
+    events = sorted(profile.events(), key=lambda event: event.time_range.start)
+    # An op's own allocations net of its own frees; "[memory]" events are frees outside any op.
+    changes = [e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage for e in events]
+    return max(itertools.accumulate(changes, initial=0)) / 2 ** 20
 
 
 def step_times(model: str = "unet_small", presets: Sequence[str] = tuple(PRESETS), device: str | torch.device = "cpu",
                batch: int = 2, size: int = 96, classes: int = 9, in_channels: int = 1, amp: bool = False,
-               steps: int = 10, warmup: int = 3, official: bool = False, compile_loss: bool = False) -> pd.DataFrame:
-    """One row per preset: training-step and loss-only times, memory, and ratios to last_layer.
+               steps: int = 10, warmup: int = 3, official: bool = False, compile_loss: bool = False,
+               model_kwargs: dict | None = None, clock: str = "wall") -> pd.DataFrame:
+    """One row per preset: training-step and loss times, peak memory, and ratios to last_layer.
 
-    The training step is forward, loss, backward and an AdamW step on one fixed random batch.
-    The loss-only time is the loss's forward + backward on fixed logits from that model. With
-    ``official``, the LoMix row also times the official-style loop over maps and classes. With
-    ``compile_loss``, every loss runs through ``torch.compile`` (value checks off: their host
-    sync would split the graph); where compilation fails the error propagates, so a table never
-    silently mixes compiled and eager rows.
+    The training step is :class:`lomix_core.training.Stepper`, the step training takes (forward,
+    loss, backward, AdamW; with ``amp`` on CUDA its autocast dtype and gradient scaler), on one
+    fixed random batch. ``loss_ms`` is the loss's forward + backward on fixed logits from that
+    model, under the same autocast. With ``official``, the LoMix row also times the
+    official-style loop over maps and classes. With ``compile_loss``, every loss runs through
+    ``torch.compile`` (value checks off: their host sync would split the graph); where
+    compilation fails the error propagates, so a table never silently mixes compiled and eager rows.
+    ``clock="cpu"``: see :func:`_time_once_ms`.
     """
     device = torch.device(device)
+    if clock not in ("wall", "cpu"):
+        raise ValueError(f"unknown clock {clock!r}; expected 'wall' or 'cpu' (the thread's CPU time)")
     presets = with_last_layer_first(presets)
     images = torch.randn(batch, in_channels, size, size, device=device)
     target = torch.randint(0, classes, (batch, size, size), device=device)
     train_steps, loss_steps, maps = {}, {}, {}
     for preset in presets:
-        net, loss_fn, optimizer = _build(model, preset, in_channels, classes, device, check_values=not compile_loss)
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = [m.detach().requires_grad_() for m in net(images)]
+        net, loss_fn = _build(model, preset, in_channels, classes, device, check_values=not compile_loss,
+                              model_kwargs=model_kwargs)
         loss = torch.compile(loss_fn) if compile_loss else loss_fn
-        train_steps[preset] = _train_step(net, loss, optimizer, images, target, amp)
-        loss_steps[preset] = _loss_step(loss, logits, target, amp)
+        stepper = Stepper(net, loss, TrainConfig(amp=amp, lr=1e-4))
+        autocast = (lambda stepper=stepper: torch.autocast(device.type, dtype=stepper.amp_dtype, enabled=stepper.amp))
+        with torch.no_grad(), autocast():
+            logits = [m.detach().requires_grad_() for m in net(images)]
+        train_steps[preset] = (lambda stepper=stepper: stepper(images, target))
+        loss_steps[preset] = _loss_step(loss, logits, target, autocast)
         if official and preset == "lomix":
-            loss_steps["official"] = _loss_step(OfficialStyleLoMixLoss(loss_fn), logits, target, amp)
+            loss_steps["official"] = _loss_step(OfficialStyleLoMixLoss(loss_fn), logits, target, autocast)
         maps[preset] = loss_fn.num_supervised
-    step_ms = interleaved_median_ms(train_steps, device, steps, warmup)
-    loss_ms = interleaved_median_ms(loss_steps, device, steps, warmup)
+    step_ms = interleaved_median_ms(train_steps, device, steps, warmup, clock)
+    loss_ms = interleaved_median_ms(loss_steps, device, steps, warmup, clock)
     table = pd.DataFrame({
         "preset": presets, "maps": [maps[p] for p in presets],
         "step_ms": [step_ms[p] for p in presets], "loss_ms": [loss_ms[p] for p in presets],
@@ -96,8 +117,8 @@ def step_times(model: str = "unet_small", presets: Sequence[str] = tuple(PRESETS
         "loss_peak_mib": [peak_memory_mib(loss_steps[p], device) for p in presets],
     })
     table["step_vs_last_layer"] = table["step_ms"] / table["step_ms"].iloc[0]
-    if device.type == "cuda":
-        table["loss_extra_mib"] = table["loss_peak_mib"] - table["loss_peak_mib"].iloc[0]
+    table["loss_vs_last_layer"] = table["loss_ms"] / table["loss_ms"].iloc[0]
+    table["loss_extra_mib"] = table["loss_peak_mib"] - table["loss_peak_mib"].iloc[0]
     return table
 
 
@@ -106,28 +127,18 @@ def with_last_layer_first(presets: Sequence[str]) -> list[str]:
     return ["last_layer", *[p for p in presets if p != "last_layer"]]
 
 
-def _build(model: str, preset: str, in_channels: int, classes: int, device: torch.device, check_values: bool = True):
-    """A fresh network (same initial weights for every preset), its loss and their optimiser."""
+def _build(model: str, preset: str, in_channels: int, classes: int, device: torch.device, check_values: bool = True,
+           model_kwargs: dict | None = None):
+    """A fresh network (same initial weights for every preset) and its loss."""
     torch.manual_seed(0)
-    net = models.build(model, in_channels, classes).to(device)
+    net = models.build(model, in_channels, classes, **(model_kwargs or {})).to(device)
     loss_fn = LoMixLoss(net.num_maps, classes, supervision=preset, check_values=check_values).to(device)
-    optimizer = torch.optim.AdamW(list(net.parameters()) + list(loss_fn.parameters()), lr=1e-4)
-    return net, loss_fn, optimizer
+    return net, loss_fn
 
 
-def _train_step(net, loss_fn, optimizer, images, target, amp: bool) -> Callable[[], None]:
+def _loss_step(loss_fn, logits, target, autocast: Callable) -> Callable[[], None]:
     def step():
-        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = loss_fn(net(images), target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return step
-
-
-def _loss_step(loss_fn, logits, target, amp: bool) -> Callable[[], None]:
-    def step():
-        with torch.autocast(target.device.type, dtype=torch.bfloat16, enabled=amp):
+        with autocast():
             loss = loss_fn(logits, target)
         loss.backward()
     return step
@@ -147,8 +158,8 @@ def inference_overhead(model: str = "unet_small", presets: Sequence[str] = tuple
     target = torch.randint(0, classes, (batch, size, size), device=device)
     inferences, rows = {}, []
     for preset in presets:
-        net, loss_fn, optimizer = _build(model, preset, in_channels, classes, device)
-        _train_step(net, loss_fn, optimizer, images, target, amp=False)()
+        net, loss_fn = _build(model, preset, in_channels, classes, device)
+        Stepper(net, loss_fn, TrainConfig(lr=1e-4))(images, target)
         inferences[preset] = _inference(net.eval(), images)
         rows.append({"preset": preset, "model_parameters": sum(p.numel() for p in net.parameters()),
                      "training_only_parameters": sum(p.numel() for p in loss_fn.parameters())})

@@ -25,10 +25,12 @@ shared by all subsets of that size, member j of a subset scored by scorer j. For
 from __future__ import annotations
 
 from itertools import combinations
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import nn
+
+from . import cpu_kernels
 
 OPERATORS = ("add", "mul", "concat", "wf")
 WF_SHARING = ("subset", "size")
@@ -48,6 +50,33 @@ def mutant_name(operator: str, subset: Sequence[int], num_maps: int) -> str:
     """A readable, stable name such as ``add(p4,p3)``."""
     names = original_names(num_maps)
     return f"{operator}({','.join(names[i] for i in subset)})"
+
+
+class MapName(NamedTuple):
+    """A supervised map's name taken apart: ``operator`` is None for a decoder map."""
+
+    operator: str | None
+    members: tuple[str, ...]
+
+
+def parse_name(name: str) -> MapName:
+    """The inverse of :func:`mutant_name`, for decoder maps too: ``"add(p4,p3)"`` →
+    ``MapName("add", ("p4", "p3"))``, ``"p1"`` → ``MapName(None, ("p1",))``."""
+    operator, bracket, rest = name.partition("(")
+    if not bracket:
+        if not _is_map(name):
+            raise ValueError(f"cannot parse map name {name!r}; expected a decoder map such as 'p1' or a mutant "
+                             f"such as 'add(p4,p3)'")
+        return MapName(None, (name,))
+    members = tuple(rest.removesuffix(")").split(","))
+    if operator not in OPERATORS or not rest.endswith(")") or len(members) < 2 or not all(map(_is_map, members)):
+        raise ValueError(f"cannot parse map name {name!r}; expected operator(members) with an operator of "
+                         f"{OPERATORS} and 2 or more decoder maps, such as 'add(p4,p3)'")
+    return MapName(operator, members)
+
+
+def _is_map(name: str) -> bool:
+    return name.startswith("p") and name[1:].isdigit() and int(name[1:]) >= 1
 
 
 def check_operators(operators: Sequence[str]) -> tuple[str, ...]:
@@ -207,10 +236,12 @@ class MutantGenerator(nn.Module):
         return torch.einsum("sn,nbchw->sbchw", self.membership.to(x.dtype), x)
 
     def _mul(self, x: torch.Tensor) -> torch.Tensor:
+        # unbind, not x[i]: the backward of each x[i] would write a zero-filled copy of all of x
+        maps = x.unbind(0)
         products: dict[tuple[int, ...], torch.Tensor] = {}
         for s in self.subsets:
-            head = products[s[:-1]] if len(s) > 2 else x[s[0]]
-            products[s] = head * x[s[-1]]
+            head = products[s[:-1]] if len(s) > 2 else maps[s[0]]
+            products[s] = head * maps[s[-1]]
         return torch.stack(list(products.values()))
 
     def _scatter(self, per_subset: list[torch.Tensor]) -> torch.Tensor:
@@ -235,4 +266,6 @@ class MutantGenerator(nn.Module):
         scores = torch.einsum("snc,nbchw->snbhw", weight, x) + bias[:, :, None, None, None]
         scores = scores.masked_fill(~self.membership[:, :, None, None, None], float("-inf"))
         attention = scores.softmax(dim=1)  # non-members get exactly 0
+        if cpu_kernels.applies(attention, x):
+            return cpu_kernels.WeightedSum.apply(attention, x, self.membership)
         return sum(attention[:, i, :, None] * x[i] for i in range(self.num_maps))

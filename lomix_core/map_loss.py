@@ -16,11 +16,15 @@ backward recomputes ``p`` from the saved logits and needs about five:
     D_c = P_c + Y_c + ε, and through the softmax, with s = Σ_c p_c ∂L/∂p_c,
     ∂L/∂z_c = p_c (∂L/∂p_c - s) + (a / n) (p_c - y_c).
 
-The result matches autograd of the plain formula (checked by ``gradcheck`` in the tests).
+The result matches autograd of the plain formula (checked by ``gradcheck`` in the tests). On a
+CPU in fp32 the same statistics and gradient run in C (:mod:`lomix_core.cpu_kernels`), one read
+of the stack forward and one read and one write backward; elsewhere in PyTorch.
 """
 from __future__ import annotations
 
 import torch
+
+from . import cpu_kernels
 
 DICE_SMOOTH = 1e-5
 
@@ -40,29 +44,17 @@ def _true_class_index(target: torch.Tensor, num_maps: int) -> torch.Tensor:
     return target[None, :, None].expand(num_maps, -1, 1, -1, -1)
 
 
-def _class_sums(p_true: torch.Tensor, probs: torch.Tensor, target: torch.Tensor):
-    """Per map and class: I_c (via the true-class probabilities), P_c and Y_c."""
-    num_maps, num_classes = probs.shape[0], probs.shape[2]
-    labels = target.reshape(1, -1).expand(num_maps, -1)
-    intersection = p_true.new_zeros(num_maps, num_classes).scatter_add_(1, labels, p_true.reshape(num_maps, -1))
-    prob_sq = torch.linalg.vector_norm(probs, dim=(1, 3, 4)).square()
-    # A scatter, not torch.bincount: on CUDA bincount reads the maximum back to the host.
-    flat = target.reshape(-1)
-    label_sum = probs.new_zeros(num_classes).scatter_add_(0, flat, probs.new_ones(()).expand(flat.numel()))
-    return intersection, prob_sq, label_sum
-
-
 class _StackedCEDice(torch.autograd.Function):
     @staticmethod
     def forward(ctx, maps, target, ce_weight, dice_weight):
-        index = _true_class_index(target, maps.shape[0])
-        log_probs = maps.log_softmax(dim=2)
-        log_p_true = log_probs.gather(2, index)
-        probs = log_probs.exp_()  # reuses the buffer: log_probs is not needed any more
-        intersection, prob_sq, label_sum = _class_sums(log_p_true.exp(), probs, target)
+        if cpu_kernels.applies(maps):
+            ce_sum, intersection, prob_sq = (t.to(maps.dtype) for t in cpu_kernels.statistics(maps, target))
+            ce = ce_sum / target.numel()
+            label_sum = _label_sum(target, maps)
+        else:
+            ce, intersection, prob_sq, label_sum = _statistics(maps, target)
         denominator = prob_sq + label_sum + DICE_SMOOTH
         dice = (2 * intersection + DICE_SMOOTH) / denominator
-        ce = -log_p_true.mean(dim=(1, 2, 3, 4))
         ctx.save_for_backward(maps, target, intersection, denominator)
         ctx.weights = (ce_weight, dice_weight)
         return ce_weight * ce + dice_weight * (1 - dice.mean(dim=1))
@@ -71,23 +63,49 @@ class _StackedCEDice(torch.autograd.Function):
     def backward(ctx, grad_losses):
         maps, target, intersection, denominator = ctx.saved_tensors
         ce_weight, dice_weight = ctx.weights
-        num_maps, num_classes = maps.shape[0], maps.shape[2]
-        n = target.numel()
-        index = _true_class_index(target, num_maps)
+        num_classes = maps.shape[2]
         # Fold each map's upstream gradient into its coefficients: one multiply per [M,C] entry
         # instead of one per pixel.
-        a = (ce_weight / n) * grad_losses  # [M]
+        a = (ce_weight / target.numel()) * grad_losses  # [M]
         b = dice_weight * grad_losses[:, None]  # [M,1]
         gamma = b * 2 * (2 * intersection + DICE_SMOOTH) / (num_classes * denominator ** 2)  # [M,C]
         beta = b * 2 / (num_classes * denominator)  # [M,C]
-        as_map = (lambda t: t[:, None, :, None, None])  # [M,C] → broadcast over [M,B,C,H,W]
+        if cpu_kernels.applies(maps):
+            return cpu_kernels.gradient(maps, target, a, gamma, beta), None, None, None
+        return _gradient(maps, target, a, gamma, beta), None, None, None
 
-        probs = maps.softmax(dim=2)
-        p_true = probs.gather(2, index)
-        beta_true = beta.gather(1, target.reshape(1, -1).expand(num_maps, -1)).view_as(p_true)
-        gamma_p = as_map(gamma) * probs
-        s = (gamma_p * probs).sum(dim=2, keepdim=True) - beta_true * p_true  # Σ_c p_c ∂L/∂p_c
-        # p_c (γ_c p_c - s + a), written as one fused multiply-add over the stack
-        grad = torch.addcmul(probs * (a[:, None, None, None, None] - s), gamma_p, probs)
-        grad.scatter_add_(2, index, -beta_true * p_true - a[:, None, None, None, None].expand_as(p_true))
-        return grad, None, None, None
+
+def _label_sum(target: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Y_c, the pixels of each class. A scatter, not torch.bincount: on CUDA bincount reads the
+    maximum back to the host."""
+    flat = target.reshape(-1)
+    return like.new_zeros(like.shape[2]).scatter_add_(0, flat, like.new_ones(()).expand(flat.numel()))
+
+
+def _statistics(maps: torch.Tensor, target: torch.Tensor):
+    """CE_m, I_c, P_c and Y_c in PyTorch, for every map."""
+    num_maps = maps.shape[0]
+    index = _true_class_index(target, num_maps)
+    log_probs = maps.log_softmax(dim=2)
+    log_p_true = log_probs.gather(2, index)
+    probs = log_probs.exp_()  # reuses the buffer: log_probs is not needed any more
+    labels = target.reshape(1, -1).expand(num_maps, -1)
+    intersection = maps.new_zeros(num_maps, maps.shape[2]).scatter_add_(1, labels, log_p_true.exp().reshape(num_maps, -1))
+    prob_sq = torch.linalg.vector_norm(probs, dim=(1, 3, 4)).square()
+    return -log_p_true.mean(dim=(1, 2, 3, 4)), intersection, prob_sq, _label_sum(target, maps)
+
+
+def _gradient(maps, target, a, gamma, beta):
+    """The closed-form gradient in PyTorch, from the folded coefficients."""
+    num_maps = maps.shape[0]
+    index = _true_class_index(target, num_maps)
+    as_map = (lambda t: t[:, None, :, None, None])  # [M,C] → broadcast over [M,B,C,H,W]
+    probs = maps.softmax(dim=2)
+    p_true = probs.gather(2, index)
+    beta_true = beta.gather(1, target.reshape(1, -1).expand(num_maps, -1)).view_as(p_true)
+    gamma_p = as_map(gamma) * probs
+    s = (gamma_p * probs).sum(dim=2, keepdim=True) - beta_true * p_true  # Σ_c p_c ∂L/∂p_c
+    # p_c (γ_c p_c - s + a), written as one fused multiply-add over the stack
+    grad = torch.addcmul(probs * (a[:, None, None, None, None] - s), gamma_p, probs)
+    grad.scatter_add_(2, index, -beta_true * p_true - a[:, None, None, None, None].expand_as(p_true))
+    return grad

@@ -2,13 +2,16 @@
 
 One map at a time: cross-entropy, then a Dice loss that loops over classes and calls
 ``.item()`` on every class Dice for logging, which forces a host synchronisation per class
-(48 maps × 9 classes = 432 per step). The mutants come from the kit's per-subset modules, so
-only the loss arithmetic differs from the kit's vectorised path.
+(48 maps × 9 classes = 432 per step). The mutants are the readable loop's
+(:mod:`lomix_core.reference`), built from the kit's per-subset modules, so only the loss
+arithmetic differs from the kit's.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from . import reference
 
 
 class OfficialStyleLoMixLoss:
@@ -16,25 +19,7 @@ class OfficialStyleLoMixLoss:
         self.loss_fn = loss_fn  # a lomix_core.LoMixLoss: supplies maps, weights and fusion modules
 
     def maps(self, logits):
-        loss_fn, gen = self.loss_fn, self.loss_fn.mutant_generator
-        maps = [logits[i] for i in loss_fn.original_indices]
-        if gen is None:
-            return maps
-        for op in gen.operators:
-            for subset in gen.subsets:
-                members = [logits[i] for i in subset]
-                if op == "add":
-                    maps.append(sum(members[1:], members[0]))
-                elif op == "mul":
-                    out = members[0]
-                    for m in members[1:]:
-                        out = out * m
-                    maps.append(out)
-                elif op == "concat":
-                    maps.append(gen.learned("concat", subset)(members))
-                else:
-                    maps.append(gen.learned("wf", subset)(members))
-        return maps
+        return reference.maps(self.loss_fn, logits)
 
     def dice_loss(self, logits, target):
         probs = torch.softmax(logits, dim=1)

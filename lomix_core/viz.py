@@ -11,7 +11,7 @@ import seaborn as sns
 import torch
 
 from .data.preprocessing import as_float
-from .fusion import OPERATORS
+from .fusion import OPERATORS, parse_name
 from .supervision import LoMixLoss
 
 
@@ -43,10 +43,11 @@ def plot_test_metrics(runs: pd.DataFrame, metrics: tuple[str, ...] = ("test_dice
 def map_weight_table(loss_fn: LoMixLoss) -> tuple[pd.Series, pd.DataFrame]:
     """The decoder maps' weights, and the mutants' weights as an operator × subset table."""
     weights = pd.Series(loss_fn.map_weights())
-    originals = weights[[n for n in weights.index if "(" not in n]]
+    parsed = {name: parse_name(name) for name in weights.index}
+    originals = weights[[n for n in weights.index if parsed[n].operator is None]]
     mutants = weights.drop(originals.index)
-    table = pd.DataFrame({"operator": [n.split("(")[0] for n in mutants.index],
-                          "subset": [n.split("(")[1].rstrip(")") for n in mutants.index],
+    table = pd.DataFrame({"operator": [parsed[n].operator for n in mutants.index],
+                          "subset": [",".join(parsed[n].members) for n in mutants.index],
                           "weight": mutants.values})
     order = [op for op in OPERATORS if op in set(table["operator"])]
     pivot = table.pivot(index="operator", columns="subset", values="weight").loc[order]
@@ -76,7 +77,7 @@ def plot_weight_trajectories(history: pd.DataFrame, ax: plt.Axes | None = None) 
     palette = dict(zip(OPERATORS, sns.color_palette("tab10", len(OPERATORS))))
     for column in columns:
         name = column[2:]
-        operator = name.split("(")[0] if "(" in name else None
+        operator = parse_name(name).operator
         ax.plot(history["step"], history[column], lw=0.8, alpha=0.8,
                 color=palette.get(operator, "black"), label=operator or "decoder map")
     handles, labels = ax.get_legend_handles_labels()

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .fusion import OPERATORS, original_names, subsets
+from .fusion import OPERATORS, mutant_name, original_names, parse_name, subsets
 from .supervision import LoMixLoss
 from .viz import displayable, draw_labels
 
@@ -51,31 +51,6 @@ def _interact(controls: dict[str, dict], draw: Callable[..., None]):
         widget.observe(show, names="value")
     show()
     return widgets.VBox([widgets.HBox(list(made.values())), output])
-
-
-def mutant_picker(loss_fn: LoMixLoss, maps: torch.Tensor, image: np.ndarray | None = None):
-    """Pick an operator and a subset; see the member maps and the mutant they make.
-
-    ``maps [M, C, H, W]`` are one slice's supervised maps in ``loss_fn.map_names`` order (for
-    example ``loss_fn.mutants(logits)[:, 0]``). :func:`mutant_explorer` shows more (a pixel's
-    class probabilities, wf's attention) from the decoder's logits.
-    """
-    names, n = loss_fn.map_names, loss_fn.num_maps
-    subset_labels = [",".join(original_names(n)[i] for i in s) for s in subsets(n)]
-
-    def draw(operator: str, subset: str):
-        panels = subset.split(",") + [f"{operator}({subset})"]
-        fig, axes = plt.subplots(1, len(panels), figsize=(2.4 * len(panels), 2.6))
-        for ax, name in zip(np.atleast_1d(axes), panels):
-            label = maps[names.index(name)].argmax(dim=0).cpu().numpy()
-            if image is not None:
-                ax.imshow(image, cmap="gray")
-            draw_labels(ax, label, maps.shape[1], alpha=0.6)
-            ax.set_title(name, fontsize=8)
-            ax.axis("off")
-
-    return _interact({"operator": {"kind": "Dropdown", "options": list(loss_fn.operators)},
-                      "subset": {"kind": "Dropdown", "options": subset_labels}}, draw)
 
 
 def _mark(ax, row: int, column: int) -> None:
@@ -125,8 +100,9 @@ def mutant_explorer(loss_fn: LoMixLoss, logits, image: np.ndarray | None = None,
         raise ValueError(f"unknown subset {subset!r}; expected one of {subset_labels}")
 
     def draw(operator: str, subset: str, row: int, column: int):
-        members = subset.split(",")
-        panels = members + [f"{operator}({subset})"]
+        indices = generator.subset(subset)
+        members = [names[i] for i in indices]
+        panels = members + [mutant_name(operator, indices, n)]
         rows = 3 if operator == "wf" else 2
         fig = plt.figure(figsize=(2.3 * len(panels), 2.2 * rows + 0.4))
         grid = fig.add_gridspec(rows, len(panels), height_ratios=[1, 0.8] + [1] * (rows - 2))
@@ -197,7 +173,7 @@ def weight_slider(history: pd.DataFrame):
     top = max(weights.max() * 1.4, 1e-6)  # headroom above the bars for the legend
     spread = max(np.abs(change).max() * 1.1, 1e-6)
     colours = dict(zip(OPERATORS, plt.get_cmap("tab10").colors))
-    colour = [colours.get(name.split("(")[0], "black") if "(" in name else "black" for name in names]
+    colour = [colours.get(parse_name(name).operator, "black") for name in names]
     x = np.arange(len(names))
 
     def draw(step: int):
@@ -208,7 +184,7 @@ def weight_slider(history: pd.DataFrame):
         ax.bar(x, weights[i], color=colour)
         ax.scatter(x, first, marker="_", color="grey", s=60, zorder=3)
         ax.set(ylim=(0, top), ylabel="weight")
-        present = ["decoder map"] + [op for op in OPERATORS if any(n.startswith(op + "(") for n in names)]
+        present = ["decoder map"] + [op for op in OPERATORS if any(parse_name(n).operator == op for n in names)]
         ax.legend(handles=[Patch(color=colours.get(label, "black"), label=label) for label in present],
                   fontsize=7, ncol=len(present), loc="upper right")
         epoch = f", epoch {int(history['epoch'].iloc[i])}" if "epoch" in history.columns else ""

@@ -16,7 +16,35 @@ def test_step_times_table():
     assert table["step_vs_last_layer"].iloc[0] == 1.0
     assert (table[["step_ms", "loss_ms"]] > 0).all().all()
     assert table.loc[table.preset == "lomix", "official_loss_ms"].iloc[0] > 0
-    assert table["step_peak_mib"].isna().all()  # CPU: no allocator statistics, reported as n/a
+    assert (table[["step_peak_mib", "loss_peak_mib"]] > 0).all().all()  # CPU: from the profiler's memory events
+    lomix = table.set_index("preset").loc["lomix"]
+    assert lomix.loss_extra_mib > 0  # 48 maps take more than one
+
+
+def test_step_times_time_the_training_step(monkeypatch):
+    """The benchmark's step is training's Stepper, not a copy of it."""
+    calls = []
+
+    class Counting(lx.training.Stepper):
+        def __call__(self, images, labels):
+            calls.append(self.loss_fn.supervision)
+            return super().__call__(images, labels)
+
+    monkeypatch.setattr(lx.benchmark, "Stepper", Counting)
+    step_times("unet_small", ["last_layer"], "cpu", batch=2, **TINY)
+    assert calls and set(calls) == {"last_layer"}
+
+
+def test_cpu_peak_memory_counts_what_is_alive_at_once():
+    import torch
+
+    def two_then_one():
+        a, b = torch.ones(2 ** 20), torch.ones(2 * 2 ** 20)  # 4 + 8 MiB
+        del a
+        c = torch.ones(2 ** 19)  # 2 MiB, while b (8) lives: 10 < 12
+        del b, c
+
+    assert lx.benchmark.peak_memory_mib(two_then_one, torch.device("cpu")) == 12.0
 
 
 def test_inference_overhead_compares_against_last_layer_even_if_not_asked():

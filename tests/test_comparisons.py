@@ -91,24 +91,6 @@ def test_selection_bias_needs_tracked_test(tmp_path):
         untracked.selection_bias()
 
 
-def test_mutant_picker_widget(comparison):
-    run = comparison.models["lomix", 0]
-    val = lx.data.load("synthetic", split="val", **TINY["data_kwargs"])
-    image = val.images[val.busiest_slice()]
-    with torch.no_grad():
-        maps = run.loss_fn.mutants(run.model.eval()(image[None]))[:, 0]
-    widget = lx.widgets.mutant_picker(run.loss_fn, maps, image=image[0].numpy())
-    operator, subset = widget.children[0].children
-    assert list(operator.options) == ["add", "mul", "concat", "wf"] and len(subset.options) == 11
-    import matplotlib.pyplot as plt
-
-    before = len(plt.get_fignums())
-    operator.value, subset.value = "wf", "p2,p1"  # each change re-renders through an observer
-    assert len(plt.get_fignums()) == before + 2
-    titles = [ax.get_title() for ax in plt.figure(plt.get_fignums()[-1]).axes]
-    assert titles == ["p2", "p1", "wf(p2,p1)"]
-
-
 def test_paired_tests_and_registration_read_the_per_seed_differences():
     runs = pd.DataFrame({"preset": ["lomix"] * 4 + ["last_layer"] * 4 + ["mutation"] * 4, "seed": [0, 1, 2, 3] * 3,
                          "test_dice": [0.50, 0.60, 0.70, 0.80, 0.40, 0.45, 0.62, 0.70, 0.50, 0.60, 0.70, 0.80]})

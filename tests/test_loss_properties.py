@@ -1,4 +1,4 @@
-"""Property-based tests of LoMixLoss against the readable reference loop in ``reference.py``.
+"""Property-based tests of LoMixLoss against the readable reference loop in ``lomix_core.reference``.
 
 Hypothesis draws the configuration (preset, weighting, operators, map/class/batch counts,
 non-square sizes, ce/dice mix), the size of the logits (down to ±30 saturated values) and one
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import lomix_core as lx
 from lomix_core.fusion import OPERATORS, subsets
-from reference import reference_per_map_losses
+from lomix_core import reference
 
 PRESETS = list(lx.PRESETS)
 WEIGHTINGS = ("softplus", "equal", "softmax", "uncertainty")
@@ -198,7 +198,7 @@ def test_loss_equals_reference_loop(case):
     loss_fn = case.make_loss()
     logits, target = case.make_inputs()
     got = loss_fn.per_map_losses(logits, target)
-    want = reference_per_map_losses(loss_fn, logits, target)
+    want = reference.per_map_losses(loss_fn, logits, target)
     torch.testing.assert_close(got, want, rtol=RTOL, atol=ATOL)
     with torch.no_grad():
         weights = loss_fn.weighting.weights()
@@ -220,7 +220,7 @@ def test_gradients_equal_autograd_of_reference_loop(case):
     params = dict(loss_fn.named_parameters())
     inputs = list(logits) + list(params.values())
     got = torch.autograd.grad(loss_fn(logits, target), inputs, allow_unused=True)
-    want = torch.autograd.grad(reference_total(loss_fn, reference_per_map_losses(loss_fn, logits, target)),
+    want = torch.autograd.grad(reference_total(loss_fn, reference.per_map_losses(loss_fn, logits, target)),
                                inputs, allow_unused=True)
     names = [f"logits[{i}]" for i in range(len(logits))] + list(params)
     for name, g, w in zip(names, got, want):

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 import lomix_core as lx
 from lomix_core.fusion import OPERATORS, subsets
 from lomix_core.supervision import PRESETS, nnunet_weights
-from reference import reference_maps, reference_per_map_losses
+from lomix_core import reference
 
 B, C, H, W = 2, 5, 12, 10
 
@@ -60,9 +60,9 @@ def test_mutants_match_reference_construction_and_come_in_map_names_order():
     logits, _ = make_inputs()
     loss_fn = lx.LoMixLoss(4, C, supervision="lomix")
     stacked = loss_fn.mutants(logits)
-    reference = torch.stack(reference_maps(loss_fn, logits))
+    loop = torch.stack(reference.maps(loss_fn, logits))
     assert stacked.shape == (48, B, C, H, W)
-    torch.testing.assert_close(stacked, reference, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(stacked, loop, rtol=1e-5, atol=1e-6)
     i = loss_fn.map_names.index("mul(p4,p2,p1)")
     torch.testing.assert_close(stacked[i], logits[0] * logits[2] * logits[3])
 
@@ -76,7 +76,7 @@ def test_vectorised_loss_equals_reference_loop(preset):
         for p in loss_fn.parameters():
             p.add_(0.3 * torch.randn_like(p))
     got = loss_fn.per_map_losses(logits, target)
-    want = reference_per_map_losses(loss_fn, logits, target)
+    want = reference.per_map_losses(loss_fn, logits, target)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=0)
     weights = torch.tensor(list(loss_fn.map_weights().values()))
     expected_total = (weights * want).sum()
