@@ -123,8 +123,12 @@ def make_weighting(weighting: str | Sequence[float], num_maps: int) -> nn.Module
 
 
 def nnunet_weights(num_maps: int) -> list[float]:
-    """nnU-Net's deep-supervision weights 1/2^i (i = 0 for the finest map), normalised to sum 1."""
+    """nnU-Net v2's deep-supervision weights: 1/2^i (i = 0 for the finest map), the coarsest map's set
+    to 0, normalised to sum 1 (nnunetv2's nnUNetTrainer._build_loss: ``weights[-1] = 0``, its outputs
+    listed fine → coarse). 4 maps: 0, 1/7, 2/7, 4/7 from p4 to p1."""
     raw = [0.5 ** (num_maps - 1 - i) for i in range(num_maps)]  # coarse → fine
+    if num_maps > 1:  # one map has nothing coarser to drop
+        raw[0] = 0.0
     return [w / sum(raw) for w in raw]
 
 

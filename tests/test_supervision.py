@@ -160,7 +160,9 @@ def test_fixed_and_nnunet_weightings():
     assert list(loss_fn.parameters()) == []
     nn_weights = lx.LoMixLoss(4, C, supervision="nnunet").map_weights()
     assert nn_weights == pytest.approx(dict(zip(["p4", "p3", "p2", "p1"], nnunet_weights(4))))
-    assert nn_weights["p1"] == pytest.approx(8 / 15) and sum(nn_weights.values()) == pytest.approx(1)
+    # nnU-Net v2 (nnUNetTrainer._build_loss): 1/2^i from the finest output, the coarsest set to 0, normalised
+    assert list(nn_weights.values()) == pytest.approx([0, 1 / 7, 2 / 7, 4 / 7])
+    assert nnunet_weights(1) == [1.0]
 
 
 def test_operator_override():
