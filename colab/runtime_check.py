@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default=None, help="folder outside the checkout to run in (default: a temporary one)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    venv, work = Path(args.venv), Path(args.work or tempfile.mkdtemp(prefix="lomix-colab-"))
+    venv, work = Path(args.venv).resolve(), Path(args.work or tempfile.mkdtemp(prefix="lomix-colab-")).resolve()
     python = venv / "bin" / "python"
     work.mkdir(parents=True, exist_ok=True)
     # As on Colab: the kit is found only where pip put it, and the venv's python and jupyter come first.
