@@ -4,7 +4,7 @@
    touches, at Colab's versions (the file says where it differs: Python, torch).
 2. The notebooks' install cell runs as written, from a folder outside the checkout, and installs
    the kit from this checkout's commit: $LOMIX_INSTALL_SOURCE, which the cell honours, is
-   git+file://<checkout>@<commit> instead of the GitHub repository. Then the README's series line
+   git+file://localhost<checkout>@<commit> instead of the GitHub repository. Then the README's series line
    adds the [colab] extra (papermill). A pip freeze before and after each shows that no
    preinstalled package changed.
 3. `python -m lomix_core reproduce --profile smoke` runs the whole series from the installed kit,
@@ -39,7 +39,10 @@ def step(message: str) -> None:
 
 def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
     print("$ " + " ".join(map(str, command)), flush=True)
-    return subprocess.run([str(c) for c in command], check=True, text=True, **kwargs)
+    done = subprocess.run([str(c) for c in command], text=True, **kwargs)
+    if done.returncode:
+        sys.exit(f"{done.stdout or ''}{done.stderr or ''}exit status {done.returncode} from {command[0]}")
+    return done
 
 
 def freeze(python: Path) -> list[str]:
@@ -84,7 +87,21 @@ def source_of_this_commit() -> str:
     commit = run(["git", "-C", CHECKOUT, "rev-parse", "HEAD"], capture_output=True).stdout.strip()
     if run(["git", "-C", CHECKOUT, "status", "--porcelain", "--untracked-files=no"], capture_output=True).stdout:
         print(f"note: the checkout has uncommitted changes; this installs commit {commit[:12]} without them")
-    return f"git+file://{CHECKOUT}@{commit}"
+    return f"git+file://localhost{CHECKOUT}@{commit}"  # pip before 23.3 refuses a URL with no host
+
+
+def reused(python: Path) -> list[str] | None:
+    """The freeze of a venv this script built from the same constraints.txt, once the packages
+    added since are uninstalled; None when there is no such venv (or it no longer matches)."""
+    record = python.parents[1] / "preinstalled.txt"
+    constraints = (HERE / "constraints.txt").read_text()
+    if not python.exists() or not record.is_file() or not record.read_text().startswith(constraints):
+        return None
+    preinstalled = record.read_text()[len(constraints):].splitlines()
+    added = sorted(set(versions(freeze(python))) - set(versions(preinstalled)))
+    if added:
+        run([python, "-m", "pip", "uninstall", "-q", "-y", *added])
+    return preinstalled if freeze(python) == preinstalled else None
 
 
 KERNEL_RUNNER = """
@@ -105,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--python", default="python3.11", help="the interpreter the venv is made from")
     parser.add_argument("--venv", default=str(CHECKOUT / ".colab-venv"), help="made anew on every run")
+    parser.add_argument("--reuse-venv", action="store_true",
+                        help="keep a venv built by an earlier run from the same constraints.txt, uninstalling what "
+                             "was added since (saves its build when rerunning by hand)")
     parser.add_argument("--work", default=None, help="folder outside the checkout to run in (default: a temporary one)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -116,11 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
 
     step(f"1. a Colab-like venv from {HERE.name}/constraints.txt")
-    shutil.rmtree(venv, ignore_errors=True)
-    run([args.python, "-m", "venv", venv])
-    run([python, "-m", "pip", "install", "-q", "-r", HERE / "constraints.txt"], env=env)
+    preinstalled = reused(python) if args.reuse_venv else None
+    if preinstalled is None:
+        shutil.rmtree(venv, ignore_errors=True)
+        run([args.python, "-m", "venv", venv])
+        run([python, "-m", "pip", "install", "-q", "-r", HERE / "constraints.txt"], env=env)
+        preinstalled = freeze(python)
+        (venv / "preinstalled.txt").write_text((HERE / "constraints.txt").read_text() + "\n".join(preinstalled))
     run([python, "--version"])
-    preinstalled = freeze(python)
     print(f"{len(preinstalled)} packages preinstalled")
 
     step("2. the notebooks' install cell, as written, from this checkout's commit")
