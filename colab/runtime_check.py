@@ -33,8 +33,11 @@ CHECKOUT = HERE.parent
 PIP_NAME = re.compile(r"[-_.]+")
 
 
+START = time.perf_counter()
+
+
 def step(message: str) -> None:
-    print(f"\n== {message}", flush=True)
+    print(f"\n== {message} (at {time.perf_counter() - START:.0f} s)", flush=True)
 
 
 def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -128,7 +131,6 @@ def main(argv: list[str] | None = None) -> int:
                              "was added since (saves its build when rerunning by hand)")
     parser.add_argument("--work", default=None, help="folder outside the checkout to run in (default: a temporary one)")
     args = parser.parse_args(argv)
-    start = time.perf_counter()
     venv, work = Path(args.venv).resolve(), Path(args.work or tempfile.mkdtemp(prefix="lomix-colab-")).resolve()
     python = venv / "bin" / "python"
     work.mkdir(parents=True, exist_ok=True)
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.work is None:
         shutil.rmtree(work)
-    print(f"\ntest-colab passed in {time.perf_counter() - start:.0f} s")
+    print(f"\ntest-colab passed in {time.perf_counter() - START:.0f} s")
     return 0
 
 
