@@ -3,19 +3,22 @@ PYTHON   ?= python3
 VENV     ?= .venv
 PROFILE  ?= cpu
 # A pinned torch that these machines serve from a local wheel cache; timm needs the
-# matching torchvision. Where the base Python already has torch (Colab, a conda env),
-# the venv reuses it instead of installing another copy.
+# matching torchvision. Where PYTHON already has torch (Colab, a conda env, another venv),
+# the venv reuses it instead of installing another copy: a .pth file puts the folder that holds
+# PYTHON's torch on the venv's path, after its own site-packages. (--system-site-packages would
+# not do: for a PYTHON that is itself a venv it exposes the base interpreter's packages, not the
+# venv's torch, and pip then installed another.)
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-HAVE_TORCH := $(shell $(PYTHON) -c "import torch, torchvision" >/dev/null 2>&1 && echo yes)
-VENV_FLAGS := $(if $(HAVE_TORCH),--system-site-packages,)
+TORCH_SITE := $(shell $(PYTHON) -c "import os, torch, torchvision; print(os.path.dirname(os.path.dirname(torch.__file__)))" 2>/dev/null)
 PY := $(VENV)/bin/python
 
-.PHONY: install test test-browser test-cluster data-abdomen reproduce smoke clean
+.PHONY: install test test-browser test-cluster test-colab data-abdomen reproduce smoke clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
+	test -x $(PY) || { $(PYTHON) -m venv $(VENV) && $(if $(TORCH_SITE),echo "$(TORCH_SITE)" \
+	  > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/python-torch.pth",true); }
 	$(PY) -c "import torch, torchvision" >/dev/null 2>&1 || $(PY) -m pip install $(TORCH_SPEC)
 	$(PY) -m pip install -e ".[notebooks,dev]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
@@ -73,6 +76,15 @@ test-cluster: install
 # make test builds it too, in chapter 01.
 data-abdomen: install
 	$(PY) data_scripts/build_abdomen_ct.py
+
+# The notebooks on a Colab-like runtime (colab/runtime_check.py): a venv built from Colab's published
+# versions (colab/constraints.txt; Python 3.11 and a local CPU torch stand in for Colab's 3.13 and
+# CUDA torch), the install cell as written with the kit from this checkout's commit, a pip freeze
+# before and after (no preinstalled package may change), the smoke series from the installed kit,
+# and every widget's controls moved under ipywidgets 7.7.1. The venv is made anew on every run.
+COLAB_PYTHON ?= python3.11
+test-colab:
+	timeout -k 60 1800 $(PYTHON) colab/runtime_check.py --python $(COLAB_PYTHON) --venv .colab-venv
 
 reproduce: install
 	$(PY) -m lomix_core reproduce --profile $(PROFILE)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m lomix_core {train,evaluate,predict,reproduce,check} --help``."""
+"""Command line: ``python -m lomix_core {train,evaluate,predict,reproduce,check,colab-links} --help``."""
 from __future__ import annotations
 
 import argparse
@@ -102,6 +102,12 @@ def _check(args) -> int:
     return 1 if problems else 0
 
 
+def _colab_links(args) -> int:
+    from .colab import links_command
+
+    return links_command(args)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m lomix_core", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -146,7 +152,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reproduce", help="run the notebook series with papermill and write REPORT.md")
     p.add_argument("--profile", default="auto", choices=list(profiles.PROFILES))
-    p.add_argument("--notebooks", default="notebooks", help="folder of NN_name.ipynb notebooks")
+    p.add_argument("--notebooks", default=None, help="folder of NN_name.ipynb notebooks (default: the kit's own)")
     p.add_argument("--output-root", default=os.environ.get(chapter.OUTPUT_ENV) or "outputs",
                    help="results go to OUTPUT_ROOT/<profile>/ (default: $LOMIX_OUTPUT_DIR, else outputs)")
     p.add_argument("--weights", default=None, metavar="PATH",
@@ -170,6 +176,12 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="list every problem in a NIfTI dataset folder (bring your own data)")
     p.add_argument("path", help="folder with dataset.json, imagesTr/, labelsTr/ (and imagesTs/, labelsTs/)")
     p.set_defaults(func=_check)
+
+    p = sub.add_parser("colab-links", help="point every Colab badge and install line at OWNER/REPO (a fork on GitHub)")
+    p.add_argument("repository", metavar="OWNER/REPO")
+    p.add_argument("--checkout", default=str(Path(__file__).resolve().parents[1]),
+                   help="the kit's checkout whose pyproject.toml, README and notebooks are rewritten (default: this one)")
+    p.set_defaults(func=_colab_links)
     return top
 
 

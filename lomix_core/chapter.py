@@ -22,7 +22,10 @@ def estimate(chapter: str, profile: str) -> str:
     if seconds is None:
         return "run time not measured on a reference machine yet; each training cell estimates it from timed steps"
     amount = f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
-    return f"about {amount} on {REFERENCE_MACHINE} (measured), less where its runs are already cached"
+    # A figure from one machine, labelled with it: on another machine, or this one under load, the
+    # estimate a chapter prints before it trains (timed here and now) is the one that counts.
+    return (f"took {amount} on {REFERENCE_MACHINE} (nothing cached); a chapter that trains estimates its "
+            f"time on this machine before it starts")
 
 
 def preflight(profile: str, datasets: list[str] | tuple[str, ...] = ()) -> list[str]:

@@ -3,6 +3,10 @@
 Each notebook runs in its own kernel with ``PROFILE`` and ``OUTPUT_DIR`` injected into its
 ``parameters`` cell. A failing notebook does not stop the series: the report names its cell
 and error, the other notebooks still run, and the command exits non-zero.
+
+The notebooks are the kit's own unless told otherwise: ``lomix_core/notebooks`` is a link to the
+checkout's ``notebooks/``, which a built package turns into copies, so the series also runs from
+an installed kit (``pip install "lomix-kit[colab] @ git+https://..."`` on Colab).
 """
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ from pathlib import Path
 
 from . import chapter, profiles, report
 from .records import save_text
+
+NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
 
 
 @dataclass
@@ -39,7 +45,11 @@ def find_notebooks(notebooks_dir: str | Path, only: list[str] | None = None) -> 
 
 def run_notebook(path: Path, output_dir: Path, profile: str, cell_timeout: float | None = None) -> NotebookResult:
     """Execute one notebook; a failing or hung cell (longer than ``cell_timeout`` seconds) is
-    reported by number with its error, never raised, so the rest of the series still runs."""
+    reported by number with its error, never raised, so the rest of the series still runs.
+
+    The kernel starts in the current folder, not the notebook's, which may be inside an installed
+    package: what the notebook writes to a relative path (``./data`` without ``$LOMIX_DATA``) lands
+    where the command was run."""
     import papermill as pm  # imported here: the core kit does not need Jupyter
     from nbclient.exceptions import CellTimeoutError
 
@@ -47,7 +57,7 @@ def run_notebook(path: Path, output_dir: Path, profile: str, cell_timeout: float
     (output_dir / f"{path.stem}.summary.json").unlink(missing_ok=True)  # no stale record on failure
     start = time.perf_counter()
     try:
-        pm.execute_notebook(str(path), str(executed), cwd=str(path.parent), kernel_name="python3",
+        pm.execute_notebook(str(path), str(executed), cwd=os.getcwd(), kernel_name="python3",
                             parameters={"PROFILE": profile, "OUTPUT_DIR": str(output_dir.resolve())},
                             progress_bar=False, execution_timeout=cell_timeout)
     except pm.PapermillExecutionError as error:
@@ -96,7 +106,7 @@ def headless_kernels():
             os.environ[HEADLESS] = before
 
 
-def reproduce(profile: str = "cpu", notebooks_dir: str | Path = "notebooks", output_root: str | Path = "outputs",
+def reproduce(profile: str = "cpu", notebooks_dir: str | Path | None = None, output_root: str | Path = "outputs",
               only: list[str] | None = None, cell_timeout: float | None = None) -> int:
     """Run the series; returns the process exit code (0 only if every notebook succeeded).
 
@@ -112,7 +122,7 @@ def reproduce(profile: str = "cpu", notebooks_dir: str | Path = "notebooks", out
     start = time.perf_counter()
     results = []
     with headless_kernels():
-        for path in find_notebooks(notebooks_dir, only):
+        for path in find_notebooks(notebooks_dir or NOTEBOOKS, only):
             print(f"[{profile}] {path.name} ...", flush=True)
             results.append(run_notebook(path, output_dir, profile, cell_timeout))
             print(f"[{profile}] {path.name}: {'ok' if results[-1].ok else 'FAILED ' + results[-1].error}"

@@ -16,9 +16,9 @@ def test_start_resolves_the_profile_and_says_where_and_how_long(monkeypatch, cap
     profile, out = lx.chapter.start("03", "auto", None)
     assert (profile, out) == ("cpu", Path("outputs") / "cpu")  # auto never picks full without a GPU
     line = capsys.readouterr().out
-    assert line.startswith("chapter 03 | profile cpu | CPU ") and "about 9 min on" in line
+    assert line.startswith("chapter 03 | profile cpu | CPU ") and "took 9 min on" in line
     assert lx.chapter.start("01", "cpu", "elsewhere") == ("cpu", Path("elsewhere"))
-    assert "about 9 s on" in capsys.readouterr().out
+    assert "took 9 s on" in capsys.readouterr().out
     assert lx.chapter.estimate("03", "colab").startswith("run time not measured on a reference machine yet")
     with pytest.raises(ValueError, match="unknown profile 'fast'"):
         lx.chapter.start("03", "fast")
