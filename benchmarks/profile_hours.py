@@ -1,6 +1,6 @@
 """Hours per chapter of the colab and full profiles, from their exact step counts and an assumed step time.
 
-    python benchmarks/profile_hours.py                                  # the README's table
+    python benchmarks/profile_hours.py                                  # docs/gpu.md's hours table
     python benchmarks/profile_hours.py --t4-step-s 0.12 --h200-step-s 0.06
 
 No GPU has run these profiles yet, so the hours are estimates, and this script says how they are

@@ -5,7 +5,7 @@
 
 Both protocols train the same network from the same seeds with the cpu profile's brain_aal budget
 (300 steps of batch 8, lr 2e-3); the official one trains on the training and validation slabs and
-keeps its last epoch, the kit selects on the validation slab (see the README's table for every
+keeps its last epoch, the kit selects on the validation slab (see docs/official_vs_kit.md for every
 difference). Two mixed runs split the difference in two: `kit + official data` is the kit's network,
 loss and augmentation trained on training + validation slabs to the last epoch; `official + kit
 data` is the official network, loss and augmentation trained on the training slabs and selected on

@@ -180,7 +180,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("colab-links", help="point every Colab badge and install line at OWNER/REPO (a fork on GitHub)")
     p.add_argument("repository", metavar="OWNER/REPO")
     p.add_argument("--checkout", default=str(Path(__file__).resolve().parents[1]),
-                   help="the kit's checkout whose pyproject.toml, README and notebooks are rewritten (default: this one)")
+                   help="the kit's checkout whose pyproject.toml, README, docs and notebooks are rewritten (default: this one)")
     p.set_defaults(func=_colab_links)
     return top
 

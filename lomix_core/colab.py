@@ -49,8 +49,10 @@ def repository(checkout: str | Path = CHECKOUT) -> str:
 
 
 def linked_files(checkout: str | Path = CHECKOUT) -> list[Path]:
-    """The files that link to the repository: the README and every numbered notebook."""
-    return [Path(checkout) / "README.md", *sorted((Path(checkout) / "notebooks").glob("[0-9][0-9]_*.ipynb"))]
+    """The files that link to the repository: the README, the pages under docs/ and every numbered notebook."""
+    checkout = Path(checkout)
+    return [checkout / "README.md", *sorted((checkout / "docs").glob("*.md")),
+            *sorted((checkout / "notebooks").glob("[0-9][0-9]_*.ipynb"))]
 
 
 def link_problems(checkout: str | Path = CHECKOUT) -> list[str]:

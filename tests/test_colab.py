@@ -42,13 +42,16 @@ def copy_of_checkout(tmp_path):
     shutil.copy(CHECKOUT / "pyproject.toml", tmp_path)
     shutil.copy(CHECKOUT / "README.md", tmp_path)
     shutil.copytree(CHECKOUT / "notebooks", tmp_path / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    shutil.copytree(CHECKOUT / "docs", tmp_path / "docs")
     return tmp_path
 
 
 def test_colab_links_points_every_link_at_a_fork_and_changes_nothing_else(copy_of_checkout, capsys):
     before = {p: p.read_text() for p in [copy_of_checkout / "pyproject.toml", *colab.linked_files(copy_of_checkout)]}
     assert main(["colab-links", "a-student/my-lomix", "--checkout", str(copy_of_checkout)]) == 0
-    assert "lomix-kit/lomix-kit -> a-student/my-lomix: rewrote pyproject.toml, README.md, 00_quickstart.ipynb" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "lomix-kit/lomix-kit -> a-student/my-lomix: rewrote pyproject.toml, README.md, " in out
+    assert "colab.md" in out and "00_quickstart.ipynb" in out  # the docs' Colab page and every chapter
     assert colab.repository(copy_of_checkout) == "a-student/my-lomix" and colab.link_problems(copy_of_checkout) == []
     for path, text in before.items():
         after = path.read_text()
