@@ -88,7 +88,7 @@ def test_full_profile_script_runs_every_preset_through_train(tmp_path):
 
 
 def test_profile_hours_counts_the_chapters_runs_and_steps():
-    """The README's hours table: exact run and step counts (the hours are assumptions, not checked)."""
+    """docs/gpu.md's hours table: exact run and step counts (the hours are assumptions, not checked)."""
     out = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "benchmarks/profile_hours.py")],
                          capture_output=True, text=True, check=True).stdout
     colab, full = out.split("full profile")

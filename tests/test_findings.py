@@ -10,13 +10,13 @@ from lomix_core import claims, findings
 from lomix_core.comparisons import Comparison, LowData
 from lomix_core.statistics import TestFamily
 
-# The README's cpu run on brain_aal, 3 seeds: LoMix minus each baseline per seed. last_layer is the
-# README's own list (+0.123, p 0.020 uncorrected, Holm 0.059 over the table's 3 claims, Wilcoxon
-# 0.25); the others are reconstructed to the README's means and p-values (0.58, 0.94, 0.59).
-LOMIX = np.array([0.43, 0.41, 0.444, 0.40])  # the first three: mean 0.428, as the README
+# The cpu run of docs/results.md on brain_aal, 3 seeds: LoMix minus each baseline per seed. last_layer is
+# its own list (+0.123, p 0.020 uncorrected, Holm 0.059 over the table's 3 claims, Wilcoxon
+# 0.25); the others are reconstructed to its means and p-values (0.58, 0.94, 0.59).
+LOMIX = np.array([0.43, 0.41, 0.444, 0.40])  # the first three: mean 0.428, as there
 README_BRAIN_AAL = {"last_layer": [0.099, 0.157, 0.113], "deep_supervision": [0.12, -0.06, 0.03],
                     "nnunet": [0.07, -0.06, -0.001], "mutation": [0.10, -0.05, 0.022]}
-# The README's phantom: LoMix behind every baseline, none significantly (p 0.12-0.27).
+# Its phantom: LoMix behind every baseline, none significantly (p 0.12-0.27).
 README_PHANTOM = {"last_layer": [-0.03, -0.24, -0.087], "deep_supervision": [-0.06, -0.18, -0.081],
                   "nnunet": [0.01, -0.17, -0.053], "mutation": [-0.06, -0.22, -0.104]}
 OVERSTATING = re.compile(r"significant|better|beat|reproduc|grew", re.IGNORECASE)
