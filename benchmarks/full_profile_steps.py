@@ -1,6 +1,6 @@
 """A short run of the full profile: the paper's network trained for a few hundred steps per preset.
 
-    python benchmarks/full_profile_steps.py --steps 300            # on a GPU: pvt_v2_b2_emcad, 224², AMP
+    python benchmarks/full_profile_steps.py --steps 300            # on a GPU: pvt_v2_b2_emcad, 224², official protocol, fp32
     python benchmarks/full_profile_steps.py --steps 2 --model unet_small --size 64 --device cpu   # plumbing check
 
 Each preset trains from the same seed and initial network through ``lx.train`` (so validation,

@@ -3,7 +3,7 @@
 #   1. step time, loss time and memory per preset at the paper setting: fp32, bf16 autocast, and
 #      fp32 with the loss through torch.compile;
 #   2. inference overhead of pvt_v2_b2_emcad at 224²;
-#   3. the full profile (pvt_v2_b2_emcad, 224², AMP) trained for 200 steps with each preset.
+#   3. the full profile (pvt_v2_b2_emcad, 224², the official protocol in fp32) trained for 200 steps with each preset.
 # Tables go to stdout and, with their JSON, to ${OUT:-outputs/gpu_check}/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
