@@ -96,10 +96,10 @@ def _reproduce(args) -> int:
 
 
 def _check(args) -> int:
-    from .data.nifti_folder import check_folder, folder_summary
+    from .data.nifti_folder import folder_summary, inspect_folder
 
-    problems = check_folder(args.path)
-    print("\n".join(problems) if problems else folder_summary(args.path))
+    problems, notes = inspect_folder(args.path)
+    print("\n".join(notes + (problems or [folder_summary(args.path)])))
     return 1 if problems else 0
 
 

@@ -54,13 +54,17 @@ import numpy as np
 
 from .registry import register
 from .slices import SliceDataset
+from .geometry import Geometry, grid_faults
 from .preprocessing import Preprocessing, scale_intensity
-from .volumes import check_finite, check_labels, pick_subjects, prepared_dir, read_nifti, stack_subjects
+from .volumes import (check_finite, check_labels, pick_subjects, prepared_dir, read_nifti_affine, round_label,
+                      stack_subjects)
 
 HOW_TO_GET = ("lay out image/label pairs as `help(lomix_core.data.nifti_folder)` shows, then check them with "
               "`python -m lomix_core check <folder>`")
 DEFAULT_CT_WINDOW = (-125.0, 275.0)
 CHANNEL_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
+# Other volume formats that SimpleITK (or nibabel, for .mgz) converts to NIfTI in one line.
+CONVERTIBLE = (".nrrd", ".nhdr", ".mha", ".mhd", ".mgz", ".dcm")
 
 
 @dataclass(frozen=True)
@@ -157,7 +161,7 @@ def _nifti_files(folder: Path) -> tuple[dict[str, Path], list[str]]:
             continue
         stem = nifti_stem(path.name)
         if stem is None or not path.is_file():
-            problems.append(f"{path} is not a .nii or .nii.gz file")
+            problems.append(f"{path} is not a .nii or .nii.gz file{convert_hint(path)}")
         elif stem in files:
             problems.append(f"{path} and {files[stem]} are the same case")
         else:
@@ -165,6 +169,15 @@ def _nifti_files(folder: Path) -> tuple[dict[str, Path], list[str]]:
     if not files and not problems:
         problems.append(f"{folder} is empty: expected .nii.gz files")
     return files, problems
+
+
+def convert_hint(path: Path) -> str:
+    """How to turn ``path`` into NIfTI, when it is a volume format the kit does not read."""
+    if not path.name.lower().endswith(CONVERTIBLE):
+        return ""
+    stem = path.name.split(".")[0]
+    return (f"; convert it to NIfTI, e.g. with SimpleITK: sitk.WriteImage(sitk.ReadImage('{path.name}'), "
+            f"'{stem}.nii.gz'), which keeps its spacing, origin and direction")
 
 
 def _has_part(root: Path, part: str) -> bool:
@@ -220,28 +233,45 @@ def _pair_cases(root: Path, part: str, spec: FolderSpec | None) -> tuple[dict[st
     return cases, problems
 
 
-def _read_volume(path: Path) -> np.ndarray:
-    array, _ = read_nifti(path)
+def _read_volume(path: Path, notes: list[str]) -> tuple[np.ndarray, Geometry]:
+    """A 3-D volume and its grid; trailing axes of size 1 (a 4-D file of one frame) are squeezed with a note."""
+    array, affine = read_nifti_affine(path)
+    if array.ndim > 3 and all(n == 1 for n in array.shape[3:]):
+        notes.append(f"{path}: note: {array.ndim}-D array of shape {array.shape} squeezed to {array.shape[:3]}")
+        array = array.reshape(array.shape[:3])
     if array.ndim != 3:
-        raise ValueError(f"{path}: {array.ndim}-D array of shape {array.shape}, expected a 3-D volume "
-                         f"(put each channel in its own file: _0000, _0001, ...)")
-    return array
+        hint = (" (put each channel in its own file: _0000, _0001, ...)" if array.ndim > 3 else
+                " (one slice: save it with a third axis of size 1)" if array.ndim == 2 else "")
+        raise ValueError(f"{path}: {array.ndim}-D array of shape {array.shape}, expected a 3-D volume{hint}")
+    return array, Geometry.of(array.shape, affine)
 
 
-def _read_case(case: Case, spec: FolderSpec | None) -> tuple[list[np.ndarray], np.ndarray | None, list[str]]:
-    """The case's channel volumes and label volume as stored, and every problem found in them."""
+@dataclass
+class ReadCase:
+    """One case's volumes as stored, with every problem found in them and every fix made (notes)."""
+    channels: list[np.ndarray]
+    label: np.ndarray | None
+    geometry: Geometry | None  # the label's
+    problems: list[str]
+    notes: list[str]
+
+
+def _read_case(case: Case, spec: FolderSpec | None) -> ReadCase:
     problems: list[str] = []
-    channels = [_collect(problems, _read_volume, path) for path in case.images]
-    label = _collect(problems, _read_volume, case.label)
+    notes: list[str] = []
+    channels = [_collect(problems, _read_volume, path, notes) for path in case.images]
+    label = _collect(problems, _read_volume, case.label, notes)
     if problems:
-        return [], None, problems
-    for path, image in zip(case.images, channels):
-        if image.shape != label.shape:
-            problems.append(f"{path} has shape {image.shape} but its label {case.label} has shape {label.shape}")
+        return ReadCase([], None, None, problems, notes)
+    label, label_grid = label
+    for path, (image, image_grid) in zip(case.images, channels):
+        problems += grid_faults(image_grid, label_grid, str(path), str(case.label))
         _collect(problems, check_finite, image, str(path))
+    label, note = round_label(label, str(case.label))
+    notes += [note] if note else []
     if spec is not None:
         _collect(problems, check_labels, label, len(spec.class_names), str(case.label))
-    return channels, label, problems
+    return ReadCase([image for image, _ in channels], label, label_grid, problems, notes)
 
 
 def _stop_at(problem: str, root: Path):
@@ -265,33 +295,42 @@ def preprocessing(spec: FolderSpec, size: int | tuple[int, int], axis: int, aspe
 def _slices(case: Case, spec: FolderSpec, steps: Preprocessing,
             root: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
     """Image ``[D, C, H, W]`` in [0, 1], label ``[D, H, W]`` and spacing, slicing as ``steps`` says."""
-    channels, label, problems = _read_case(case, spec)
-    if problems:
-        _stop_at(problems[0], root)
-    image = np.stack([scale_intensity(volume, intensity) for volume, intensity in zip(channels, steps.intensity)])
-    import nibabel as nib
-
-    zooms = nib.load(str(case.label)).header.get_zooms()  # the header only: the data were read above
-    return steps.slices(image), steps.slices(label.astype(np.uint8)), steps.slice_spacing(zooms)
+    read = _read_case(case, spec)
+    if read.problems:
+        _stop_at(read.problems[0], root)
+    for note in read.notes:
+        print(f"nifti: {note}")
+    image = np.stack([scale_intensity(volume, intensity) for volume, intensity in zip(read.channels, steps.intensity)])
+    return (steps.slices(image), steps.slices(read.label.astype(np.uint8)),
+            steps.slice_spacing(read.geometry.spacing))
 
 
 # ---------------------------------------------------------------- public API
 
 def check_folder(root: str | os.PathLike) -> list[str]:
-    """Every problem in the dataset folder ``root``, one line each; empty when it is ready to load.
+    """Every problem in the dataset folder ``root``, one line each; empty when it is ready to load."""
+    return inspect_folder(root)[0]
+
+
+def inspect_folder(root: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """Every problem in the dataset folder ``root`` and every note on what the loader will fix
+    (a squeezed 4-D file, a rounded float label), one line each.
 
     Reads every file once, so it takes about as long as loading the data.
     """
     root = Path(root)
     if not root.is_dir():
-        return [f"{root} is not a folder: expected dataset.json, imagesTr/ and labelsTr/, or imagesTs/ and labelsTs/, or both"]
+        return [f"{root} is not a folder: expected dataset.json, imagesTr/ and labelsTr/, or imagesTs/ and labelsTs/, or both"], []
     spec, problems = _read_spec(root)
+    notes: list[str] = []
     for part in ("Tr", "Ts"):
         cases, pairing_problems = _pair_cases(root, part, spec)
         problems += pairing_problems
         for case in cases.values():
-            problems += _read_case(case, spec)[2]
-    return problems
+            read = _read_case(case, spec)
+            problems += read.problems
+            notes += read.notes
+    return problems, notes
 
 
 def folder_summary(root: str | os.PathLike) -> str:

@@ -1,0 +1,74 @@
+"""Where a NIfTI volume's voxels lie in the scanner's space, and how two volumes' grids compare.
+
+A NIfTI file's affine maps voxel indices to millimetres. It splits into a **spacing** (the voxel
+size along each array axis), an **origin** (where voxel (0, 0, 0) lies) and a **direction** (the
+unit vector each array axis points along). An image and its label must agree on all four with the
+shape: a label with the same shape but a mirrored direction, another spacing or a shifted origin
+covers different anatomy, and a model trained on it learns masks that miss the organs.
+
+The **orientation** is the direction rounded to the nearest patient axes, as nibabel's axis
+codes: each letter names where an array axis points, so ``RAS`` is x → right, y → anterior,
+z → superior (NIfTI's world frame), and ``LPS`` (DICOM's) is x → left, y → posterior, z → superior.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Spacing is compared relative to its size, direction cosines absolutely, the origin in units of
+# the smallest voxel side: float32 affines written by different tools agree far closer than this.
+TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class Geometry:
+    shape: tuple[int, ...]
+    spacing: tuple[float, float, float]  # mm along each array axis
+    origin: tuple[float, float, float]  # mm, of voxel (0, 0, 0)
+    direction: tuple[tuple[float, ...], ...]  # rows: the unit vector of each array axis, in RAS+ mm
+
+    @classmethod
+    def of(cls, shape, affine) -> "Geometry":
+        affine = np.asarray(affine, dtype=np.float64)
+        columns = affine[:3, :3]
+        spacing = np.linalg.norm(columns, axis=0)
+        direction = (columns / np.where(spacing > 0, spacing, 1)).T
+        return cls(tuple(int(n) for n in shape), tuple(_tidy(spacing)), tuple(_tidy(affine[:3, 3])),
+                   tuple(tuple(_tidy(row)) for row in direction))
+
+    @property
+    def orientation(self) -> str:
+        """Axis codes, e.g. ``"RAS"`` or ``"LPS"`` (nibabel's ``aff2axcodes``)."""
+        import nibabel as nib
+
+        return "".join(nib.orientations.ornt2axcodes(nib.orientations.io_orientation(self.axes_affine())))
+
+    def axes_affine(self) -> np.ndarray:
+        affine = np.eye(4)
+        affine[:3, :3] = np.asarray(self.direction).T * np.asarray(self.spacing)
+        affine[:3, 3] = self.origin
+        return affine
+
+
+def _tidy(values) -> list[float]:
+    """Rounded for messages: float32 affines carry noise in the 7th digit."""
+    return [round(float(v), 4) + 0.0 for v in values]  # + 0.0 turns -0.0 into 0.0
+
+
+def grid_faults(image: Geometry, label: Geometry, image_name: str, label_name: str) -> list[str]:
+    """One line per way the label's grid differs from its image's, naming both files and values."""
+    faults = []
+    if image.shape != label.shape:
+        return [f"{image_name} has shape {image.shape} but its label {label_name} has shape {label.shape}"]
+    if not np.allclose(image.spacing, label.spacing, rtol=TOLERANCE, atol=0):
+        faults.append(f"{image_name} has spacing {image.spacing} mm but its label {label_name} has "
+                      f"{label.spacing} mm (resample the label onto the image's grid)")
+    if not np.allclose(image.direction, label.direction, rtol=0, atol=TOLERANCE):
+        faults.append(f"{image_name} has direction {image.direction} ({image.orientation}) but its label "
+                      f"{label_name} has {label.direction} ({label.orientation}): the label's voxels are "
+                      f"mirrored or rotated against the image's (resample the label onto the image's grid)")
+    if not np.allclose(image.origin, label.origin, rtol=0, atol=TOLERANCE * min(image.spacing)):
+        faults.append(f"{image_name} has origin {image.origin} mm but its label {label_name} has "
+                      f"{label.origin} mm (the label is shifted; resample it onto the image's grid)")
+    return faults
