@@ -23,7 +23,8 @@ def _train(args) -> int:
     metrics = run.record["metrics"]
     selected = (f"best epoch {metrics['best_epoch']}, val Dice {metrics['val_dice']:.4f}" if metrics["val_dice"] is not None
                 else f"last epoch {metrics['best_epoch']} (no validation split)")
-    print(f"{config.name}: {selected}, test Dice {metrics['test_dice']:.4f} -> {run.run_dir}")
+    tested = f"test Dice {metrics['test_dice']:.4f}" if metrics["test_dice"] is not None else "no test split"
+    print(f"{config.name}: {selected}, {tested} -> {run.run_dir}")
     return 0
 
 

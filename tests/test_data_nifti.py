@@ -193,7 +193,7 @@ def test_missing_or_empty_folder(tmp_path, monkeypatch):
                                    f"{empty}/labelsTr is empty: expected .nii.gz files"]
     make_folder(tmp_path / "nifti", train={"a": (16, 16, 2), "b": (16, 16, 3)}, test={})
     monkeypatch.setenv("LOMIX_DATA", str(tmp_path))  # root=None means $LOMIX_DATA/nifti
-    assert lx.data.load("nifti", split="val", size=16).subjects[0] in {"a", "b"}
+    assert lx.data.load("nifti", split="val", size=16, num_val=1).subjects[0] in {"a", "b"}
 
 
 def test_check_command(folder, tmp_path):
@@ -340,3 +340,54 @@ def test_check_lists_every_fault_of_a_folder_with_values_and_hints(tmp_path):
                            f"(put each channel in its own file: _0000, _0001, ...)")
     assert len(problems) == 4
     assert run_check(root).returncode == 1
+
+
+# ---------------------------------------------------------------- one or two labelled scans
+
+def test_one_case_validates_on_a_slab_of_its_own_slices_behind_a_gap(tmp_path, capsys):
+    root = make_folder(tmp_path / "one", train={"scan": (40, 48, 16)}, test={})
+    label = phantom((40, 48, 16), 0)[1]  # liver in slices 1-15, spleen in 0-14: the top slab has 1 class, the bottom 1
+    train = lx.data.load("nifti", split="train", root=root, size=48)
+    assert capsys.readouterr().out == (
+        "nifti: 1 training case(s), too few to hold whole cases out: validation is one eighth of each case's slices "
+        "along axis 2, 3 slices from its training slices (num_val=N holds out N whole cases)\n")
+    val = lx.data.load("nifti", split="val", root=root, size=48)
+    assert set(train.subjects) == {"scan"} and set(val.subjects) == {"scan_val"}
+    assert len(val) == 2 and len(train) == 16 - 2 - 3  # 16 / 8 validate, a 3-slice gap, 11 train
+    stack = np.transpose(label, (2, 0, 1))
+    np.testing.assert_array_equal(val.native_grid("scan_val").labels.numpy(), stack[14:])
+    np.testing.assert_array_equal(train.labels[:, 4:44].numpy(), stack[:11])
+
+    label[..., 12:] = 0  # nothing at the top: the slab moves to the bottom, where there are organs
+    save(root / "labelsTr" / "scan.nii.gz", label)
+    val = lx.data.load("nifti", split="val", root=root, size=48)
+    np.testing.assert_array_equal(val.native_grid("scan_val").labels.numpy(), np.transpose(label, (2, 0, 1))[:2])
+    assert len(lx.data.load("nifti", split="train", root=root, size=48)) == 11
+
+
+def test_num_val_0_trains_on_every_slice_and_has_no_val_split(tmp_path, capsys):
+    root = make_folder(tmp_path / "one", train={"scan": (40, 48, 6)}, test={})
+    assert len(lx.data.load("nifti", split="train", root=root, size=32, num_val=0)) == 6
+    assert capsys.readouterr().out == "nifti: num_val=0: no validation split, so training keeps its last epoch\n"
+    with pytest.raises(lx.data.SplitNotPresent, match="num_val=0 holds out no validation cases"):
+        lx.data.load("nifti", split="val", root=root, size=32, num_val=0)
+    with pytest.raises(lx.data.SplitNotPresent, match="has no imagesTs/ and labelsTs/"):
+        lx.data.load("nifti", split="test", root=root, size=32)
+    with pytest.raises(ValueError, match=r"case 'scan' has 4 slices; holding out a validation slab needs at least 5"
+                                         r".*set num_val=0"):
+        lx.data.load("nifti", split="val", root=make_folder(tmp_path / "thin", train={"scan": (40, 48, 4)}, test={}),
+                     size=32)
+    with pytest.raises(ValueError, match="num_val=1 must leave at least one of the 1 training cases.*leave num_val "
+                                         "unset to validate on a slab"):
+        lx.data.load("nifti", split="train", root=root, size=32, num_val=1)
+
+
+def test_the_official_protocol_trains_one_scan_on_every_slice_it_labels(tmp_path):
+    from lomix_core.training import training_data
+
+    root = make_folder(tmp_path / "one", train={"scan": (40, 48, 16)}, test={})
+    for num_val, slices in ((None, 16 - 3), (0, 16)):  # the validation slab joins training; the gap stays out
+        config = lx.TrainConfig(dataset="nifti", protocol="official", data_kwargs={"root": str(root), "size": 32,
+                                                                                   "num_val": num_val})
+        train_set, val_set = training_data(config)
+        assert val_set is None and len(train_set) == slices

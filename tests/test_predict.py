@@ -226,3 +226,32 @@ def test_last_pt_loads_too(trained):
     assert last.preprocessing == best.preprocessing and last.digest != best.digest
     volume = np.asarray(nib.load(str(test_root / "imagesTs" / "new_a_0000.nii.gz")).dataobj)
     assert lx.predict(last, volume).shape == volume.shape
+
+
+def test_one_labelled_scan_trains_from_the_cli_and_predicts_and_scores_another(tmp_path, capsys):
+    """The paper's lowest-data regime as a user meets it: one labelled scan, no test split."""
+    one = write_folder(tmp_path / "one_scan", {"only": (40, 40, 16)}, "Tr")
+    other = write_folder(tmp_path / "other", {"new": (40, 40, 8)}, "Ts")
+    tiny = ["--dataset", "nifti", "--model", "unet_small", "--model-kwargs", '{"width": 4}', "--supervision",
+            "deep_supervision", "--epochs", "2", "--max-steps-per-epoch", "2", "--batch-size", "4",
+            "--out-dir", str(tmp_path / "runs")]
+    assert main(["train", "--data-kwargs", json.dumps({"root": str(one), "size": 32}), "--run-name", "slab",
+                 *tiny]) == 0
+    printed = capsys.readouterr().out
+    assert "1 training case(s), too few to hold whole cases out" in printed
+    assert "slab: best epoch" in printed and "val Dice" in printed and "no test split" in printed
+    record = json.loads((tmp_path / "runs" / "slab" / "record.json").read_text())
+    assert record["metrics"]["selected_on"] == "validation Dice" and record["metrics"]["test_dice"] is None
+
+    assert main(["train", "--data-kwargs", json.dumps({"root": str(one), "size": 32, "num_val": 0}),
+                 "--run-name", "all", *tiny]) == 0
+    printed = capsys.readouterr().out
+    assert "num_val=0: no validation split" in printed and "last epoch 2 (no validation split)" in printed
+
+    checkpoint = tmp_path / "runs" / "slab" / "best.pt"
+    assert main(["evaluate", str(checkpoint), "--dataset", "nifti", "--data-kwargs",
+                 json.dumps({"root": str(other)})]) == 0
+    assert "mean Dice (nifti, test, native resolution)" in capsys.readouterr().out
+    assert main(["predict", str(checkpoint), str(other / "imagesTs"), str(tmp_path / "labels"), "--quiet"]) == 0
+    written = nib.load(str(tmp_path / "labels" / "new.nii.gz"))
+    assert written.shape == (40, 40, 8) and np.asarray(written.dataobj).max() <= 2

@@ -24,7 +24,12 @@ What the loader does with it:
 
 - **Splits.** train and val are the ``imagesTr`` cases, split by whole case: after sorting by
   name, a permutation seeded by ``split_seed`` sends ``num_val`` cases (default 20%, at least 1)
-  to val and the rest to train. test is ``imagesTs``/``labelsTs``.
+  to val and the rest to train. With fewer than 3 cases and ``num_val`` unset, every case trains
+  and gives one eighth of its slices at one end to val instead, ``GAP`` = 3 slices away from its
+  training slices (as ``abdomen_ct`` holds out a slab of its one training scan), so one labelled
+  scan is enough. ``num_val=0`` holds out nothing: there is no val split and training keeps its
+  last epoch. Either is said in one line when the train split loads. test is
+  ``imagesTs``/``labelsTs``; a folder without them trains and reports validation only.
 - **Slicing.** Each 3-D volume is cut into 2-D slices along ``axis`` of the array in the file's
   voxel order (default the last axis: axial slices for RAS-like scans; nothing is reoriented
   unless ``orientation="radiological"``, which flips and transposes each slice as ``brain_aal``
@@ -56,12 +61,17 @@ from .registry import register
 from .slices import SliceDataset
 from .geometry import Geometry, grid_faults
 from .preprocessing import Preprocessing, scale_intensity
-from .volumes import (check_finite, check_labels, pick_subjects, prepared_dir, read_nifti_affine, round_label,
-                      stack_subjects)
+from .volumes import (SplitNotPresent, check_finite, check_labels, pick_subjects, prepared_dir, read_nifti_affine,
+                      round_label, stack_subjects)
 
 HOW_TO_GET = ("lay out image/label pairs as `help(lomix_core.data.nifti_folder)` shows, then check them with "
               "`python -m lomix_core check <folder>`")
 DEFAULT_CT_WINDOW = (-125.0, 275.0)
+# With fewer training cases than this, whole-case validation would leave one case or none to train
+# on, so each case gives its last (or first) eighth of slices to validation behind a gap instead.
+MIN_CASES_FOR_CASE_VALIDATION = 3
+VAL_SLAB_FRACTION = 1 / 8
+GAP = 3  # slices used by neither side, so validation slices are not near-copies of training ones
 CHANNEL_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 # Other volume formats that SimpleITK (or nibabel, for .mgz) converts to NIfTI in one line.
 CONVERTIBLE = (".nrrd", ".nhdr", ".mha", ".mhd", ".mgz", ".dcm")
@@ -346,10 +356,44 @@ def split_train_val(cases: list[str], num_val: int | None, split_seed: int) -> d
     """Whole cases to train and val: ``num_val`` (default 20%, at least 1) by a seeded permutation."""
     num_val = max(1, round(0.2 * len(cases))) if num_val is None else num_val
     if not 0 <= num_val < len(cases):
-        raise ValueError(f"num_val={num_val} must leave at least one of the {len(cases)} training cases to train on")
+        raise ValueError(f"num_val={num_val} must leave at least one of the {len(cases)} training cases to train on "
+                         f"(leave num_val unset to validate on a slab of each case, or set 0 for no validation)")
     val = set(np.random.default_rng(split_seed).permutation(len(cases))[:num_val].tolist())
     return {"train": [c for i, c in enumerate(cases) if i not in val],
             "val": [c for i, c in enumerate(cases) if i in val]}
+
+
+def validation_kind(num_cases: int, num_val: int | None) -> str:
+    """How the training cases give up a validation set: ``"cases"`` (whole cases), ``"slabs"``
+    (a slab of every case, when they are too few and ``num_val`` is unset) or ``"none"`` (``num_val=0``)."""
+    if num_val == 0:
+        return "none"
+    return "slabs" if num_val is None and num_cases < MIN_CASES_FOR_CASE_VALIDATION else "cases"
+
+
+def hold_out_slab(label: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Slice indices ``(train, val)`` of one case's label stack ``[D, H, W]``: val is the eighth of
+    the slices (at least 1) at the end whose slab holds more foreground classes (the far end on a
+    tie), :data:`GAP` slices separate it from train, and train is the rest."""
+    depth = len(label)
+    size = max(1, round(depth * VAL_SLAB_FRACTION))
+    if depth < size + GAP + 1:
+        raise ValueError(f"{where} has {depth} slices; holding out a validation slab needs at least {size + GAP + 1} "
+                         f"({size} to validate, a {GAP}-slice gap, 1 to train), or set num_val=0 for no validation")
+    def classes(rows): return len(set(np.unique(label[rows]).tolist()) - {0})
+    rows = np.arange(depth)
+    if classes(rows[-size:]) >= classes(rows[:size]):
+        return rows[:depth - size - GAP], rows[depth - size:]
+    return rows[size + GAP:], rows[:size]
+
+
+def _announce(kind: str, num_cases: int, axis: int) -> None:
+    if kind == "slabs":
+        print(f"nifti: {num_cases} training case(s), too few to hold whole cases out: validation is one eighth of "
+              f"each case's slices along axis {axis}, {GAP} slices from its training slices (num_val=N holds out "
+              f"N whole cases)")
+    elif kind == "none":
+        print("nifti: num_val=0: no validation split, so training keeps its last epoch")
 
 
 @register("nifti")
@@ -375,16 +419,32 @@ def load_nifti_folder(split: str, augment: bool = False, root: str | os.PathLike
     if problems:
         _stop_at(problems[0], folder)
     if not cases:
-        needs = ("imagesTs/ and labelsTs/: the test split needs labelled test cases" if split == "test" else
-                 f"imagesTr/ and labelsTr/: it holds test cases only, which evaluation can score but the {split} "
-                 f"split needs training cases")
-        raise FileNotFoundError(f"{folder} has no {needs}")
+        if split == "test":
+            raise SplitNotPresent(f"{folder} has no imagesTs/ and labelsTs/: the test split needs labelled test cases")
+        raise FileNotFoundError(f"{folder} has no imagesTr/ and labelsTr/: it holds test cases only, which evaluation "
+                                f"can score but the {split} split needs training cases")
     names = sorted(cases)
-    if split != "test":
+    kind = "test" if split == "test" else validation_kind(len(names), num_val)
+    if kind == "none" and split == "val":
+        raise SplitNotPresent(f"{folder}: num_val=0 holds out no validation cases, so there is no val split")
+    if kind == "cases":
         names = split_train_val(names, num_val, split_seed)[split]
     if split == "train":
         names = pick_subjects(names, num_train_subjects, split_seed)
+        _announce(kind, len(names), axis % 3)
     steps = preprocessing(spec, size, axis % 3, aspect, orientation, intensity)
     # A generator, so only one case's raw volumes are in memory at a time.
     subjects = ((name, *_slices(cases[name], spec, steps, folder)) for name in names)
+    if kind == "slabs":
+        subjects = _slab_subjects(subjects, split)
     return stack_subjects(subjects, steps, "nifti", split, augment)
+
+
+def _slab_subjects(subjects, split: str):
+    """Each case's training slices (subject: the case) or its validation slab (subject: ``<case>_val``)."""
+    for name, image, label, spacing in subjects:
+        train, val = hold_out_slab(label, f"case {name!r}")
+        if split == "train":
+            yield name, image[train], label[train], spacing
+        else:
+            yield f"{name}_val", image[val], label[val], spacing

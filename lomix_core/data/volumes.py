@@ -20,6 +20,11 @@ from .slices import NativeGrid, SliceDataset
 DATA_ROOT_ENV = "LOMIX_DATA"
 
 
+class SplitNotPresent(FileNotFoundError):
+    """A split that a dataset has none of by design (a folder without test cases, ``num_val=0``):
+    training goes on without it, where any other missing data is an error."""
+
+
 CHECKOUT = Path(__file__).resolve().parents[2]  # the folder that holds lomix_core/
 
 
