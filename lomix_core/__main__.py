@@ -46,6 +46,8 @@ def _evaluate(args) -> int:
     name = args.dataset or config["dataset"]
     # Another dataset is read at the model's input size unless told otherwise.
     base = config["data_kwargs"] if args.dataset is None else {"size": trained.preprocessing.size}
+    if name == "nifti" and trained.preprocessing.axcodes:  # new scans go to the training data's voxel orientation
+        base = {**base, "axcodes": trained.preprocessing.axcodes}
     dataset = data.load(name, split=args.split, **{**base, **args.data_kwargs})
     if dataset.class_names != trained_classes:
         raise ValueError(f"{args.checkpoint} was trained on {len(trained_classes)} classes {list(trained_classes)}, "

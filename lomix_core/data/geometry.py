@@ -72,3 +72,59 @@ def grid_faults(image: Geometry, label: Geometry, image_name: str, label_name: s
         faults.append(f"{image_name} has origin {image.origin} mm but its label {label_name} has "
                       f"{label.origin} mm (the label is shifted; resample it onto the image's grid)")
     return faults
+
+
+def orientation_of(affine) -> str:
+    """The axis codes of a voxel-to-mm ``affine``, e.g. ``"RAS"`` or ``"LPS"``."""
+    import nibabel as nib
+
+    return "".join(nib.orientations.aff2axcodes(np.asarray(affine)))
+
+
+@dataclass(frozen=True)
+class Reorientation:
+    """Flips and a transpose of the three voxel axes that bring a volume stored in ``source`` axis
+    codes to ``target`` ones; no voxel is resampled, so :meth:`undo` gives back the stored array."""
+    source: str
+    target: str
+
+    def __post_init__(self):
+        for codes in (self.source, self.target):
+            if len(codes) != 3 or sorted(_axis_of(c) for c in codes) != [0, 1, 2]:
+                raise ValueError(f"axis codes must name each of L/R, P/A, I/S once, e.g. 'RAS', got {codes!r}")
+
+    @property
+    def identity(self) -> bool:
+        return self.source == self.target
+
+    def _ornt(self, forward: bool) -> np.ndarray:
+        import nibabel as nib
+
+        start, end = (nib.orientations.axcodes2ornt(tuple(c)) for c in (self.source, self.target))
+        return nib.orientations.ornt_transform(start, end) if forward else nib.orientations.ornt_transform(end, start)
+
+    def apply(self, volume: np.ndarray) -> np.ndarray:
+        """``volume [X, Y, Z, ...]`` in ``source`` order → in ``target`` order (trailing axes kept)."""
+        import nibabel as nib
+
+        return volume if self.identity else np.ascontiguousarray(nib.orientations.apply_orientation(volume, self._ornt(True)))
+
+    def undo(self, volume: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`apply`: back to the stored voxel order."""
+        import nibabel as nib
+
+        return volume if self.identity else np.ascontiguousarray(nib.orientations.apply_orientation(volume, self._ornt(False)))
+
+    def spacing(self, spacing) -> tuple[float, float, float]:
+        """Voxel sizes of the stored axes, in the order of the reoriented ones."""
+        moved = [0.0, 0.0, 0.0]
+        for axis, (new_axis, _) in enumerate(self._ornt(True)):
+            moved[int(new_axis)] = float(spacing[axis])
+        return tuple(moved)
+
+
+def _axis_of(code: str) -> int:
+    for axis, pair in enumerate(("LR", "PA", "IS")):
+        if code in pair:
+            return axis
+    return -1

@@ -30,10 +30,13 @@ What the loader does with it:
   scan is enough. ``num_val=0`` holds out nothing: there is no val split and training keeps its
   last epoch. Either is said in one line when the train split loads. test is
   ``imagesTs``/``labelsTs``; a folder without them trains and reports validation only.
-- **Slicing.** Each 3-D volume is cut into 2-D slices along ``axis`` of the array in the file's
-  voxel order (default the last axis: axial slices for RAS-like scans; nothing is reoriented
-  unless ``orientation="radiological"``, which flips and transposes each slice as ``brain_aal``
-  shows its). Every slice is kept, with or without foreground, as TransUNet does. Slices are
+- **Orientation.** Every case is first brought to one voxel orientation (``axcodes``, default
+  the most common among the training cases), by flips and a transpose of its voxel axes, nothing
+  resampled, with a note for each case turned; checkpoints record it, so ``predict`` turns new
+  scans the same way.
+- **Slicing.** Each 3-D volume is cut into 2-D slices along ``axis`` of the array in that
+  orientation (default the last axis: axial slices for RAS-like scans; ``orientation="radiological"``
+  flips and transposes each slice as ``brain_aal`` shows its). Every slice is kept, with or without foreground, as TransUNet does. Slices are
   padded to a square and resized to ``size`` × ``size`` in-plane, keep the case name as subject
   id, so evaluation can stack them back into the volume, and are scored at the file's own grid.
 - **Test-only folders.** A folder with only ``imagesTs/`` and ``labelsTs/`` is enough to score a
@@ -48,9 +51,11 @@ at once (:func:`check_folder`); the loader stops at the first one.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -59,7 +64,7 @@ import numpy as np
 
 from .registry import register
 from .slices import SliceDataset
-from .geometry import Geometry, grid_faults
+from .geometry import Geometry, Reorientation, grid_faults, orientation_of
 from .preprocessing import Preprocessing, scale_intensity
 from .volumes import (SplitNotPresent, check_finite, check_labels, pick_subjects, prepared_dir, read_nifti_affine,
                       round_label, stack_subjects)
@@ -288,8 +293,30 @@ def _stop_at(problem: str, root: Path):
     raise ValueError(f"{problem} (run `python -m lomix_core check {root}` to list every problem)")
 
 
+def reference_grid(cases: list[Case], axcodes: str | None = None) -> tuple[str | None, tuple[float, ...] | None]:
+    """The voxel orientation every case is brought to (``axcodes``, else the most common among
+    ``cases``, the first in sorted order on a tie) and the cases' median voxel spacing in it, from
+    the headers alone; ``(None, None)`` without a readable header."""
+    import nibabel as nib
+
+    affines = []
+    for case in cases:
+        try:
+            affines.append(nib.load(str(case.label)).affine)
+        except Exception:  # an unreadable file stops the loader with its own line when it is read
+            continue
+    if not affines:
+        return axcodes, None
+    if axcodes is None:
+        counts = Counter(orientation_of(affine) for affine in affines)
+        axcodes = min(counts, key=lambda codes: (-counts[codes], codes))
+    spacings = [Reorientation(orientation_of(a), axcodes).spacing(Geometry.of((1, 1, 1), a).spacing) for a in affines]
+    return axcodes, tuple(float(v) for v in np.median(spacings, axis=0))
+
+
 def preprocessing(spec: FolderSpec, size: int | tuple[int, int], axis: int, aspect: str = "pad",
-                  orientation: str = "voxel", intensity: dict | None = None) -> Preprocessing:
+                  orientation: str = "voxel", intensity: dict | None = None, axcodes: str | None = None,
+                  spacing: tuple[float, ...] | None = None) -> Preprocessing:
     """Intensities to [0, 1] per channel: CT (any case) clipped to the folder's HU window, the same
     for every scan; any other modality clipped per volume to its 0.5th and 99.5th percentiles.
     ``intensity`` (a :func:`~.preprocessing.scale_intensity` spec) overrides both for every channel."""
@@ -298,8 +325,11 @@ def preprocessing(spec: FolderSpec, size: int | tuple[int, int], axis: int, aspe
     else:
         intensity = tuple({"kind": "ct_window", "window": list(spec.ct_window)} if modality.upper() == "CT"
                           else {"kind": "percentile", "percentiles": [0.5, 99.5]} for modality in spec.modalities)
-    return Preprocessing(size=size, class_names=spec.class_names, intensity=intensity, axis=axis, aspect=aspect,
-                         orientation=orientation)
+    steps = Preprocessing(size=size, class_names=spec.class_names, intensity=intensity, axis=axis, aspect=aspect,
+                          orientation=orientation, axcodes=axcodes)
+    if spacing is None:
+        return steps
+    return dataclasses.replace(steps, spacing=steps.slice_spacing(spacing)[1:])
 
 
 def _slices(case: Case, spec: FolderSpec, steps: Preprocessing,
@@ -308,11 +338,16 @@ def _slices(case: Case, spec: FolderSpec, steps: Preprocessing,
     read = _read_case(case, spec)
     if read.problems:
         _stop_at(read.problems[0], root)
+    turn = Reorientation(read.geometry.orientation, steps.axcodes or read.geometry.orientation)
+    if not turn.identity:
+        read.notes.append(f"{case.label}: note: stored {turn.source}, "
+                          f"reoriented to {turn.target} as every case is")
     for note in read.notes:
         print(f"nifti: {note}")
-    image = np.stack([scale_intensity(volume, intensity) for volume, intensity in zip(read.channels, steps.intensity)])
-    return (steps.slices(image), steps.slices(read.label.astype(np.uint8)),
-            steps.slice_spacing(read.geometry.spacing))
+    image = np.stack([scale_intensity(turn.apply(volume), intensity)
+                      for volume, intensity in zip(read.channels, steps.intensity)])
+    return (steps.slices(image), steps.slices(turn.apply(read.label).astype(np.uint8)),
+            steps.slice_spacing(turn.spacing(read.geometry.spacing)))
 
 
 # ---------------------------------------------------------------- public API
@@ -400,14 +435,16 @@ def _announce(kind: str, num_cases: int, axis: int) -> None:
 def load_nifti_folder(split: str, augment: bool = False, root: str | os.PathLike | None = None, size: int = 224,
                       num_val: int | None = None, num_train_subjects: int | None = None, split_seed: int = 0,
                       axis: int = 2, aspect: str = "pad", orientation: str = "voxel",
-                      intensity: dict | None = None) -> SliceDataset:
+                      intensity: dict | None = None, axcodes: str | None = None) -> SliceDataset:
     """The ``split`` of the NIfTI folder ``root`` (default ``$LOMIX_DATA/nifti``); see the module docstring.
 
     ``num_train_subjects`` keeps that many training cases (chosen by ``split_seed``) for
     low-data runs; val and test stay whole. To score a model trained on other data, read the
     folder as that data were read: ``orientation="radiological"`` shows RAS scans as ``brain_aal``
     stores its slices, and ``intensity={"kind": "max"}`` scales them as it does (``evaluate``
-    names any difference).
+    names any difference). ``axcodes`` (e.g. ``"RAS"``) is the voxel orientation every case is
+    brought to before slicing; by default the most common among the training cases (the test
+    cases in a test-only folder), so ``axis`` counts in it.
     """
     if axis not in (0, 1, 2, -1):
         raise ValueError(f"axis must be 0, 1 or 2 (the NIfTI voxel axis to slice along), got {axis}")
@@ -432,7 +469,8 @@ def load_nifti_folder(split: str, augment: bool = False, root: str | os.PathLike
     if split == "train":
         names = pick_subjects(names, num_train_subjects, split_seed)
         _announce(kind, len(names), axis % 3)
-    steps = preprocessing(spec, size, axis % 3, aspect, orientation, intensity)
+    reference = list(_pair_cases(folder, "Tr", spec)[0].values()) or list(cases.values())
+    steps = preprocessing(spec, size, axis % 3, aspect, orientation, intensity, *reference_grid(reference, axcodes))
     # A generator, so only one case's raw volumes are in memory at a time.
     subjects = ((name, *_slices(cases[name], spec, steps, folder)) for name in names)
     if kind == "slabs":

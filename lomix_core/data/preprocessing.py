@@ -154,6 +154,10 @@ class Preprocessing:
 
     ``intensity`` has one spec per input channel (:func:`scale_intensity`). ``eight_bit``: the
     dataset keeps images as uint8 (0..255) after resizing, as 8-bit sources are stored.
+    ``axcodes``: the voxel orientation (nibabel axis codes, e.g. ``"RAS"``) every scan was brought
+    to before slicing, so ``predict`` brings a new scan there too; None where the loader reads
+    arrays as stored. ``spacing``: the training data's in-plane voxel size (mm, row and column of
+    a slice), so ``predict`` can say when a scan's differs; None where unknown.
     """
 
     size: int | tuple[int, int]
@@ -163,6 +167,8 @@ class Preprocessing:
     orientation: str = "voxel"
     aspect: str = "pad"
     eight_bit: bool = False
+    axcodes: str | None = None
+    spacing: tuple[float, float] | None = None
 
     def __post_init__(self):
         if self.aspect not in ASPECTS:
@@ -187,8 +193,9 @@ class Preprocessing:
     @classmethod
     def from_dict(cls, values: dict) -> "Preprocessing":
         values = dict(values)
-        if isinstance(values.get("size"), list):
-            values["size"] = tuple(values["size"])
+        for field in ("size", "spacing"):
+            if isinstance(values.get(field), list):
+                values[field] = tuple(values[field])
         return cls(**values)
 
     # -- a volume in the file's voxel order <-> slices first, in the dataset's orientation
