@@ -387,7 +387,11 @@ def test_the_official_protocol_trains_one_scan_on_every_slice_it_labels(tmp_path
 
     root = make_folder(tmp_path / "one", train={"scan": (40, 48, 16)}, test={})
     for num_val, slices in ((None, 16 - 3), (0, 16)):  # the validation slab joins training; the gap stays out
-        config = lx.TrainConfig(dataset="nifti", protocol="official", data_kwargs={"root": str(root), "size": 32,
-                                                                                   "num_val": num_val})
+        config = lx.TrainConfig(dataset="nifti", protocol="official", augment="intensity",
+                                data_kwargs={"root": str(root), "size": 32, "num_val": num_val})
         train_set, val_set = training_data(config)
         assert val_set is None and len(train_set) == slices
+        assert isinstance(train_set.transform, lx.data.OfficialRotFlip)  # no intensity augmentation: the official has none
+    kit = training_data(lx.TrainConfig(dataset="nifti", augment="intensity", data_kwargs={"root": str(root), "size": 32}))
+    image, label = kit[0][0]
+    assert type(kit[0].transform).__name__ == "Compose" and 0 <= image.min() and image.max() <= 1

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 ASPECTS = ("pad", "stretch")
 ORIENTATIONS = ("voxel", "radiological")
-INTENSITY_KINDS = ("ct_window", "percentile", "max", "divide", "unit")
+INTENSITY_KINDS = ("ct_window", "percentile", "zscore", "max", "divide", "unit")
 NATIVE_METHODS = ("logits", "nearest")
 
 
@@ -41,6 +41,10 @@ def scale_intensity(volume: np.ndarray, spec: dict) -> np.ndarray:
     * ``{"kind": "ct_window", "window": [low, high]}``: clip to a fixed HU window (same for every scan);
     * ``{"kind": "percentile", "percentiles": [0.5, 99.5]}``: clip to the volume's own percentiles,
       since MRI has no fixed scale and a few hot voxels would squash the rest;
+    * ``{"kind": "zscore", "clip": 3}``: subtract the volume's mean, divide by its standard
+      deviation, clip to ±``clip`` and map that to [0, 1] (nnU-Net's normalisation for MRI), with
+      mean and deviation taken over the voxels between its 0.5th and 99.5th percentiles, so that
+      a few hot voxels do not set them; a rescaled or offset scan gives the same result;
     * ``{"kind": "max"}``: divide by the volume's maximum;
     * ``{"kind": "divide", "by": 255}``: a fixed divisor (8-bit photos);
     * ``{"kind": "unit"}``: already in [0, 1] (the phantom).
@@ -51,6 +55,10 @@ def scale_intensity(volume: np.ndarray, spec: dict) -> np.ndarray:
         low, high = spec["window"]
     elif kind == "percentile":
         low, high = np.percentile(volume, spec["percentiles"])
+    elif kind == "zscore":
+        bulk = np.clip(volume, *np.percentile(volume, [0.5, 99.5]))
+        mean, std, clip = float(bulk.mean()), float(bulk.std()), float(spec.get("clip", 3))
+        low, high = mean - clip * std, mean + clip * std
     elif kind == "max":
         low, high = 0.0, max(float(volume.max()), 1.0)
     elif kind == "divide":
@@ -61,7 +69,8 @@ def scale_intensity(volume: np.ndarray, spec: dict) -> np.ndarray:
         raise ValueError(f"unknown intensity kind {kind!r}; expected one of {INTENSITY_KINDS}")
     if high <= low:  # a constant volume carries no contrast to scale
         return np.zeros(volume.shape, np.float32)
-    return ((np.clip(volume, low, high) - low) / (high - low)).astype(np.float32)
+    # The last clip: float rounding may put the top a hair above 1.
+    return np.clip((np.clip(volume, low, high) - low) / (high - low), 0, 1).astype(np.float32)
 
 
 # ---------------------------------------------------------------- the model's grid and back
