@@ -32,7 +32,7 @@ from .data.images import IMAGE_SUFFIXES, open_image
 from .data.geometry import Geometry, Reorientation
 from .data.nifti_folder import convert_hint, group_channels, nifti_stem
 from .data.preprocessing import Preprocessing
-from .data.volumes import one_line, read_nifti_affine
+from .data.volumes import one_line, read_nifti
 from .evaluation import predict_native
 from .records import atomic_write, save_json
 
@@ -108,9 +108,7 @@ def predict(model: nn.Module | TrainedModel, volume: np.ndarray, preprocessing: 
         raise ValueError(f"the scan holds {int((~np.isfinite(volume)).sum())} NaN or inf values; expected finite "
                          f"intensities")
     turn = _reorientation(preprocessing, volume, affine, name)
-    channels_last = np.moveaxis(volume, 0, -1) if volume.ndim == 4 else volume
-    volume = turn.apply(channels_last)
-    volume = np.moveaxis(volume, -1, 0) if volume.ndim == 4 else volume
+    volume = np.stack([turn.apply(channel) for channel in volume]) if volume.ndim == 4 else turn.apply(volume)
     stack, shape = preprocessing.model_input(volume)
     labels = predict_native(model, stack, shape, preprocessing.aspect, batch_size=batch_size, tta=tta)
     return turn.undo(preprocessing.unslice(labels.numpy()))
@@ -119,8 +117,8 @@ def predict(model: nn.Module | TrainedModel, volume: np.ndarray, preprocessing: 
 def _reorientation(preprocessing: Preprocessing, volume: np.ndarray, affine: np.ndarray | None,
                    name: str) -> Reorientation:
     """How to bring the scan to the training data's voxel orientation, with a note for each change."""
-    if affine is None or preprocessing.axcodes is None or volume.shape[-1] == 1:  # 2-D images have no orientation
-        return Reorientation("RAS", "RAS")
+    if affine is None or preprocessing.axcodes is None:  # taken as stored (2-D images have no affine)
+        return Reorientation("RAS", "RAS")  # the identity
     grid = Geometry.of(volume.shape[-3:], affine)
     turn = Reorientation(grid.orientation, preprocessing.axcodes)
     if not turn.identity:
@@ -178,7 +176,7 @@ def _read_scan(files: list[Path]):
     A 4-D file of one frame is squeezed."""
     import nibabel as nib
 
-    volumes = [read_nifti_affine(path)[0].astype(np.float32, copy=False) for path in files]
+    volumes = [read_nifti(path)[0].astype(np.float32, copy=False) for path in files]
     volumes = [v.reshape(v.shape[:3]) if v.ndim > 3 and all(n == 1 for n in v.shape[3:]) else v for v in volumes]
     for path, volume in zip(files, volumes):
         if volume.ndim != 3:

@@ -36,9 +36,10 @@ What the loader does with it:
   scans the same way.
 - **Slicing.** Each 3-D volume is cut into 2-D slices along ``axis`` of the array in that
   orientation (default the last axis: axial slices for RAS-like scans; ``orientation="radiological"``
-  flips and transposes each slice as ``brain_aal`` shows its). Every slice is kept, with or without foreground, as TransUNet does. Slices are
-  padded to a square and resized to ``size`` × ``size`` in-plane, keep the case name as subject
-  id, so evaluation can stack them back into the volume, and are scored at the file's own grid.
+  flips and transposes each slice as ``brain_aal`` shows its). Every slice is kept, with or
+  without foreground, as TransUNet does. Slices are padded to a square and resized to ``size`` ×
+  ``size`` in-plane, keep the case name as subject id, so evaluation can stack them back into the
+  volume, and are scored at the file's own grid.
 - **Test-only folders.** A folder with only ``imagesTs/`` and ``labelsTs/`` is enough to score a
   trained model on new scans (``python -m lomix_core evaluate CHECKPOINT --dataset nifti``).
 - **Intensities** go to [0, 1]. CT (any case): clipped to ``ct_window`` (Hounsfield units, default
