@@ -34,8 +34,8 @@ class Geometry:
         columns = affine[:3, :3]
         spacing = np.linalg.norm(columns, axis=0)
         direction = (columns / np.where(spacing > 0, spacing, 1)).T
-        return cls(tuple(int(n) for n in shape), tuple(_tidy(spacing)), tuple(_tidy(affine[:3, 3])),
-                   tuple(tuple(_tidy(row)) for row in direction))
+        return cls(tuple(int(n) for n in shape), tuple(float(v) for v in spacing),
+                   tuple(float(v) for v in affine[:3, 3]), tuple(tuple(float(v) for v in row) for row in direction))
 
     @property
     def orientation(self) -> str:
@@ -51,9 +51,11 @@ class Geometry:
         return affine
 
 
-def _tidy(values) -> list[float]:
-    """Rounded for messages: float32 affines carry noise in the 7th digit."""
-    return [round(float(v), 4) + 0.0 for v in values]  # + 0.0 turns -0.0 into 0.0
+def _shown(values) -> tuple:
+    """``values`` (numbers, or rows of them) rounded for a message: float32 affines carry noise in the 7th digit."""
+    if values and isinstance(values[0], tuple):
+        return tuple(_shown(row) for row in values)
+    return tuple(round(float(v), 4) + 0.0 for v in values)  # + 0.0 turns -0.0 into 0.0
 
 
 def grid_faults(image: Geometry, label: Geometry, image_name: str, label_name: str) -> list[str]:
@@ -62,15 +64,15 @@ def grid_faults(image: Geometry, label: Geometry, image_name: str, label_name: s
     if image.shape != label.shape:
         return [f"{image_name} has shape {image.shape} but its label {label_name} has shape {label.shape}"]
     if not np.allclose(image.spacing, label.spacing, rtol=TOLERANCE, atol=0):
-        faults.append(f"{image_name} has spacing {image.spacing} mm but its label {label_name} has "
-                      f"{label.spacing} mm (resample the label onto the image's grid)")
+        faults.append(f"{image_name} has spacing {_shown(image.spacing)} mm but its label {label_name} has "
+                      f"{_shown(label.spacing)} mm (resample the label onto the image's grid)")
     if not np.allclose(image.direction, label.direction, rtol=0, atol=TOLERANCE):
-        faults.append(f"{image_name} has direction {image.direction} ({image.orientation}) but its label "
-                      f"{label_name} has {label.direction} ({label.orientation}): the label's voxels are "
+        faults.append(f"{image_name} has direction {_shown(image.direction)} ({image.orientation}) but its label "
+                      f"{label_name} has {_shown(label.direction)} ({label.orientation}): the label's voxels are "
                       f"mirrored or rotated against the image's (resample the label onto the image's grid)")
     if not np.allclose(image.origin, label.origin, rtol=0, atol=TOLERANCE * min(image.spacing)):
-        faults.append(f"{image_name} has origin {image.origin} mm but its label {label_name} has "
-                      f"{label.origin} mm (the label is shifted; resample it onto the image's grid)")
+        faults.append(f"{image_name} has origin {_shown(image.origin)} mm but its label {label_name} has "
+                      f"{_shown(label.origin)} mm (the label is shifted; resample it onto the image's grid)")
     return faults
 
 
