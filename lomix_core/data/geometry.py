@@ -107,15 +107,18 @@ class Reorientation:
 
     def apply(self, volume: np.ndarray) -> np.ndarray:
         """``volume [X, Y, Z, ...]`` in ``source`` order → in ``target`` order (trailing axes kept)."""
-        import nibabel as nib
-
-        return volume if self.identity else np.ascontiguousarray(nib.orientations.apply_orientation(volume, self._ornt(True)))
+        return self._turn(volume, forward=True)
 
     def undo(self, volume: np.ndarray) -> np.ndarray:
         """The inverse of :meth:`apply`: back to the stored voxel order."""
+        return self._turn(volume, forward=False)
+
+    def _turn(self, volume: np.ndarray, forward: bool) -> np.ndarray:
         import nibabel as nib
 
-        return volume if self.identity else np.ascontiguousarray(nib.orientations.apply_orientation(volume, self._ornt(False)))
+        if self.identity:
+            return volume
+        return np.ascontiguousarray(nib.orientations.apply_orientation(volume, self._ornt(forward)))
 
     def spacing(self, spacing) -> tuple[float, float, float]:
         """Voxel sizes of the stored axes, in the order of the reoriented ones."""

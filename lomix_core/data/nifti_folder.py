@@ -366,7 +366,8 @@ def inspect_folder(root: str | os.PathLike) -> tuple[list[str], list[str]]:
     """
     root = Path(root)
     if not root.is_dir():
-        return [f"{root} is not a folder: expected dataset.json, imagesTr/ and labelsTr/, or imagesTs/ and labelsTs/, or both"], []
+        return [f"{root} is not a folder: expected dataset.json, imagesTr/ and labelsTr/, or imagesTs/ and "
+                f"labelsTs/, or both"], []
     spec, problems = _read_spec(root)
     notes: list[str] = []
     for part in ("Tr", "Ts"):
