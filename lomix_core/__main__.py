@@ -22,7 +22,8 @@ def _train(args) -> int:
     metrics = run.record["metrics"]
     selected = (f"best epoch {metrics['best_epoch']}, val Dice {metrics['val_dice']:.4f}" if metrics["val_dice"] is not None
                 else f"last epoch {metrics['best_epoch']} (no validation split)")
-    print(f"{config.name}: {selected}, test Dice {metrics['test_dice']:.4f} -> {run.run_dir}")
+    tested = f"test Dice {metrics['test_dice']:.4f}" if metrics["test_dice"] is not None else "no test split"
+    print(f"{config.name}: {selected}, {tested} -> {run.run_dir}")
     return 0
 
 
@@ -44,6 +45,8 @@ def _evaluate(args) -> int:
     name = args.dataset or config["dataset"]
     # Another dataset is read at the model's input size unless told otherwise.
     base = config["data_kwargs"] if args.dataset is None else {"size": trained.preprocessing.size}
+    if name == "nifti" and trained.preprocessing.axcodes:  # new scans go to the training data's voxel orientation
+        base = {**base, "axcodes": trained.preprocessing.axcodes}
     dataset = data.load(name, split=args.split, **{**base, **args.data_kwargs})
     if dataset.class_names != trained_classes:
         raise ValueError(f"{args.checkpoint} was trained on {len(trained_classes)} classes {list(trained_classes)}, "
@@ -95,10 +98,10 @@ def _reproduce(args) -> int:
 
 
 def _check(args) -> int:
-    from .data.nifti_folder import check_folder, folder_summary
+    from .data.nifti_folder import folder_summary, inspect_folder
 
-    problems = check_folder(args.path)
-    print("\n".join(problems) if problems else folder_summary(args.path))
+    problems, notes = inspect_folder(args.path)
+    print("\n".join(notes + (problems or [folder_summary(args.path)])))
     return 1 if problems else 0
 
 

@@ -35,6 +35,12 @@ def setting(default: Any = dataclasses.MISSING, *, default_factory: Callable[[],
     return field(default=default, metadata=metadata)
 
 
+def switch_or_name(text: str) -> bool | str:
+    """A command-line value that is either a switch (true/false, yes/no, on/off, 1/0) or a name."""
+    switches = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+    return switches.get(text.lower(), text)
+
+
 @dataclass(frozen=True)
 class Protocol:
     """The choices a protocol makes, read in one place by training and inference.
@@ -48,7 +54,9 @@ class Protocol:
     # Train on the training and validation subjects together (Synapse: all 18 TransUNet training
     # cases) and keep the last epoch, since nothing is left to select on.
     joins_validation: bool
-    augment: bool | str  # what augment=True means: the kit's augmentation, or "official" rotations and flips
+    # None: the config's augment as it is (True: the kit's rotations and flips; "intensity": those and an
+    # intensity jitter); "official": the official rotations and flips whenever augment is on.
+    augment: str | None
     official_network: bool  # EMCAD models get ReLU6 in MSCB, the official init and grey-to-RGB stem
     wf_sharing: str  # "subset": one wf module per subset; "size": one per subset size, as the official code
     # Drop an epoch's last partial batch (the kit: every step averages a full batch); the official
@@ -61,7 +69,7 @@ class Protocol:
 
 
 PROTOCOLS = {
-    "kit": Protocol("kit", joins_validation=False, augment=True, official_network=False, wf_sharing="subset",
+    "kit": Protocol("kit", joins_validation=False, augment=None, official_network=False, wf_sharing="subset",
                     drop_last_batch=True, scoring="logits"),
     "official": Protocol("official", joins_validation=True, augment="official", official_network=True,
                          wf_sharing="size", drop_last_batch=False, scoring="zoom"),
@@ -92,7 +100,10 @@ class TrainConfig:
     seed: int = setting(0, help="seed of the network's initialisation, the data order and augmentation", cli={})
     device: str = setting("auto", help="auto | cpu | cuda | cuda:N", cli={})
     amp: bool = setting(False, eval_cost=True, help="mixed precision on CUDA", cli={})
-    augment: bool = setting(True, help="augment the training images (the protocol says how)", cli={})
+    augment: bool | str = setting(
+        True, cli=dict(type=switch_or_name, metavar="{true,false,intensity}"),
+        help="augment the training images: true (rotations and flips; under the official protocol the official "
+             "ones), intensity (rotations, flips and a gamma, contrast, scale and shift jitter), false")
     model_kwargs: dict[str, Any] = setting(default_factory=dict, eval_cost=True,
                                            help='JSON for the network, e.g. \'{"width": 8}\'', cli={})
     data_kwargs: dict[str, Any] = setting(default_factory=dict, help='JSON for the dataset, e.g. \'{"size": 64}\'',

@@ -29,7 +29,8 @@ from torch import nn
 
 from . import models
 from .data.images import IMAGE_SUFFIXES, open_image
-from .data.nifti_folder import group_channels, nifti_stem
+from .data.geometry import Geometry, Reorientation
+from .data.nifti_folder import convert_hint, group_channels, nifti_stem
 from .data.preprocessing import Preprocessing
 from .data.volumes import one_line, read_nifti
 from .evaluation import predict_native
@@ -76,13 +77,24 @@ def load_checkpoint(path: str | Path, device: str = "auto") -> TrainedModel:
     return TrainedModel(model.to(resolve_device(device)).eval(), preprocessing, config, path, digest)
 
 
+# A scan's in-plane voxels this much larger or smaller than the training data's earn a note.
+SPACING_NOTE_RATIO = 1.2
+
+
 def predict(model: nn.Module | TrainedModel, volume: np.ndarray, preprocessing: Preprocessing | None = None,
-            tta: bool = False, batch_size: int = 16) -> np.ndarray:
+            tta: bool = False, batch_size: int = 16, affine: np.ndarray | None = None,
+            name: str = "the scan") -> np.ndarray:
     """Class index per voxel (uint8) of a raw scan, on the scan's own grid.
 
     ``volume`` is as stored in the file: ``[X, Y, Z]``, or ``[C, X, Y, Z]`` for several channels;
     a 2-D image is ``[C, H, W, 1]``. ``preprocessing`` is the training data's (a
     :class:`TrainedModel` brings its own). ``tta`` averages the image with its two flips.
+
+    With the file's ``affine``, a scan stored in another voxel orientation than the training data
+    (``preprocessing.axcodes``) is turned to theirs (flips and a transpose, nothing resampled),
+    predicted there and turned back, and a note naming ``name`` is printed; so is one when its
+    in-plane spacing differs from the training data's by more than 20%. Without an affine the
+    array is taken to be in the training orientation.
     """
     if isinstance(model, TrainedModel):
         model, preprocessing = model.model, preprocessing or model.preprocessing
@@ -95,9 +107,32 @@ def predict(model: nn.Module | TrainedModel, volume: np.ndarray, preprocessing: 
     if not np.isfinite(volume).all():
         raise ValueError(f"the scan holds {int((~np.isfinite(volume)).sum())} NaN or inf values; expected finite "
                          f"intensities")
+    turn = _reorientation(preprocessing, volume, affine, name)
+    volume = np.stack([turn.apply(channel) for channel in volume]) if volume.ndim == 4 else turn.apply(volume)
     stack, shape = preprocessing.model_input(volume)
     labels = predict_native(model, stack, shape, preprocessing.aspect, batch_size=batch_size, tta=tta)
-    return preprocessing.unslice(labels.numpy())
+    return turn.undo(preprocessing.unslice(labels.numpy()))
+
+
+def _reorientation(preprocessing: Preprocessing, volume: np.ndarray, affine: np.ndarray | None,
+                   name: str) -> Reorientation:
+    """How to bring the scan to the training data's voxel orientation, with a note for each change."""
+    if affine is None or preprocessing.axcodes is None:  # taken as stored (2-D images have no affine)
+        return Reorientation("RAS", "RAS")  # the identity
+    grid = Geometry.of(volume.shape[-3:], affine)
+    turn = Reorientation(grid.orientation, preprocessing.axcodes)
+    if not turn.identity:
+        print(f"predict: {name}: note: stored {turn.source}, reoriented to {turn.target} as the training data "
+              f"were; the label map is written back in {turn.source} on the scan's own grid")
+    if preprocessing.spacing is not None:
+        spacing = preprocessing.slice_spacing(turn.spacing(grid.spacing))[1:]
+        ratios = np.asarray(spacing) / np.asarray(preprocessing.spacing)
+        if (ratios > SPACING_NOTE_RATIO).any() or (ratios < 1 / SPACING_NOTE_RATIO).any():
+            print(f"predict: {name}: note: in-plane spacing {spacing[0]:g}×{spacing[1]:g} mm, the training data's "
+                  f"{preprocessing.spacing[0]:g}×{preprocessing.spacing[1]:g} mm; not resampled, since each slice "
+                  f"is padded to a square and resized to the model's size: what the model sees is the field of view "
+                  f"(docs/data.md)")
+    return turn
 
 
 # ---------------------------------------------------------------- files
@@ -115,7 +150,8 @@ def find_cases(source: str | Path, in_channels: int) -> tuple[str, dict[str, lis
     nifti = [p for p in files if p.name.endswith((".nii", ".nii.gz"))]
     images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
     if not nifti and not images:
-        raise FileNotFoundError(f"no .nii/.nii.gz files or images ({', '.join(IMAGE_SUFFIXES)}) in {source}")
+        hint = next((convert_hint(p) for p in files if convert_hint(p)), "")
+        raise FileNotFoundError(f"no .nii/.nii.gz files or images ({', '.join(IMAGE_SUFFIXES)}) in {source}{hint}")
     if nifti and images:
         raise ValueError(f"{source} mixes NIfTI files and 2-D images; expected one kind")
     if images:
@@ -136,10 +172,12 @@ def find_cases(source: str | Path, in_channels: int) -> tuple[str, dict[str, lis
 
 
 def _read_scan(files: list[Path]):
-    """The channels of one NIfTI case as ``[C, X, Y, Z]``, and the first file's header (for its geometry)."""
+    """The channels of one NIfTI case as ``[C, X, Y, Z]``, and the first file's header (for its geometry).
+    A 4-D file of one frame is squeezed."""
     import nibabel as nib
 
     volumes = [read_nifti(path)[0].astype(np.float32, copy=False) for path in files]
+    volumes = [v.reshape(v.shape[:3]) if v.ndim > 3 and all(n == 1 for n in v.shape[3:]) else v for v in volumes]
     for path, volume in zip(files, volumes):
         if volume.ndim != 3:
             raise ValueError(f"{path}: {volume.ndim}-D array of shape {volume.shape}, expected a 3-D volume")
@@ -204,7 +242,7 @@ def predict_files(checkpoint: str | Path | TrainedModel, source: str | Path, out
             _save_png(labels[..., 0], target)
         else:
             volume, like = _read_scan(files)
-            _save_nifti(predict(trained, volume, tta=tta), like, target)
+            _save_nifti(predict(trained, volume, tta=tta, affine=like.affine, name=case), like, target)
         save_json({**sidecar_base, "source": [str(f) for f in files], "label_map": target.name}, sidecar)
         written.append(target)
     return written

@@ -53,7 +53,7 @@ class Run:
     loss_fn: LoMixLoss
     history: pd.DataFrame  # one row per step: loss and every map weight
     epochs: pd.DataFrame  # one row per epoch: train loss, validation Dice, time
-    test: pd.DataFrame  # tidy test results of the selected model
+    test: pd.DataFrame | None  # tidy test results of the selected model; None without a test split
     record: dict[str, Any]
     run_dir: Path
 
@@ -251,14 +251,15 @@ def train(config: TrainConfig, resume: bool = False) -> Run:
     seed_everything(config.seed)
     device = resolve_device(config.device)
     train_set, val_set = training_data(config)
-    test_set = data.load(config.dataset, split="test", **config.data_kwargs)
+    test_set = _split_or_none(config, "test")
     model, loss_fn = build_model_and_loss(config, train_set.in_channels, train_set.num_classes, device)
 
     run_dir = Path(config.out_dir) / config.name
     history, epochs = fit(model, loss_fn, train_set, val_set, config, checkpoint_path=run_dir / "best.pt",
                           test_set=test_set if config.track_test else None, last_path=run_dir / "last.pt",
                           resume=resume)
-    test = evaluate(model, test_set, amp=config.amp, method=config.rules.scoring)  # autocast on CUDA only
+    # evaluate uses autocast on CUDA only; a folder without test cases reports validation only
+    test = evaluate(model, test_set, amp=config.amp, method=config.rules.scoring) if test_set is not None else None
 
     best = epochs.loc[epochs["best"]].iloc[-1]
     record = {
@@ -266,11 +267,7 @@ def train(config: TrainConfig, resume: bool = False) -> Run:
         "metrics": {
             "best_epoch": int(best["epoch"]), "val_dice": _number_or_none(float(best["val_dice"])),
             "selected_on": "validation Dice" if val_set is not None else "last epoch (no validation split)",
-            "test_dice": mean_dice(test),
-            "test_hd95": mean_hd95(test), "test_hd95_mm": _number_or_none(mean_hd95(test, unit="mm")),
-            "test_dice_per_class": per_class(test)["dice"].to_dict(),
-            "test_hd95_per_class": per_class(test)["hd95"].to_dict(),
-            "scored_at": test.attrs["resolution"],
+            **_test_metrics(test),
             "test_dice_if_selected_on_test": float(epochs["test_dice"].max()) if config.track_test else None,
             "train_time_s": float(epochs["elapsed_s"].iloc[-1]), "steps": len(history),
             "num_supervised_maps": loss_fn.num_supervised,
@@ -287,8 +284,27 @@ def train(config: TrainConfig, resume: bool = False) -> Run:
     save_json(record, run_dir / "record.json")
     save_csv(history, run_dir / "history.csv")
     save_csv(epochs, run_dir / "epochs.csv")
-    save_csv(test, run_dir / "test.csv")
+    if test is not None:
+        save_csv(test, run_dir / "test.csv")
     return Run(config, model, loss_fn, history, epochs, test, record, run_dir)
+
+
+def _test_metrics(test: pd.DataFrame | None) -> dict[str, Any]:
+    if test is None:
+        return dict.fromkeys(("test_dice", "test_hd95", "test_hd95_mm", "test_dice_per_class", "test_hd95_per_class",
+                              "scored_at"))
+    return {"test_dice": mean_dice(test), "test_hd95": mean_hd95(test),
+            "test_hd95_mm": _number_or_none(mean_hd95(test, unit="mm")),
+            "test_dice_per_class": per_class(test)["dice"].to_dict(),
+            "test_hd95_per_class": per_class(test)["hd95"].to_dict(), "scored_at": test.attrs["resolution"]}
+
+
+def _split_or_none(config: TrainConfig, split: str) -> data.SliceDataset | None:
+    """The ``split``, or None where the dataset has none by design (``data.SplitNotPresent``)."""
+    try:
+        return data.load(config.dataset, split=split, **config.data_kwargs)
+    except data.SplitNotPresent:
+        return None
 
 
 def _number_or_none(value: float) -> float | None:
@@ -303,12 +319,13 @@ def training_data(config: TrainConfig) -> tuple[data.SliceDataset, data.SliceDat
     together (Synapse: all 18 training cases), with the official augmentation. A low-data run
     (``num_train_subjects``) draws its subjects from the training split alone either way.
     """
-    augment = config.rules.augment if config.augment else False
+    rules = config.rules
+    augment = (config.augment if rules.augment is None else rules.augment) if config.augment else False
     train_set = data.load(config.dataset, split="train", augment=augment, **config.data_kwargs)
-    val_set = data.load(config.dataset, split="val", **config.data_kwargs)
-    if not config.rules.joins_validation:
+    val_set = _split_or_none(config, "val")
+    if not rules.joins_validation:
         return train_set, val_set
-    if config.data_kwargs.get("num_train_subjects") is None:
+    if config.data_kwargs.get("num_train_subjects") is None and val_set is not None:
         train_set = train_set.joined(val_set)
     return train_set, None
 

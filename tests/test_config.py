@@ -39,12 +39,14 @@ def test_the_cli_has_every_option_with_the_configs_defaults():
 
 
 def test_cli_options_parse_to_the_fields_types():
-    args = parser().parse_args(["train", "--steps-per-epoch", "7", "--lr", "0.002", "--no-augment", "--track-test",
+    args = parser().parse_args(["train", "--steps-per-epoch", "7", "--lr", "0.002", "--augment", "false", "--track-test",
                                 "--operators", "add", "wf", "--weighting", "equal", "--data-kwargs", '{"size": 32}',
                                 "--protocol", "official", "--amp"])
     assert (args.steps_per_epoch, args.lr, args.augment, args.track_test) == (7, 0.002, False, True)
     assert (args.operators, args.weighting, args.data_kwargs, args.protocol, args.amp) == (
         ["add", "wf"], "equal", {"size": 32}, "official", True)
+    assert parser().parse_args(["train", "--augment", "intensity"]).augment == "intensity"
+    assert parser().parse_args(["train", "--augment", "yes"]).augment is True
 
 
 def test_protocols_are_read_from_one_table():

@@ -145,7 +145,7 @@ def test_check_folder_reports_every_problem_at_once(tmp_path, folder):
         f"(unexpected values: [7])",
         f"cannot read NIfTI file {root}/imagesTr/case_d_0000.nii.gz",
         f"{root}/imagesTr/case_e_0000.nii.gz: image holds 11520 NaN or inf values",
-        f"{root}/labelsTr/case_e.nii.gz: label holds non-integer values",
+        f"{root}/labelsTr/case_e.nii.gz: label holds 11520 non-integer values, e.g. 0.5 at voxel (0, 0, 0);",
         f"{root}/imagesTs/notes.txt is not a .nii or .nii.gz file",
         f"{root}/imagesTs/case_t1_0000.nii.gz: 2-D array of shape (40, 48), expected a 3-D volume",
         f"{root}/labelsTs/case_t2.nii.gz: 4-D array of shape (36, 48, 4, 2), expected a 3-D volume",
@@ -193,7 +193,7 @@ def test_missing_or_empty_folder(tmp_path, monkeypatch):
                                    f"{empty}/labelsTr is empty: expected .nii.gz files"]
     make_folder(tmp_path / "nifti", train={"a": (16, 16, 2), "b": (16, 16, 3)}, test={})
     monkeypatch.setenv("LOMIX_DATA", str(tmp_path))  # root=None means $LOMIX_DATA/nifti
-    assert lx.data.load("nifti", split="val", size=16).subjects[0] in {"a", "b"}
+    assert lx.data.load("nifti", split="val", size=16, num_val=1).subjects[0] in {"a", "b"}
 
 
 def test_check_command(folder, tmp_path):
@@ -249,3 +249,149 @@ def test_a_non_square_volume_keeps_its_grid_and_spacing(tmp_path):
     native = sagittal.native_grid("wide")
     assert native.shape == (56, 5) and native.spacing == pytest.approx((0.8, 0.9, 2.5))
     np.testing.assert_array_equal(native.labels.numpy(), label)
+
+
+# ---------------------------------------------------------------- geometry: the label must lie on its image's grid
+
+SCAN_AFFINE = np.diag([0.78, 0.78, 6.5, 1.0])  # brain MR as the issue found it: 0.78 × 0.78 × 6.5 mm
+
+
+def save_affine(path, array, affine):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(np.asarray(array), affine), str(path))
+
+
+def one_case_folder(root, image_affine=SCAN_AFFINE, label_affine=SCAN_AFFINE, image=None, label=None):
+    root = make_folder(root, train={}, test={})
+    default_image, default_label = phantom((40, 48, 6), 0)
+    save_affine(root / "imagesTr" / "scan_0000.nii.gz", default_image if image is None else image, image_affine)
+    save_affine(root / "labelsTr" / "scan.nii.gz", default_label if label is None else label, label_affine)
+    return root, root / "imagesTr" / "scan_0000.nii.gz", root / "labelsTr" / "scan.nii.gz"
+
+
+def run_check(path):
+    return subprocess.run([sys.executable, "-m", "lomix_core", "check", str(path)], capture_output=True, text=True)
+
+
+def test_check_refuses_a_mirrored_label_grid(tmp_path):
+    mirror = np.diag([-1.0, 1, 1, 1])
+    mirror[0, 3] = 39  # voxel x becomes 39 - x: the same shape, the anatomy flipped left-right
+    root, image, label = one_case_folder(tmp_path / "mirrored", label_affine=SCAN_AFFINE @ mirror)
+    result = run_check(root)
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"{image} has direction ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)) (RAS) but its label {label} has "
+        f"((-1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)) (LAS): the label's voxels are mirrored or rotated "
+        f"against the image's (resample the label onto the image's grid)",
+        f"{image} has origin (0.0, 0.0, 0.0) mm but its label {label} has (30.42, 0.0, 0.0) mm (the label is "
+        f"shifted; resample it onto the image's grid)"]
+
+
+def test_check_refuses_a_spacing_or_origin_mismatch_naming_both_values(tmp_path):
+    root, image, label = one_case_folder(tmp_path / "spacing", label_affine=np.eye(4))
+    result = run_check(root)
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"{image} has spacing (0.78, 0.78, 6.5) mm but its label {label} has (1.0, 1.0, 1.0) mm (resample the "
+        f"label onto the image's grid)"]
+
+    shifted = SCAN_AFFINE.copy()
+    shifted[:3, 3] = [0, 5, 0]
+    root, image, label = one_case_folder(tmp_path / "origin", label_affine=shifted)
+    assert check_folder(root) == [f"{image} has origin (0.0, 0.0, 0.0) mm but its label {label} has (0.0, 5.0, 0.0) "
+                                  f"mm (the label is shifted; resample it onto the image's grid)"]
+    within = SCAN_AFFINE.copy()
+    within[:3, 3] = [0, 1e-4, 0]  # float32 noise in a copied affine is no fault
+    assert check_folder(one_case_folder(tmp_path / "noise", label_affine=within)[0]) == []
+
+
+def test_a_4d_singleton_image_and_a_near_integer_float_label_pass_with_a_note_and_load(tmp_path):
+    image, label = phantom((40, 48, 6), 0)
+    noisy = label.astype(np.float32) + np.random.default_rng(0).uniform(-2e-4, 2e-4, label.shape).astype(np.float32)
+    root, image_path, label_path = one_case_folder(tmp_path / "fixable", image=image[..., None], label=noisy)
+    result = run_check(root)
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.splitlines() == [
+        f"{image_path}: note: 4-D array of shape (40, 48, 6, 1) squeezed to (40, 48, 6)",
+        f"{label_path}: note: float label values lie within 0.0002 of integers; rounded to class indices",
+        "ok: 1 training cases, 0 test cases, 3 classes (background, liver, spleen)"]
+    train = lx.data.load("nifti", split="train", root=root, size=48, num_val=0)
+    assert train.images.shape == (6, 1, 48, 48)
+    np.testing.assert_array_equal(train.labels[:, 4:44, :].numpy(), np.transpose(label, (2, 0, 1)))
+
+
+def test_check_lists_every_fault_of_a_folder_with_values_and_hints(tmp_path):
+    root = make_folder(tmp_path / "many", train={"a": (40, 48, 6), "b": (40, 48, 6), "c": (40, 48, 6),
+                                                  "d": (40, 48, 6)}, test={})
+    image, label = phantom((40, 48, 6), 0)
+    save_affine(root / "labelsTr" / "a.nii.gz", label, np.diag([1.0, 1, 2, 1]))  # spacing
+    save_affine(root / "labelsTr" / "b.nii.gz", label.astype(np.float32) * 0.5, np.eye(4))  # probabilities
+    save_affine(root / "imagesTr" / "c_0000.nii.gz", np.stack([image, image], -1), np.eye(4))  # two channels
+    (root / "imagesTr" / "d_0000.nrrd").write_bytes(b"NRRD0004")  # another format
+    problems = check_folder(root)
+    assert problems[0] == (f"{root}/imagesTr/d_0000.nrrd is not a .nii or .nii.gz file; convert it to NIfTI, e.g. with "
+                           f"SimpleITK: sitk.WriteImage(sitk.ReadImage('d_0000.nrrd'), 'd_0000.nii.gz'), which keeps "
+                           f"its spacing, origin and direction")
+    assert problems[1] == (f"{root}/imagesTr/a_0000.nii.gz has spacing (1.0, 1.0, 1.0) mm but its label "
+                           f"{root}/labelsTr/a.nii.gz has (1.0, 1.0, 2.0) mm (resample the label onto the image's grid)")
+    assert problems[2].startswith(f"{root}/labelsTr/b.nii.gz: label holds 1500 non-integer values, e.g. 0.5 at voxel "
+                                  f"(5, 5, 1); expected class indices in [0, 3)")
+    assert problems[3] == (f"{root}/imagesTr/c_0000.nii.gz: 4-D array of shape (40, 48, 6, 2), expected a 3-D volume "
+                           f"(put each channel in its own file: _0000, _0001, ...)")
+    assert len(problems) == 4
+    assert run_check(root).returncode == 1
+
+
+# ---------------------------------------------------------------- one or two labelled scans
+
+def test_one_case_validates_on_a_slab_of_its_own_slices_behind_a_gap(tmp_path, capsys):
+    root = make_folder(tmp_path / "one", train={"scan": (40, 48, 16)}, test={})
+    label = phantom((40, 48, 16), 0)[1]  # liver in slices 1-15, spleen in 0-14: the top slab has 1 class, the bottom 1
+    train = lx.data.load("nifti", split="train", root=root, size=48)
+    assert capsys.readouterr().out == (
+        "nifti: 1 training case(s), too few to hold whole cases out: validation is one eighth of each case's slices "
+        "along axis 2, 3 slices from its training slices (num_val=N holds out N whole cases)\n")
+    val = lx.data.load("nifti", split="val", root=root, size=48)
+    assert set(train.subjects) == {"scan"} and set(val.subjects) == {"scan_val"}
+    assert len(val) == 2 and len(train) == 16 - 2 - 3  # 16 / 8 validate, a 3-slice gap, 11 train
+    stack = np.transpose(label, (2, 0, 1))
+    np.testing.assert_array_equal(val.native_grid("scan_val").labels.numpy(), stack[14:])
+    np.testing.assert_array_equal(train.labels[:, 4:44].numpy(), stack[:11])
+
+    label[..., 12:] = 0  # nothing at the top: the slab moves to the bottom, where there are organs
+    save(root / "labelsTr" / "scan.nii.gz", label)
+    val = lx.data.load("nifti", split="val", root=root, size=48)
+    np.testing.assert_array_equal(val.native_grid("scan_val").labels.numpy(), np.transpose(label, (2, 0, 1))[:2])
+    assert len(lx.data.load("nifti", split="train", root=root, size=48)) == 11
+
+
+def test_num_val_0_trains_on_every_slice_and_has_no_val_split(tmp_path, capsys):
+    root = make_folder(tmp_path / "one", train={"scan": (40, 48, 6)}, test={})
+    assert len(lx.data.load("nifti", split="train", root=root, size=32, num_val=0)) == 6
+    assert capsys.readouterr().out == "nifti: num_val=0: no validation split, so training keeps its last epoch\n"
+    with pytest.raises(lx.data.SplitNotPresent, match="num_val=0 holds out no validation cases"):
+        lx.data.load("nifti", split="val", root=root, size=32, num_val=0)
+    with pytest.raises(lx.data.SplitNotPresent, match="has no imagesTs/ and labelsTs/"):
+        lx.data.load("nifti", split="test", root=root, size=32)
+    with pytest.raises(ValueError, match=r"case 'scan' has 4 slices; holding out a validation slab needs at least 5"
+                                         r".*set num_val=0"):
+        lx.data.load("nifti", split="val", root=make_folder(tmp_path / "thin", train={"scan": (40, 48, 4)}, test={}),
+                     size=32)
+    with pytest.raises(ValueError, match="num_val=1 must leave at least one of the 1 training cases.*leave num_val "
+                                         "unset to validate on a slab"):
+        lx.data.load("nifti", split="train", root=root, size=32, num_val=1)
+
+
+def test_the_official_protocol_trains_one_scan_on_every_slice_it_labels(tmp_path):
+    from lomix_core.training import training_data
+
+    root = make_folder(tmp_path / "one", train={"scan": (40, 48, 16)}, test={})
+    for num_val, slices in ((None, 16 - 3), (0, 16)):  # the validation slab joins training; the gap stays out
+        config = lx.TrainConfig(dataset="nifti", protocol="official", augment="intensity",
+                                data_kwargs={"root": str(root), "size": 32, "num_val": num_val})
+        train_set, val_set = training_data(config)
+        assert val_set is None and len(train_set) == slices
+        assert isinstance(train_set.transform, lx.data.OfficialRotFlip)  # no intensity augmentation: the official has none
+    kit = training_data(lx.TrainConfig(dataset="nifti", augment="intensity", data_kwargs={"root": str(root), "size": 32}))
+    image, label = kit[0][0]
+    assert type(kit[0].transform).__name__ == "Compose" and 0 <= image.min() and image.max() <= 1

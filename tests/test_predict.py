@@ -226,3 +226,103 @@ def test_last_pt_loads_too(trained):
     assert last.preprocessing == best.preprocessing and last.digest != best.digest
     volume = np.asarray(nib.load(str(test_root / "imagesTs" / "new_a_0000.nii.gz")).dataobj)
     assert lx.predict(last, volume).shape == volume.shape
+
+
+def test_one_labelled_scan_trains_from_the_cli_and_predicts_and_scores_another(tmp_path, capsys):
+    """The paper's lowest-data regime as a user meets it: one labelled scan, no test split."""
+    one = write_folder(tmp_path / "one_scan", {"only": (40, 40, 16)}, "Tr")
+    other = write_folder(tmp_path / "other", {"new": (40, 40, 8)}, "Ts")
+    tiny = ["--dataset", "nifti", "--model", "unet_small", "--model-kwargs", '{"width": 4}', "--supervision",
+            "deep_supervision", "--epochs", "2", "--max-steps-per-epoch", "2", "--batch-size", "4",
+            "--out-dir", str(tmp_path / "runs")]
+    assert main(["train", "--data-kwargs", json.dumps({"root": str(one), "size": 32}), "--run-name", "slab",
+                 *tiny]) == 0
+    printed = capsys.readouterr().out
+    assert "1 training case(s), too few to hold whole cases out" in printed
+    assert "slab: best epoch" in printed and "val Dice" in printed and "no test split" in printed
+    record = json.loads((tmp_path / "runs" / "slab" / "record.json").read_text())
+    assert record["metrics"]["selected_on"] == "validation Dice" and record["metrics"]["test_dice"] is None
+
+    assert main(["train", "--data-kwargs", json.dumps({"root": str(one), "size": 32, "num_val": 0}),
+                 "--run-name", "all", *tiny]) == 0
+    printed = capsys.readouterr().out
+    assert "num_val=0: no validation split" in printed and "last epoch 2 (no validation split)" in printed
+
+    checkpoint = tmp_path / "runs" / "slab" / "best.pt"
+    assert main(["evaluate", str(checkpoint), "--dataset", "nifti", "--data-kwargs",
+                 json.dumps({"root": str(other)})]) == 0
+    assert "mean Dice (nifti, test, native resolution)" in capsys.readouterr().out
+    assert main(["predict", str(checkpoint), str(other / "imagesTs"), str(tmp_path / "labels"), "--quiet"]) == 0
+    written = nib.load(str(tmp_path / "labels" / "new.nii.gz"))
+    assert written.shape == (40, 40, 8) and np.asarray(written.dataobj).max() <= 2
+
+
+def reoriented(image, codes):
+    """``image`` (a nibabel image) stored in the voxel orientation ``codes``: the same scan, other array and affine."""
+    from nibabel.orientations import aff2axcodes, axcodes2ornt, ornt_transform
+
+    return image.as_reoriented(ornt_transform(axcodes2ornt(aff2axcodes(image.affine)), axcodes2ornt(tuple(codes))))
+
+
+@pytest.fixture(scope="module")
+def segmenting(trained, tmp_path_factory):
+    """A model that finds the organs (75 steps: about 90% of voxels right), since the toy model's 9 steps
+    paint one class everywhere, which looks the same in every orientation."""
+    train_root = trained[0].parents[2] / "train_scans"
+    out = tmp_path_factory.mktemp("segmenting")
+    assert main(["train", "--dataset", "nifti", "--data-kwargs", json.dumps({"root": str(train_root), "size": 32}),
+                 "--model", "unet_small", "--model-kwargs", '{"width": 8}', "--supervision", "deep_supervision",
+                 "--epochs", "15", "--max-steps-per-epoch", "5", "--batch-size", "8", "--lr", "1e-2",
+                 "--out-dir", str(out), "--run-name", "seg"]) == 0
+    return out / "seg" / "best.pt"
+
+
+def test_a_scan_in_any_voxel_orientation_gets_the_same_labels_written_in_its_own_grid(trained, segmenting,
+                                                                                       tmp_path, capsys):
+    _, test_root = trained
+    model = lx.load_checkpoint(segmenting, device="cpu")
+    assert model.preprocessing.axcodes == "ALS"  # the training scans' (the fixture's rotated affine)
+    assert model.preprocessing.spacing == pytest.approx((SPACING[0], SPACING[1]))
+    original = nib.load(str(test_root / "imagesTs" / "new_a_0000.nii.gz"))
+    orientations = ("ALS", "RAS", "LPS", "PLS", "SRA")  # SRA: the slice axis first
+    folder = tmp_path / "orientations"
+    folder.mkdir()
+    for codes in orientations:
+        nib.save(reoriented(original, codes), str(folder / f"as_{codes}_0000.nii.gz"))
+    lx.inference.predict_files(model, folder, tmp_path / "labels", progress=False)
+    printed = capsys.readouterr().out
+    reference = None
+    for codes in orientations:
+        written = nib.load(str(tmp_path / "labels" / f"as_{codes}.nii.gz"))
+        stored = nib.load(str(folder / f"as_{codes}_0000.nii.gz"))
+        assert written.shape == stored.shape and np.allclose(written.affine, stored.affine)  # the input's own grid
+        labels = np.asarray(reoriented(written, "ALS").dataobj)
+        reference = labels if reference is None else reference
+        assert (labels == reference).mean() >= 0.99, codes
+        note = f"predict: as_{codes}: note: stored {codes}, reoriented to ALS as the training data were"
+        assert (note in printed) == (codes != "ALS")
+    truth = np.asarray(nib.load(str(test_root / "labelsTs" / "new_a.nii.gz")).dataobj)
+    assert (reference == truth).mean() > 0.8  # a model that segments, not one class everywhere
+
+    # Without the affine the array is taken as stored in the training orientation: the scan stored LPS comes
+    # back wrong, which is what every orientation did before the checkpoint recorded one.
+    lps = nib.load(str(folder / "as_LPS_0000.nii.gz"))
+    blind = np.asarray(reoriented(nib.Nifti1Image(lx.predict(model, np.asarray(lps.dataobj)), lps.affine), "ALS").dataobj)
+    assert (blind == reference).mean() < 0.99
+
+
+def test_evaluate_scores_a_folder_stored_in_another_orientation_as_the_original(trained, tmp_path, capsys):
+    checkpoint, test_root = trained
+    lps = tmp_path / "lps"
+    for part in ("imagesTs", "labelsTs"):
+        (lps / part).mkdir(parents=True)
+        for path in (test_root / part).iterdir():
+            nib.save(reoriented(nib.load(str(path)), "LPS"), str(lps / part / path.name))
+    (lps / "dataset.json").write_text((test_root / "dataset.json").read_text())
+    scores = {}
+    for name, root in (("original", test_root), ("lps", lps)):
+        assert main(["evaluate", str(checkpoint), "--dataset", "nifti", "--data-kwargs", json.dumps({"root": str(root)}),
+                     "--save", str(tmp_path / f"{name}.csv")]) == 0
+        scores[name] = pd.read_csv(tmp_path / f"{name}.csv")
+    assert "stored LPS, reoriented to ALS as every case is" in capsys.readouterr().out
+    pd.testing.assert_series_equal(scores["original"]["dice"], scores["lps"]["dice"])

@@ -227,8 +227,8 @@ def test_a_constant_volume_scales_to_zeros():
 
 
 def test_unknown_intensity_kind_is_one_line():
-    one_line_error(ValueError, lambda: scale_intensity(np.zeros(3), {"kind": "zscore"}),
-                   "unknown intensity kind 'zscore'; expected one of")
+    one_line_error(ValueError, lambda: scale_intensity(np.zeros(3), {"kind": "z_score"}),
+                   "unknown intensity kind 'z_score'; expected one of")
 
 
 # ---------------------------------------------------------------- the recipe
@@ -288,3 +288,40 @@ def test_brain_aal_native_grid_is_the_plane_without_padding():
         assert stored.sum(dtype=np.int64) == cropped.sum(dtype=np.int64)  # the padding held no label
         np.testing.assert_array_equal(native.labels.numpy(), cropped)
     assert dataset.resolution == "native" and dataset.preprocessing.orientation == "radiological"
+
+
+def test_zscore_and_percentile_scaling_ignore_a_scan_s_scale_offset_and_hot_voxel_where_max_does_not():
+    """A scanner that writes every intensity ×3 + 100, with one hot voxel, must give the model the same image."""
+    rng = np.random.default_rng(0)
+    volume = rng.gamma(2.0, 50.0, (24, 20, 6)).astype(np.float32)
+    other = volume * 3 + 100
+    other[0, 0, 0] = other.max() * 20  # one hot voxel
+    for spec in ({"kind": "zscore", "clip": 3}, {"kind": "percentile", "percentiles": [0.5, 99.5]}):
+        a, b = scale_intensity(volume, spec), scale_intensity(other, spec)
+        assert a.min() >= 0 and a.max() <= 1 and a.std() > 0.1
+        assert np.abs(a - b)[1:].max() < 0.02, spec  # the hot voxel's own row aside
+    by_max = scale_intensity(volume, {"kind": "max"}), scale_intensity(other, {"kind": "max"})
+    assert np.abs(by_max[0] - by_max[1]).mean() > 0.1  # what happened to brain_aal's heads saved as NIfTI
+    zscore = Preprocessing(size=8, class_names=("a", "b"), intensity=({"kind": "zscore", "clip": 3},))
+    assert Preprocessing.from_dict(json.loads(json.dumps(zscore.to_dict()))) == zscore  # recorded in checkpoints
+
+
+def test_intensity_augmentation_changes_brightness_and_contrast_but_never_the_label_or_range():
+    from lomix_core.data.augment import IntensityJitter, make_transform
+
+    torch.manual_seed(0)
+    image = torch.linspace(0, 1, 32 * 32).reshape(1, 32, 32)
+    label = (image[0] > 0.5).long()
+    jitter = IntensityJitter(p=1.0)
+    changed = [jitter(image.clone(), label.clone()) for _ in range(20)]
+    for out, out_label in changed:
+        assert torch.equal(out_label, label) and out.min() >= 0 and out.max() <= 1
+    assert min((out - image).abs().mean().item() for out, _ in changed) > 1e-3  # every draw moved the image
+    torch.manual_seed(1)
+    first = make_transform("intensity")(image.clone(), label.clone())
+    torch.manual_seed(1)
+    again = make_transform("intensity")(image.clone(), label.clone())
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])  # seeded runs repeat
+    assert IntensityJitter(p=0.0)(image, label)[0].equal(image)
+    with pytest.raises(ValueError, match="unknown augment 'bright'"):
+        make_transform("bright")

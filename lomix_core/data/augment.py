@@ -1,7 +1,9 @@
-"""Geometric augmentation applied identically to an image and its label.
+"""Augmentation: geometry applied identically to an image and its label, and intensity to the image.
 
-Two recipes, picked by :func:`make_transform` from a loader's ``augment`` argument:
-``"kit"`` (or True) is :class:`RandomRotFlip`, ``"official"`` is :class:`OfficialRotFlip`.
+Three recipes, picked by :func:`make_transform` from a loader's ``augment`` argument:
+``"kit"`` (or True) is :class:`RandomRotFlip`, ``"official"`` is :class:`OfficialRotFlip`, and
+``"intensity"`` is :class:`RandomRotFlip` then :class:`IntensityJitter`, for models that must read
+scans from other scanners. The official protocol never gets the intensity one: its code has none.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-AUGMENTS = (False, True, "kit", "official")
+AUGMENTS = (False, True, "kit", "official", "intensity")
 
 
 class RandomRotFlip:
@@ -93,9 +95,59 @@ class OfficialRotFlip:
         return self.apply(image, label, self.draw())
 
 
+class IntensityJitter:
+    """A random change of brightness and contrast, as another scanner or protocol would give.
+
+    Each, with probability ``p``: a gamma in [0.7, 1.5] (on the image's own range, so the darkest
+    and brightest voxels stay put), a contrast factor in [0.75, 1.25] about the image's mean, a
+    scale in [0.75, 1.25] and a shift in [-0.1, 0.1] (images are in [0, 1]); the result is
+    clipped to [0, 1], the range every loader gives. The ranges are nnU-Net's (gamma, contrast,
+    multiplicative brightness) plus a shift for an offset window. The label is untouched.
+    """
+
+    def __init__(self, p: float = 0.3, gamma=(0.7, 1.5), contrast=(0.75, 1.25), scale=(0.75, 1.25),
+                 shift=(-0.1, 0.1)):
+        self.p, self.gamma, self.contrast, self.scale, self.shift = p, gamma, contrast, scale, shift
+
+    def _draw(self, bounds) -> float | None:
+        if torch.rand(()) >= self.p:
+            return None
+        low, high = bounds
+        return float(low + (high - low) * torch.rand(()))
+
+    def __call__(self, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        gamma = self._draw(self.gamma)
+        if gamma is not None:
+            low, high = image.min(), image.max()
+            if high > low:
+                image = low + (high - low) * ((image - low) / (high - low)) ** gamma
+        contrast = self._draw(self.contrast)
+        if contrast is not None:
+            mean = image.mean()
+            image = (image - mean) * contrast + mean
+        scale = self._draw(self.scale)
+        if scale is not None:
+            image = image * scale
+        shift = self._draw(self.shift)
+        if shift is not None:
+            image = image + shift
+        return image.clamp(0, 1), label
+
+
+class Compose:
+    def __init__(self, *transforms):
+        self.transforms = transforms
+
+    def __call__(self, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        for transform in self.transforms:
+            image, label = transform(image, label)
+        return image, label
+
+
 def make_transform(augment: bool | str | None):
     """The training transform a loader's ``augment`` asks for: None for False/None,
-    :class:`RandomRotFlip` for True or ``"kit"``, :class:`OfficialRotFlip` for ``"official"``."""
+    :class:`RandomRotFlip` for True or ``"kit"``, :class:`OfficialRotFlip` for ``"official"``,
+    :class:`RandomRotFlip` then :class:`IntensityJitter` for ``"intensity"``."""
     if isinstance(augment, (bool, np.bool_)) or augment is None:
         augment = "kit" if augment else None
     if augment is None:
@@ -104,4 +156,6 @@ def make_transform(augment: bool | str | None):
         return RandomRotFlip()
     if augment == "official":
         return OfficialRotFlip()
+    if augment == "intensity":
+        return Compose(RandomRotFlip(), IntensityJitter())
     raise ValueError(f"unknown augment {augment!r}; expected one of {AUGMENTS} (True means 'kit')")

@@ -24,13 +24,22 @@ What the loader does with it:
 
 - **Splits.** train and val are the ``imagesTr`` cases, split by whole case: after sorting by
   name, a permutation seeded by ``split_seed`` sends ``num_val`` cases (default 20%, at least 1)
-  to val and the rest to train. test is ``imagesTs``/``labelsTs``.
-- **Slicing.** Each 3-D volume is cut into 2-D slices along ``axis`` of the array in the file's
-  voxel order (default the last axis: axial slices for RAS-like scans; nothing is reoriented
-  unless ``orientation="radiological"``, which flips and transposes each slice as ``brain_aal``
-  shows its). Every slice is kept, with or without foreground, as TransUNet does. Slices are
-  padded to a square and resized to ``size`` × ``size`` in-plane, keep the case name as subject
-  id, so evaluation can stack them back into the volume, and are scored at the file's own grid.
+  to val and the rest to train. With fewer than 3 cases and ``num_val`` unset, every case trains
+  and gives one eighth of its slices at one end to val instead, ``GAP`` = 3 slices away from its
+  training slices (as ``abdomen_ct`` holds out a slab of its one training scan), so one labelled
+  scan is enough. ``num_val=0`` holds out nothing: there is no val split and training keeps its
+  last epoch. Either is said in one line when the train split loads. test is
+  ``imagesTs``/``labelsTs``; a folder without them trains and reports validation only.
+- **Orientation.** Every case is first brought to one voxel orientation (``axcodes``, default
+  the most common among the training cases), by flips and a transpose of its voxel axes, nothing
+  resampled, with a note for each case turned; checkpoints record it, so ``predict`` turns new
+  scans the same way.
+- **Slicing.** Each 3-D volume is cut into 2-D slices along ``axis`` of the array in that
+  orientation (default the last axis: axial slices for RAS-like scans; ``orientation="radiological"``
+  flips and transposes each slice as ``brain_aal`` shows its). Every slice is kept, with or
+  without foreground, as TransUNet does. Slices are padded to a square and resized to ``size`` ×
+  ``size`` in-plane, keep the case name as subject id, so evaluation can stack them back into the
+  volume, and are scored at the file's own grid.
 - **Test-only folders.** A folder with only ``imagesTs/`` and ``labelsTs/`` is enough to score a
   trained model on new scans (``python -m lomix_core evaluate CHECKPOINT --dataset nifti``).
 - **Intensities** go to [0, 1]. CT (any case): clipped to ``ct_window`` (Hounsfield units, default
@@ -43,9 +52,11 @@ at once (:func:`check_folder`); the loader stops at the first one.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -54,13 +65,22 @@ import numpy as np
 
 from .registry import register
 from .slices import SliceDataset
+from .geometry import Geometry, Reorientation, grid_faults, orientation_of
 from .preprocessing import Preprocessing, scale_intensity
-from .volumes import check_finite, check_labels, pick_subjects, prepared_dir, read_nifti, stack_subjects
+from .volumes import (SplitNotPresent, check_finite, check_labels, pick_subjects, prepared_dir, read_nifti_affine,
+                      round_label, stack_subjects)
 
 HOW_TO_GET = ("lay out image/label pairs as `help(lomix_core.data.nifti_folder)` shows, then check them with "
               "`python -m lomix_core check <folder>`")
 DEFAULT_CT_WINDOW = (-125.0, 275.0)
+# With fewer training cases than this, whole-case validation would leave one case or none to train
+# on, so each case gives its last (or first) eighth of slices to validation behind a gap instead.
+MIN_CASES_FOR_CASE_VALIDATION = 3
+VAL_SLAB_FRACTION = 1 / 8
+GAP = 3  # slices used by neither side, so validation slices are not near-copies of training ones
 CHANNEL_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
+# Other volume formats that SimpleITK (or nibabel, for .mgz) converts to NIfTI in one line.
+CONVERTIBLE = (".nrrd", ".nhdr", ".mha", ".mhd", ".mgz", ".dcm")
 
 
 @dataclass(frozen=True)
@@ -157,7 +177,7 @@ def _nifti_files(folder: Path) -> tuple[dict[str, Path], list[str]]:
             continue
         stem = nifti_stem(path.name)
         if stem is None or not path.is_file():
-            problems.append(f"{path} is not a .nii or .nii.gz file")
+            problems.append(f"{path} is not a .nii or .nii.gz file{convert_hint(path)}")
         elif stem in files:
             problems.append(f"{path} and {files[stem]} are the same case")
         else:
@@ -165,6 +185,15 @@ def _nifti_files(folder: Path) -> tuple[dict[str, Path], list[str]]:
     if not files and not problems:
         problems.append(f"{folder} is empty: expected .nii.gz files")
     return files, problems
+
+
+def convert_hint(path: Path) -> str:
+    """How to turn ``path`` into NIfTI, when it is a volume format the kit does not read."""
+    if not path.name.lower().endswith(CONVERTIBLE):
+        return ""
+    stem = path.name.split(".")[0]
+    return (f"; convert it to NIfTI, e.g. with SimpleITK: sitk.WriteImage(sitk.ReadImage('{path.name}'), "
+            f"'{stem}.nii.gz'), which keeps its spacing, origin and direction")
 
 
 def _has_part(root: Path, part: str) -> bool:
@@ -220,36 +249,75 @@ def _pair_cases(root: Path, part: str, spec: FolderSpec | None) -> tuple[dict[st
     return cases, problems
 
 
-def _read_volume(path: Path) -> np.ndarray:
-    array, _ = read_nifti(path)
+def _read_volume(path: Path, notes: list[str]) -> tuple[np.ndarray, Geometry]:
+    """A 3-D volume and its grid; trailing axes of size 1 (a 4-D file of one frame) are squeezed with a note."""
+    array, affine = read_nifti_affine(path)
+    if array.ndim > 3 and all(n == 1 for n in array.shape[3:]):
+        notes.append(f"{path}: note: {array.ndim}-D array of shape {array.shape} squeezed to {array.shape[:3]}")
+        array = array.reshape(array.shape[:3])
     if array.ndim != 3:
-        raise ValueError(f"{path}: {array.ndim}-D array of shape {array.shape}, expected a 3-D volume "
-                         f"(put each channel in its own file: _0000, _0001, ...)")
-    return array
+        hint = (" (put each channel in its own file: _0000, _0001, ...)" if array.ndim > 3 else
+                " (one slice: save it with a third axis of size 1)" if array.ndim == 2 else "")
+        raise ValueError(f"{path}: {array.ndim}-D array of shape {array.shape}, expected a 3-D volume{hint}")
+    return array, Geometry.of(array.shape, affine)
 
 
-def _read_case(case: Case, spec: FolderSpec | None) -> tuple[list[np.ndarray], np.ndarray | None, list[str]]:
-    """The case's channel volumes and label volume as stored, and every problem found in them."""
+@dataclass
+class ReadCase:
+    """One case's volumes as stored, with every problem found in them and every fix made (notes)."""
+    channels: list[np.ndarray]
+    label: np.ndarray | None
+    geometry: Geometry | None  # the label's
+    problems: list[str]
+    notes: list[str]
+
+
+def _read_case(case: Case, spec: FolderSpec | None) -> ReadCase:
     problems: list[str] = []
-    channels = [_collect(problems, _read_volume, path) for path in case.images]
-    label = _collect(problems, _read_volume, case.label)
+    notes: list[str] = []
+    channels = [_collect(problems, _read_volume, path, notes) for path in case.images]
+    label = _collect(problems, _read_volume, case.label, notes)
     if problems:
-        return [], None, problems
-    for path, image in zip(case.images, channels):
-        if image.shape != label.shape:
-            problems.append(f"{path} has shape {image.shape} but its label {case.label} has shape {label.shape}")
+        return ReadCase([], None, None, problems, notes)
+    label, label_grid = label
+    for path, (image, image_grid) in zip(case.images, channels):
+        problems += grid_faults(image_grid, label_grid, str(path), str(case.label))
         _collect(problems, check_finite, image, str(path))
+    label, note = round_label(label, str(case.label))
+    notes += [note] if note else []
     if spec is not None:
         _collect(problems, check_labels, label, len(spec.class_names), str(case.label))
-    return channels, label, problems
+    return ReadCase([image for image, _ in channels], label, label_grid, problems, notes)
 
 
 def _stop_at(problem: str, root: Path):
     raise ValueError(f"{problem} (run `python -m lomix_core check {root}` to list every problem)")
 
 
+def reference_grid(cases: list[Case], axcodes: str | None = None) -> tuple[str | None, tuple[float, ...] | None]:
+    """The voxel orientation every case is brought to (``axcodes``, else the most common among
+    ``cases``, the first in sorted order on a tie) and the cases' median voxel spacing in it, from
+    the headers alone; ``(None, None)`` without a readable header."""
+    import nibabel as nib
+
+    affines = []
+    for case in cases:
+        try:
+            affines.append(nib.load(str(case.label)).affine)
+        except Exception:  # an unreadable file stops the loader with its own line when it is read
+            continue
+    if not affines:
+        return axcodes, None
+    if axcodes is None:
+        counts = Counter(orientation_of(affine) for affine in affines)
+        axcodes = min(counts, key=lambda codes: (-counts[codes], codes))
+    spacings = [Reorientation(orientation_of(a), axcodes).spacing(Geometry.of((1, 1, 1), a).spacing) for a in affines]
+    return axcodes, tuple(float(v) for v in np.median(spacings, axis=0))
+
+
 def preprocessing(spec: FolderSpec, size: int | tuple[int, int], axis: int, aspect: str = "pad",
-                  orientation: str = "voxel", intensity: dict | None = None) -> Preprocessing:
+                  orientation: str = "voxel", intensity: dict | None = None, axcodes: str | None = None,
+                  spacing: tuple[float, ...] | None = None) -> Preprocessing:
     """Intensities to [0, 1] per channel: CT (any case) clipped to the folder's HU window, the same
     for every scan; any other modality clipped per volume to its 0.5th and 99.5th percentiles.
     ``intensity`` (a :func:`~.preprocessing.scale_intensity` spec) overrides both for every channel."""
@@ -258,40 +326,58 @@ def preprocessing(spec: FolderSpec, size: int | tuple[int, int], axis: int, aspe
     else:
         intensity = tuple({"kind": "ct_window", "window": list(spec.ct_window)} if modality.upper() == "CT"
                           else {"kind": "percentile", "percentiles": [0.5, 99.5]} for modality in spec.modalities)
-    return Preprocessing(size=size, class_names=spec.class_names, intensity=intensity, axis=axis, aspect=aspect,
-                         orientation=orientation)
+    steps = Preprocessing(size=size, class_names=spec.class_names, intensity=intensity, axis=axis, aspect=aspect,
+                          orientation=orientation, axcodes=axcodes)
+    if spacing is None:
+        return steps
+    return dataclasses.replace(steps, spacing=steps.slice_spacing(spacing)[1:])
 
 
 def _slices(case: Case, spec: FolderSpec, steps: Preprocessing,
             root: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
     """Image ``[D, C, H, W]`` in [0, 1], label ``[D, H, W]`` and spacing, slicing as ``steps`` says."""
-    channels, label, problems = _read_case(case, spec)
-    if problems:
-        _stop_at(problems[0], root)
-    image = np.stack([scale_intensity(volume, intensity) for volume, intensity in zip(channels, steps.intensity)])
-    import nibabel as nib
-
-    zooms = nib.load(str(case.label)).header.get_zooms()  # the header only: the data were read above
-    return steps.slices(image), steps.slices(label.astype(np.uint8)), steps.slice_spacing(zooms)
+    read = _read_case(case, spec)
+    if read.problems:
+        _stop_at(read.problems[0], root)
+    turn = Reorientation(read.geometry.orientation, steps.axcodes or read.geometry.orientation)
+    if not turn.identity:
+        read.notes.append(f"{case.label}: note: stored {turn.source}, "
+                          f"reoriented to {turn.target} as every case is")
+    for note in read.notes:
+        print(f"nifti: {note}")
+    image = np.stack([scale_intensity(turn.apply(volume), intensity)
+                      for volume, intensity in zip(read.channels, steps.intensity)])
+    return (steps.slices(image), steps.slices(turn.apply(read.label).astype(np.uint8)),
+            steps.slice_spacing(turn.spacing(read.geometry.spacing)))
 
 
 # ---------------------------------------------------------------- public API
 
 def check_folder(root: str | os.PathLike) -> list[str]:
-    """Every problem in the dataset folder ``root``, one line each; empty when it is ready to load.
+    """Every problem in the dataset folder ``root``, one line each; empty when it is ready to load."""
+    return inspect_folder(root)[0]
+
+
+def inspect_folder(root: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """Every problem in the dataset folder ``root`` and every note on what the loader will fix
+    (a squeezed 4-D file, a rounded float label), one line each.
 
     Reads every file once, so it takes about as long as loading the data.
     """
     root = Path(root)
     if not root.is_dir():
-        return [f"{root} is not a folder: expected dataset.json, imagesTr/ and labelsTr/, or imagesTs/ and labelsTs/, or both"]
+        return [f"{root} is not a folder: expected dataset.json, imagesTr/ and labelsTr/, or imagesTs/ and "
+                f"labelsTs/, or both"], []
     spec, problems = _read_spec(root)
+    notes: list[str] = []
     for part in ("Tr", "Ts"):
         cases, pairing_problems = _pair_cases(root, part, spec)
         problems += pairing_problems
         for case in cases.values():
-            problems += _read_case(case, spec)[2]
-    return problems
+            read = _read_case(case, spec)
+            problems += read.problems
+            notes += read.notes
+    return problems, notes
 
 
 def folder_summary(root: str | os.PathLike) -> str:
@@ -307,24 +393,60 @@ def split_train_val(cases: list[str], num_val: int | None, split_seed: int) -> d
     """Whole cases to train and val: ``num_val`` (default 20%, at least 1) by a seeded permutation."""
     num_val = max(1, round(0.2 * len(cases))) if num_val is None else num_val
     if not 0 <= num_val < len(cases):
-        raise ValueError(f"num_val={num_val} must leave at least one of the {len(cases)} training cases to train on")
+        raise ValueError(f"num_val={num_val} must leave at least one of the {len(cases)} training cases to train on "
+                         f"(leave num_val unset to validate on a slab of each case, or set 0 for no validation)")
     val = set(np.random.default_rng(split_seed).permutation(len(cases))[:num_val].tolist())
     return {"train": [c for i, c in enumerate(cases) if i not in val],
             "val": [c for i, c in enumerate(cases) if i in val]}
+
+
+def validation_kind(num_cases: int, num_val: int | None) -> str:
+    """How the training cases give up a validation set: ``"cases"`` (whole cases), ``"slabs"``
+    (a slab of every case, when they are too few and ``num_val`` is unset) or ``"none"`` (``num_val=0``)."""
+    if num_val == 0:
+        return "none"
+    return "slabs" if num_val is None and num_cases < MIN_CASES_FOR_CASE_VALIDATION else "cases"
+
+
+def hold_out_slab(label: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Slice indices ``(train, val)`` of one case's label stack ``[D, H, W]``: val is the eighth of
+    the slices (at least 1) at the end whose slab holds more foreground classes (the far end on a
+    tie), :data:`GAP` slices separate it from train, and train is the rest."""
+    depth = len(label)
+    size = max(1, round(depth * VAL_SLAB_FRACTION))
+    if depth < size + GAP + 1:
+        raise ValueError(f"{where} has {depth} slices; holding out a validation slab needs at least {size + GAP + 1} "
+                         f"({size} to validate, a {GAP}-slice gap, 1 to train), or set num_val=0 for no validation")
+    def classes(rows): return len(set(np.unique(label[rows]).tolist()) - {0})
+    rows = np.arange(depth)
+    if classes(rows[-size:]) >= classes(rows[:size]):
+        return rows[:depth - size - GAP], rows[depth - size:]
+    return rows[size + GAP:], rows[:size]
+
+
+def _announce(kind: str, num_cases: int, axis: int) -> None:
+    if kind == "slabs":
+        print(f"nifti: {num_cases} training case(s), too few to hold whole cases out: validation is one eighth of "
+              f"each case's slices along axis {axis}, {GAP} slices from its training slices (num_val=N holds out "
+              f"N whole cases)")
+    elif kind == "none":
+        print("nifti: num_val=0: no validation split, so training keeps its last epoch")
 
 
 @register("nifti")
 def load_nifti_folder(split: str, augment: bool = False, root: str | os.PathLike | None = None, size: int = 224,
                       num_val: int | None = None, num_train_subjects: int | None = None, split_seed: int = 0,
                       axis: int = 2, aspect: str = "pad", orientation: str = "voxel",
-                      intensity: dict | None = None) -> SliceDataset:
+                      intensity: dict | None = None, axcodes: str | None = None) -> SliceDataset:
     """The ``split`` of the NIfTI folder ``root`` (default ``$LOMIX_DATA/nifti``); see the module docstring.
 
     ``num_train_subjects`` keeps that many training cases (chosen by ``split_seed``) for
     low-data runs; val and test stay whole. To score a model trained on other data, read the
     folder as that data were read: ``orientation="radiological"`` shows RAS scans as ``brain_aal``
     stores its slices, and ``intensity={"kind": "max"}`` scales them as it does (``evaluate``
-    names any difference).
+    names any difference). ``axcodes`` (e.g. ``"RAS"``) is the voxel orientation every case is
+    brought to before slicing; by default the most common among the training cases (the test
+    cases in a test-only folder), so ``axis`` counts in it.
     """
     if axis not in (0, 1, 2, -1):
         raise ValueError(f"axis must be 0, 1 or 2 (the NIfTI voxel axis to slice along), got {axis}")
@@ -336,16 +458,33 @@ def load_nifti_folder(split: str, augment: bool = False, root: str | os.PathLike
     if problems:
         _stop_at(problems[0], folder)
     if not cases:
-        needs = ("imagesTs/ and labelsTs/: the test split needs labelled test cases" if split == "test" else
-                 f"imagesTr/ and labelsTr/: it holds test cases only, which evaluation can score but the {split} "
-                 f"split needs training cases")
-        raise FileNotFoundError(f"{folder} has no {needs}")
+        if split == "test":
+            raise SplitNotPresent(f"{folder} has no imagesTs/ and labelsTs/: the test split needs labelled test cases")
+        raise FileNotFoundError(f"{folder} has no imagesTr/ and labelsTr/: it holds test cases only, which evaluation "
+                                f"can score but the {split} split needs training cases")
     names = sorted(cases)
-    if split != "test":
+    kind = "test" if split == "test" else validation_kind(len(names), num_val)
+    if kind == "none" and split == "val":
+        raise SplitNotPresent(f"{folder}: num_val=0 holds out no validation cases, so there is no val split")
+    if kind == "cases":
         names = split_train_val(names, num_val, split_seed)[split]
     if split == "train":
         names = pick_subjects(names, num_train_subjects, split_seed)
-    steps = preprocessing(spec, size, axis % 3, aspect, orientation, intensity)
+        _announce(kind, len(names), axis % 3)
+    reference = list(_pair_cases(folder, "Tr", spec)[0].values()) or list(cases.values())
+    steps = preprocessing(spec, size, axis % 3, aspect, orientation, intensity, *reference_grid(reference, axcodes))
     # A generator, so only one case's raw volumes are in memory at a time.
     subjects = ((name, *_slices(cases[name], spec, steps, folder)) for name in names)
+    if kind == "slabs":
+        subjects = _slab_subjects(subjects, split)
     return stack_subjects(subjects, steps, "nifti", split, augment)
+
+
+def _slab_subjects(subjects, split: str):
+    """Each case's training slices (subject: the case) or its validation slab (subject: ``<case>_val``)."""
+    for name, image, label, spacing in subjects:
+        train, val = hold_out_slab(label, f"case {name!r}")
+        if split == "train":
+            yield name, image[train], label[train], spacing
+        else:
+            yield f"{name}_val", image[val], label[val], spacing

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 ASPECTS = ("pad", "stretch")
 ORIENTATIONS = ("voxel", "radiological")
-INTENSITY_KINDS = ("ct_window", "percentile", "max", "divide", "unit")
+INTENSITY_KINDS = ("ct_window", "percentile", "zscore", "max", "divide", "unit")
 NATIVE_METHODS = ("logits", "nearest", "zoom")
 
 
@@ -42,6 +42,10 @@ def scale_intensity(volume: np.ndarray, spec: dict) -> np.ndarray:
     * ``{"kind": "ct_window", "window": [low, high]}``: clip to a fixed HU window (same for every scan);
     * ``{"kind": "percentile", "percentiles": [0.5, 99.5]}``: clip to the volume's own percentiles,
       since MRI has no fixed scale and a few hot voxels would squash the rest;
+    * ``{"kind": "zscore", "clip": 3}``: subtract the volume's mean, divide by its standard
+      deviation, clip to ±``clip`` and map that to [0, 1] (nnU-Net's normalisation for MRI), with
+      mean and deviation taken over the voxels between its 0.5th and 99.5th percentiles, so that
+      a few hot voxels do not set them; a rescaled or offset scan gives the same result;
     * ``{"kind": "max"}``: divide by the volume's maximum;
     * ``{"kind": "divide", "by": 255}``: a fixed divisor (8-bit photos);
     * ``{"kind": "unit"}``: already in [0, 1] (the phantom).
@@ -52,6 +56,10 @@ def scale_intensity(volume: np.ndarray, spec: dict) -> np.ndarray:
         low, high = spec["window"]
     elif kind == "percentile":
         low, high = np.percentile(volume, spec["percentiles"])
+    elif kind == "zscore":
+        bulk = np.clip(volume, *np.percentile(volume, [0.5, 99.5]))
+        mean, std, clip = float(bulk.mean()), float(bulk.std()), float(spec.get("clip", 3))
+        low, high = mean - clip * std, mean + clip * std
     elif kind == "max":
         low, high = 0.0, max(float(volume.max()), 1.0)
     elif kind == "divide":
@@ -62,7 +70,8 @@ def scale_intensity(volume: np.ndarray, spec: dict) -> np.ndarray:
         raise ValueError(f"unknown intensity kind {kind!r}; expected one of {INTENSITY_KINDS}")
     if high <= low:  # a constant volume carries no contrast to scale
         return np.zeros(volume.shape, np.float32)
-    return ((np.clip(volume, low, high) - low) / (high - low)).astype(np.float32)
+    # The last clip: float rounding may put the top a hair above 1.
+    return np.clip((np.clip(volume, low, high) - low) / (high - low), 0, 1).astype(np.float32)
 
 
 # ---------------------------------------------------------------- the model's grid and back
@@ -184,6 +193,10 @@ class Preprocessing:
 
     ``intensity`` has one spec per input channel (:func:`scale_intensity`). ``eight_bit``: the
     dataset keeps images as uint8 (0..255) after resizing, as 8-bit sources are stored.
+    ``axcodes``: the voxel orientation (nibabel axis codes, e.g. ``"RAS"``) every scan was brought
+    to before slicing, so ``predict`` brings a new scan there too; None where the loader reads
+    arrays as stored. ``spacing``: the training data's in-plane voxel size (mm, row and column of
+    a slice), so ``predict`` can say when a scan's differs; None where unknown.
     """
 
     size: int | tuple[int, int]
@@ -193,6 +206,8 @@ class Preprocessing:
     orientation: str = "voxel"
     aspect: str = "pad"
     eight_bit: bool = False
+    axcodes: str | None = None
+    spacing: tuple[float, float] | None = None
 
     def __post_init__(self):
         if self.aspect not in ASPECTS:
@@ -217,8 +232,9 @@ class Preprocessing:
     @classmethod
     def from_dict(cls, values: dict) -> "Preprocessing":
         values = dict(values)
-        if isinstance(values.get("size"), list):
-            values["size"] = tuple(values["size"])
+        for field in ("size", "spacing"):
+            if isinstance(values.get(field), list):
+                values[field] = tuple(values[field])
         return cls(**values)
 
     # -- a volume in the file's voxel order <-> slices first, in the dataset's orientation

@@ -20,6 +20,11 @@ from .slices import NativeGrid, SliceDataset
 DATA_ROOT_ENV = "LOMIX_DATA"
 
 
+class SplitNotPresent(FileNotFoundError):
+    """A split that a dataset has none of by design (a folder without test cases, ``num_val=0``):
+    training goes on without it, where any other missing data is an error."""
+
+
 CHECKOUT = Path(__file__).resolve().parents[2]  # the folder that holds lomix_core/
 
 
@@ -64,6 +69,17 @@ def read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, ...]]:
 
     A missing, truncated or non-NIfTI file raises one line naming the file.
     """
+    array, header = _load_nifti(path)
+    return array, tuple(float(s) for s in header.header.get_zooms()[:array.ndim])
+
+
+def read_nifti_affine(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """A NIfTI volume as an array in the file's voxel order, and its 4×4 voxel-to-mm affine."""
+    array, image = _load_nifti(path)
+    return array, np.asarray(image.affine, dtype=np.float64)
+
+
+def _load_nifti(path: str | os.PathLike):
     import nibabel as nib
 
     path = Path(path)
@@ -75,7 +91,24 @@ def read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, ...]]:
     except Exception as error:  # nibabel raises many types; the user needs the file name
         raise ValueError(f"cannot read NIfTI file {path}: {type(error).__name__}: {one_line(error)} "
                          f"(expected a valid .nii or .nii.gz)") from None
-    return array, tuple(float(s) for s in image.header.get_zooms()[:array.ndim])
+    return array, image
+
+
+# A float label this close to whole numbers was written by a tool that stored class indices as
+# floats (and maybe resampled them linearly by a hair); farther off, it holds probabilities or blends.
+LABEL_ROUNDING = 1e-3
+
+
+def round_label(label: np.ndarray, where: str) -> tuple[np.ndarray, str | None]:
+    """A float ``label`` within :data:`LABEL_ROUNDING` of integers, rounded, with a one-line note;
+    any other label as it is (:func:`check_labels` then names a non-integer value)."""
+    if not np.issubdtype(label.dtype, np.floating) or label.size == 0 or not np.isfinite(label).all():
+        return label, None
+    offset = float(np.abs(label - np.round(label)).max())
+    if offset == 0 or offset > LABEL_ROUNDING:
+        return label, None
+    return np.round(label), (f"{where}: note: float label values lie within {offset:.1g} of integers; "
+                             f"rounded to class indices")
 
 
 def check_labels(label: np.ndarray, num_classes: int, where: str) -> None:
@@ -83,7 +116,11 @@ def check_labels(label: np.ndarray, num_classes: int, where: str) -> None:
     if label.size == 0:
         raise ValueError(f"{where}: label is empty")
     if np.issubdtype(label.dtype, np.floating) and not np.array_equal(label, np.round(label)):
-        raise ValueError(f"{where}: label holds non-integer values; expected class indices in [0, {num_classes})")
+        wrong = label != np.round(label)  # NaN too
+        voxel = tuple(int(i) for i in np.argwhere(wrong)[0])
+        raise ValueError(f"{where}: label holds {int(wrong.sum())} non-integer values, e.g. {label[voxel]:g} at "
+                         f"voxel {voxel}; expected class indices in [0, {num_classes}) (a label resampled with "
+                         f"linear interpolation needs nearest neighbour instead)")
     low, high = label.min(), label.max()
     if low < 0 or high >= num_classes:
         unexpected = np.unique(label[(label < 0) | (label >= num_classes)])[:10].tolist()
