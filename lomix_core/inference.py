@@ -35,6 +35,7 @@ from .data.preprocessing import Preprocessing
 from .data.volumes import one_line, read_nifti
 from .evaluation import predict_native
 from .records import atomic_write, save_json
+from .training import checkpoint_config, model_kwargs
 
 
 @dataclass
@@ -67,11 +68,11 @@ def load_checkpoint(path: str | Path, device: str = "auto") -> TrainedModel:
         raise ValueError(f"checkpoint {path} records no preprocessing (it predates native-resolution scoring); "
                          f"train it again with this version of the kit")
     preprocessing = Preprocessing.from_dict(checkpoint["preprocessing"])
-    # The weights come from the checkpoint: never fetch ImageNet weights for the encoder again.
-    kwargs = {k: v for k, v in config["model_kwargs"].items() if k not in ("pretrained", "weights")}
-    if config.get("protocol") == "official":  # the official network's stem and decoder (training.model_kwargs)
-        kwargs["official"] = True
-    model = models.build(config["model"], preprocessing.in_channels, len(preprocessing.class_names), **kwargs)
+    # The network the weights were trained in (training decides it, official form included), with no
+    # ImageNet weights fetched for its encoder again.
+    run_config = checkpoint_config(config)
+    model = models.build(run_config.model, preprocessing.in_channels, len(preprocessing.class_names),
+                         **model_kwargs(run_config))
     model.load_state_dict(state)
     digest = hashlib.sha1(blob).hexdigest()[:12]
     return TrainedModel(model.to(resolve_device(device)).eval(), preprocessing, config, path, digest)

@@ -353,21 +353,32 @@ def build_model_and_loss(config: TrainConfig, in_channels: int, num_classes: int
 
 def load_run(run_dir: str | Path, device: str = "auto") -> Run:
     """A finished run read back from its folder: the selected model and loss module (the
-    best-validation epoch, from ``best.pt``) and the tables and record :func:`train` wrote."""
+    best-validation epoch, from ``best.pt``) and the tables and record :func:`train` wrote
+    (``test`` is None for a run whose data had no test split)."""
     run_dir = Path(run_dir)
-    missing = [name for name in ("record.json", "best.pt", "history.csv", "epochs.csv", "test.csv")
-               if not (run_dir / name).is_file()]
+    missing = [name for name in ("record.json", "best.pt", "history.csv", "epochs.csv") if not (run_dir / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{run_dir} is not a finished run: {', '.join(missing)} missing")
     record = json.loads((run_dir / "record.json").read_text())
     config = TrainConfig(**record["config"])
-    model, loss_fn = build_model_and_loss(config, record["data"]["in_channels"], record["data"]["num_classes"],
-                                          resolve_device(device))
+    model, loss_fn = build_model_and_loss(checkpoint_config(config), record["data"]["in_channels"],
+                                          record["data"]["num_classes"], resolve_device(device))
     best = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
     model.load_state_dict(best["model"])
     loss_fn.load_state_dict(best["loss_fn"])
-    tables = {name: pd.read_csv(run_dir / f"{name}.csv") for name in ("history", "epochs", "test")}
+    tables = {name: pd.read_csv(run_dir / f"{name}.csv") if (run_dir / f"{name}.csv").is_file() else None
+              for name in ("history", "epochs", "test")}
     return Run(config, model, loss_fn, tables["history"], tables["epochs"], tables["test"], record, run_dir)
+
+
+def checkpoint_config(config: TrainConfig | dict[str, Any]) -> TrainConfig:
+    """A saved run's config as its checkpoint's weights are loaded into: the same network, whose
+    encoder is not given its ImageNet weights again (the checkpoint holds trained ones)."""
+    if isinstance(config, dict):  # a checkpoint's: fields added since have their defaults, removed ones are dropped
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        config = TrainConfig(**{k: v for k, v in config.items() if k in known})
+    kwargs = {k: v for k, v in config.model_kwargs.items() if k not in ("pretrained", "weights")}
+    return dataclasses.replace(config, model_kwargs=kwargs)
 
 
 def encoder_weights(config: TrainConfig) -> str | None:

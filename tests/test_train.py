@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -187,3 +188,12 @@ def test_profile_configs_do_not_share_mutable_settings():
     second, _ = lx.profiles.comparison("smoke")
     assert second.data_kwargs["size"] == 32 and second.model_kwargs["width"] == 8
     assert lx.profiles.demo("smoke").data_kwargs["size"] == 32
+
+
+def test_a_checkpoint_is_rebuilt_without_fetching_imagenet_weights_again():
+    saved = {**dataclasses.asdict(lx.TrainConfig(model="pvt_v2_b0_emcad", protocol="official",
+                                                 model_kwargs={"pretrained": True, "weights": "x.pth", "drop_path_rate": 0.2})),
+             "a_field_removed_since": 1}
+    config = lx.training.checkpoint_config(saved)
+    assert config.model_kwargs == {"drop_path_rate": 0.2}
+    assert lx.training.model_kwargs(config) == {"drop_path_rate": 0.2, "official": True}  # one rule for both readers
