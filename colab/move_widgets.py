@@ -66,8 +66,6 @@ def move_every_control(name: str, widget) -> int:
 torch.manual_seed(0)
 loss_fn = lx.LoMixLoss(num_maps=4, num_classes=5)
 logits = [3 * torch.randn(1, 5, 12, 10) for _ in range(4)]
-with torch.no_grad():
-    maps = loss_fn.mutants(logits)[:, 0]
 steps = np.arange(12)
 history = pd.DataFrame({"step": steps + 1, "epoch": steps // 4 + 1, "loss": np.ones(12)})
 for i, map_name in enumerate(loss_fn.map_names):
@@ -76,10 +74,9 @@ brain = lx.data.load("brain_aal", split="test", size=32)
 shifted = {"label shifted by 2 px": torch.roll(brain.labels, 2, dims=-1)}
 
 total = sum(move_every_control(name, make()) for name, make in [
-    ("mutant_picker", lambda: lx.widgets.mutant_picker(loss_fn, maps)),
     ("mutant_explorer", lambda: lx.widgets.mutant_explorer(loss_fn, logits)),
     ("weight_slider", lambda: lx.widgets.weight_slider(history)),
     ("slice_browser", lambda: lx.widgets.slice_browser(brain)),
     ("prediction_browser", lambda: lx.widgets.prediction_browser(brain, shifted)),
 ])
-print(f"ipywidgets {ipywidgets.__version__}: 5 widgets, {total} moves, every one redrew")
+print(f"ipywidgets {ipywidgets.__version__}: 4 widgets, {total} moves, every one redrew")
