@@ -13,7 +13,7 @@ import math
 import pandas as pd
 
 from .comparisons import Comparison, LowData, growth_scope, paired_name, size_scope
-from .statistics import BETTER, NO_TEST, WORSE, TestFamily
+from .statistics import BETTER, NO_TEST, WORSE, TestFamily, paired_test
 
 
 def _family(tests: TestFamily | None, scope: str | None, register) -> tuple[TestFamily, str, str]:
@@ -89,13 +89,8 @@ def low_data_statement(low: LowData, label: str, tests: TestFamily | None = None
             f"subject(s) and {dice[largest]:.3f} with {largest}."]
     if smallest == largest:
         head.append("One training-set size only: nothing can grow, so the sweep cannot test the paper's claim.")
-    elif dice[smallest] >= dice[largest]:
-        # A gain that grows when labels are scarce needs scarcity to cost Dice first.
-        head.append(f"Less data did not cost Dice here, so the sweep is limited by its budget or network, not by "
-                    f"data, and cannot test the paper's low-data claim either way.")
     else:
-        head.append(f"Less data cost {dice[largest] - dice[smallest]:.3f} Dice, so the sweep can test the paper's "
-                    f"claim.")
+        head.append(_data_cost(low, smallest, largest))
     baselines = [b for b in low.comparisons[smallest].summary().index if b != method]
     words, lines = {}, []
     for baseline in baselines:
@@ -113,6 +108,22 @@ def low_data_statement(low: LowData, label: str, tests: TestFamily | None = None
         lines.append(f"- {method}'s gain over {growth_baseline} with {smallest} minus its gain with {largest}, per "
                      f"seed: {_numbers(growth)}: {growth['verdict']}{grew}.")
     return "\n".join([" ".join(head), *lines])
+
+
+def _data_cost(low: LowData, smallest: int, largest: int) -> str:
+    """Whether less data cost Dice: per seed, the mean over presets with the most subjects minus with
+    the fewest, and its 95 % t interval. A gain that grows when labels are scarce needs scarcity to
+    cost Dice first; a cost within seed noise cannot show that data is what limits the sweep."""
+    per_seed = low.runs.groupby(["train_subjects", "seed"])["test_dice"].mean().unstack("train_subjects")
+    cost = paired_test(per_seed[largest] - per_seed[smallest])
+    if cost["seeds"] < 2:
+        return (f"Less data cost {cost['mean_difference']:+.3f} Dice with one seed, which cannot tell a cost from "
+                f"seed noise, so the sweep cannot test the paper's low-data claim.")
+    interval = f"{cost['mean_difference']:+.3f} Dice (95 % CI {cost['ci95_low']:+.3f} to {cost['ci95_high']:+.3f} over seeds)"
+    if cost["ci95_low"] > 0:
+        return f"Less data cost {interval}, so the sweep can test the paper's claim."
+    return (f"Less data cost {interval}, no cost beyond seed noise: the sweep is limited by its budget or network, "
+            f"not shown to be limited by data, and cannot test the paper's low-data claim either way.")
 
 
 def ablation_statement(comparison: Comparison, label: str, tests: TestFamily | None = None, scope: str | None = None,
