@@ -137,16 +137,20 @@ def ablation_statement(comparison: Comparison, label: str, tests: TestFamily | N
     for variant in comparison.paired_differences(method).columns:
         test = tests.result(scope, paired_name(method, variant))
         word, part = test["verdict"], variant.split(" ", 1)[-1]
-        if word == NO_TEST:
-            meaning = "nothing to read"
-        elif variant.startswith("without "):
+        if variant.startswith("without "):
             meaning = {BETTER: f"leaving {part} out cost Dice: {part} helped",
-                       WORSE: f"leaving {part} out raised Dice: {part} hurt"}.get(word, f"no effect of {part} shown")
+                       WORSE: f"leaving {part} out raised Dice: {part} hurt"}.get(word, f"so no effect of {part} shown")
         elif variant.startswith("only "):
             meaning = {BETTER: f"{part} alone fell short of {method}", WORSE: f"{part} alone beat {method}"}.get(
-                word, f"{part} alone: no difference from {method} shown")
+                word, f"so {part} alone is not shown to differ from {method}")
         else:
             meaning = {BETTER: f"{method} scored higher than {variant}",
-                       WORSE: f"{variant} scored higher than {method}"}.get(word, "no difference shown")
-        lines.append(f"- {method} minus {variant}: {_numbers(test)}: {word}: {meaning}.")
+                       WORSE: f"{variant} scored higher than {method}"}.get(word)
+        if word == NO_TEST:
+            reading = f"{word}: nothing to read"
+        elif word in (BETTER, WORSE):
+            reading = f"{word}: {meaning}"
+        else:  # the verdict already says no difference was shown; the meaning names the part
+            reading = f"{word}, {meaning}" if meaning else word
+        lines.append(f"- {method} minus {variant}: {_numbers(test)}: {reading}.")
     return "\n".join(lines)

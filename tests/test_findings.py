@@ -156,4 +156,4 @@ def test_the_ablation_reading_follows_the_sign_of_its_table():
         else:
             assert "leaving add out cost Dice: add helped." in text and "mul alone fell short of all." in text
             assert "add hurt" not in text
-        assert "no effect of wf shown." in text
+        assert "no difference shown, so no effect of wf shown." in text
