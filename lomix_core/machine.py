@@ -2,7 +2,7 @@
 
 Every number the kit prints names the machine that gave it, so this is the one place that turns
 a device into words (:func:`device_name`), a whole machine into a line (:func:`summary`) and a
-run's environment into a record (:func:`environment`). It imports nothing of the kit but the record writer's ``git_state``.
+run's environment into a record (:func:`environment`). Of the kit it imports only ``records.git_state``.
 """
 from __future__ import annotations
 

@@ -1,13 +1,11 @@
 """The paper-vs-run tables of chapters 03-05 (lomix_core.claims), on hand-built runs whose per-seed
 differences are known."""
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
-import lomix_core as lx
 from lomix_core import claims
 from lomix_core.claims import Claim
 from lomix_core.comparisons import Comparison, LowData

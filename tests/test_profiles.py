@@ -3,7 +3,6 @@ import dataclasses
 
 import pytest
 
-import lomix_core as lx
 from lomix_core import profiles
 
 

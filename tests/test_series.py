@@ -4,7 +4,6 @@ import dataclasses
 import json
 
 import matplotlib
-import numpy as np
 import pandas as pd
 import pytest
 import torch

@@ -11,7 +11,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import lomix_core as lx  # noqa: E402
-from lomix_core.fusion import WeightedFusion, subsets  # noqa: E402
+from lomix_core.fusion import WeightedFusion  # noqa: E402
 
 C, H, W = 5, 12, 10
 

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 import lomix_core as lx
-from lomix_core.fusion import MutantGenerator, WeightedFusion, subsets
+from lomix_core.fusion import MutantGenerator, subsets
 
 FIXTURE = Path(__file__).parent / "fixtures" / "official_wf.pt"
 C = 3
