@@ -25,12 +25,17 @@ from .config import TrainConfig, identity
 from .training import Run, encoder_weights, load_run
 
 
+def source_files() -> list[Path]:
+    """Every source file of the kit, its Python and the loss's C kernels, in a fixed order."""
+    return sorted(p for p in Path(__file__).parent.rglob("*") if p.suffix in (".py", ".c"))
+
+
 @functools.lru_cache(maxsize=1)
 def source_digest() -> str:
-    """A digest of every Python file of the kit: results trained by other code are not reused."""
+    """A digest of the kit's source files: results trained by other code are not reused."""
     digest = hashlib.sha1()
     package = Path(__file__).parent
-    for path in sorted(package.rglob("*.py")):
+    for path in source_files():
         digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 

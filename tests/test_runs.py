@@ -44,3 +44,8 @@ def test_a_changed_source_is_a_different_run(base, monkeypatch):
     key = runs.run_key(base)
     monkeypatch.setattr(runs, "source_digest", lambda: "another version of the kit")
     assert runs.run_key(base) != key
+
+
+def test_the_run_key_covers_the_c_kernels_too():
+    names = {path.name for path in runs.source_files()}
+    assert {"cpu_kernels.c", "cpu_kernels.py", "training.py", "__init__.py"} <= names
