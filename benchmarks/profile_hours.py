@@ -34,7 +34,7 @@ import pandas as pd
 import lomix_core as lx
 from lomix_core.comparisons import operator_variants, preset_variants, subset_sizes, weighting_variants
 from lomix_core.report import markdown_table
-from lomix_core.config import epoch_steps
+from lomix_core.config import epoch_steps, slices_used
 from lomix_core.runs import keyed
 
 PRESETS = ["last_layer", "deep_supervision", "nnunet", "mutation", "lomix"]  # the chapters' default PRESETS
@@ -55,21 +55,15 @@ def _counted(dataset: str, data_kwargs: str) -> dict[str, int]:
     return {**{split: len(s) for split, s in splits.items()}, "subjects": len(splits["train"].subject_slices())}
 
 
-def trained_slices(config: lx.TrainConfig) -> int:
-    """The slices ``config`` trains on: its subjects of the training split, or under the official
-    protocol the whole training and validation splits (training.training_data)."""
-    sizes = split_sizes(config)
-    if config.data_kwargs.get("num_train_subjects"):
-        return round(sizes["train"] * config.data_kwargs["num_train_subjects"] / sizes["subjects"])
-    return sizes["train"] + (sizes["val"] if config.rules.joins_validation else 0)
-
-
 def work(config: lx.TrainConfig) -> tuple[int, int]:
     """(training steps, evaluated slices) of one run of ``config``."""
     sizes = split_sizes(config)
-    steps = config.epochs * epoch_steps(config, trained_slices(config))
-    per_epoch = (0 if config.rules.joins_validation else sizes["val"]) + (sizes["test"] if config.track_test else 0)
-    return steps, config.epochs * per_epoch + sizes["test"]
+    train_slices = sizes["train"]
+    if config.data_kwargs.get("num_train_subjects"):
+        train_slices = round(train_slices * config.data_kwargs["num_train_subjects"] / sizes["subjects"])
+    trained, validated = slices_used(config, train_slices, sizes["val"])
+    per_epoch = validated + (sizes["test"] if config.track_test else 0)
+    return config.epochs * epoch_steps(config, trained), config.epochs * per_epoch + sizes["test"]
 
 
 def chapter_runs(profile: str) -> dict[str, list[lx.TrainConfig]]:
@@ -83,9 +77,11 @@ def chapter_runs(profile: str) -> dict[str, list[lx.TrainConfig]]:
                   for c in lx.comparisons.comparison_configs(base, preset_variants(PRESETS), s)]
     first = next(iter(comparison.values()))[0]
     runs["03"].append(dataclasses.replace(first, supervision="last_layer", seed=seeds[0], official_eval_mode_bug=True))
-    sizes = sorted(set(subset_sizes(split_sizes(ablation)["subjects"])["train_subjects"]))
+    split = split_sizes(ablation)
+    sizes = sorted(set(subset_sizes(split["subjects"])["train_subjects"]))
+    full_steps = epoch_steps(ablation, slices_used(ablation, split["train"], split["val"])[0])  # a full run's epoch
     runs["04"] = [dataclasses.replace(ablation, supervision=p, seed=s, data_kwargs={**ablation.data_kwargs, "num_train_subjects": n},
-                                      steps_per_epoch=epoch_steps(ablation, trained_slices(ablation)))
+                                      steps_per_epoch=full_steps)
                   if n != split_sizes(ablation)["subjects"] else dataclasses.replace(ablation, supervision=p, seed=s)
                   for n in sizes for p in PRESETS for s in seeds]
     lomix = dataclasses.replace(ablation, supervision="lomix")

@@ -161,6 +161,26 @@ def identity(config: TrainConfig) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(config).items() if k in fields_where("identity")}
 
 
+def trains_on_validation(config: TrainConfig) -> bool:
+    """Whether ``config`` trains on its validation subjects too: the official protocol does, except
+    in a low-data run, whose subjects come from the training split alone."""
+    return config.rules.joins_validation and config.data_kwargs.get("num_train_subjects") is None
+
+
+def slices_used(config: TrainConfig, train_slices: int, val_slices: int) -> tuple[int, int]:
+    """(slices a run of ``config`` trains on, slices it validates every epoch), from the sizes of
+    its training and validation splits, as :func:`~lomix_core.training.training_data` uses them."""
+    if not config.rules.joins_validation:
+        return train_slices, val_slices
+    return train_slices + (val_slices if trains_on_validation(config) else 0), 0
+
+
+def drops_last_batch(config: TrainConfig, train_slices: int) -> bool:
+    """Whether one pass over ``train_slices`` drops its last partial batch: where the protocol says
+    so and there is more than one batch."""
+    return config.rules.drop_last_batch and train_slices > config.batch_size
+
+
 def epoch_steps(config: TrainConfig, train_slices: int) -> int:
     """The optimiser steps one epoch of ``config`` makes on ``train_slices`` training slices.
 
@@ -169,7 +189,7 @@ def epoch_steps(config: TrainConfig, train_slices: int) -> int:
     ``max_steps_per_epoch``."""
     if config.steps_per_epoch is not None:
         batches = config.steps_per_epoch
-    elif config.rules.drop_last_batch and train_slices > config.batch_size:
+    elif drops_last_batch(config, train_slices):
         batches = train_slices // config.batch_size
     else:
         batches = math.ceil(train_slices / config.batch_size)

@@ -31,7 +31,7 @@ import torch
 
 from . import data
 from .benchmark import _time_once_ms
-from .config import TrainConfig, epoch_steps, fields_where
+from .config import TrainConfig, epoch_steps, fields_where, slices_used
 from .evaluation import evaluate
 from .executors import default_jobs, is_finished
 from .runs import keyed
@@ -149,9 +149,10 @@ def _learns_weights(config: TrainConfig) -> bool:
 def _run_row(config: TrainConfig, setting: str, train_set: data.SliceDataset, val_set: data.SliceDataset,
              test_set: data.SliceDataset, s_per_step: float, s_per_slice: float) -> dict:
     """One run's steps, evaluated slices (validation each epoch, test too with ``track_test``, and
-    the final test) and seconds."""
-    run_steps = config.epochs * epoch_steps(config, len(train_set))
-    slices = config.epochs * (len(val_set) + (len(test_set) if config.track_test else 0)) + len(test_set)
+    the final test) and seconds, on the slices training uses (config.slices_used)."""
+    trained, validated = slices_used(config, len(train_set), len(val_set))
+    run_steps = config.epochs * epoch_steps(config, trained)
+    slices = config.epochs * (validated + (len(test_set) if config.track_test else 0)) + len(test_set)
     return {"name": config.name, "setting": setting, "steps": run_steps, "eval_slices": slices,
             "seconds": run_steps * s_per_step + slices * s_per_slice}
 

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, RandomSampler
 from tqdm.auto import tqdm
 
 from . import data, models
-from .config import RESUMABLE_CHANGES, TrainConfig, epoch_steps
+from .config import RESUMABLE_CHANGES, TrainConfig, drops_last_batch, epoch_steps, trains_on_validation
 from .evaluation import CONVENTION, evaluate, mean_dice, mean_hd95, per_class
 from .machine import autocast_dtype, environment, resolve_device
 from .records import save_csv, save_json, save_torch
@@ -122,7 +122,7 @@ def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_
     generator = torch.Generator().manual_seed(config.seed)
     if config.steps_per_epoch is None:
         loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=generator,
-                            drop_last=config.rules.drop_last_batch and len(train_set) > config.batch_size)
+                            drop_last=drops_last_batch(config, len(train_set)))
     else:  # consecutive permutations of the set, cut into exactly steps_per_epoch batches
         sampler = RandomSampler(train_set, num_samples=config.steps_per_epoch * config.batch_size, generator=generator)
         loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler)
@@ -325,7 +325,7 @@ def training_data(config: TrainConfig) -> tuple[data.SliceDataset, data.SliceDat
     val_set = _split_or_none(config, "val")
     if not rules.joins_validation:
         return train_set, val_set
-    if config.data_kwargs.get("num_train_subjects") is None and val_set is not None:
+    if trains_on_validation(config) and val_set is not None:
         train_set = train_set.joined(val_set)
     return train_set, None
 

@@ -75,3 +75,13 @@ def test_training_makes_the_steps_epoch_steps_gives(tmp_path, overrides):
     run = lx.train(config)
     train_slices = run.record["data"]["train_slices"]
     assert run.record["metrics"]["steps"] == config.epochs * cfg.epoch_steps(config, train_slices)
+
+
+def test_slices_used_follow_training_data():
+    kit, official = lx.TrainConfig(), lx.TrainConfig(protocol="official")
+    assert cfg.slices_used(kit, 1966, 245) == (1966, 245)
+    assert cfg.slices_used(official, 1966, 245) == (2211, 0)  # all 18 Synapse cases, nothing to validate on
+    low = dataclasses.replace(official, data_kwargs={"num_train_subjects": 1})
+    assert cfg.slices_used(low, 120, 245) == (120, 0)  # a low-data subset comes from the training split alone
+    assert not cfg.drops_last_batch(official, 2211) and cfg.drops_last_batch(kit, 2211)
+    assert not cfg.drops_last_batch(kit, 5)  # one short batch: nothing to drop
