@@ -21,9 +21,9 @@ import pandas as pd
 import torch
 
 import lomix_core as lx
-from lomix_core.benchmark import _build, interleaved_median_ms
-from lomix_core.report import machine, markdown_table
-from lomix_core.training import resolve_device
+from lomix_core.pipeline.timing import _build, interleaved_median_ms
+from lomix_core.teaching.report import machine, markdown_table
+from lomix_core.pipeline.training import resolve_device
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -18,8 +18,8 @@ import sys
 import pandas as pd
 
 import lomix_core as lx
-from lomix_core.benchmark import with_last_layer_first
-from lomix_core.report import machine, markdown_table
+from lomix_core.pipeline.timing import with_last_layer_first
+from lomix_core.teaching.report import machine, markdown_table
 
 
 def main(argv=None) -> int:

@@ -13,9 +13,9 @@ import argparse
 import sys
 
 import lomix_core as lx
-from lomix_core.benchmark import inference_overhead
-from lomix_core.report import machine, markdown_table
-from lomix_core.training import resolve_device
+from lomix_core.pipeline.timing import inference_overhead
+from lomix_core.teaching.report import machine, markdown_table
+from lomix_core.pipeline.training import resolve_device
 
 
 def main(argv=None) -> int:

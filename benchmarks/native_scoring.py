@@ -13,7 +13,7 @@ size (``aspect="pad"``); the official code squeezes a non-square plane straight 
 as the official code scores Synapse, against the native score.
 
 Each (supervision, aspect, seed) is trained once with the cpu profile's brain_aal comparison config
-(:func:`lomix_core.profiles.comparison`: unet_small, 48 px, 30 epochs, batch 8, lr 2e-3; selected
+(:func:`lomix_core.pipeline.profiles.comparison`: unet_small, 48 px, 30 epochs, batch 8, lr 2e-3; selected
 on validation Dice), without per-epoch test tracking. Test Dice and HD95 (voxels of the grid scored,
 and mm; brain_aal is 1 mm isotropic, so native voxels are mm) are means over classes as in
 :func:`lomix_core.mean_dice`. The tables give mean ± sd over seeds, then the paired differences,
@@ -40,8 +40,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import lomix_core as lx  # noqa: E402
 from lomix_core.data.brain_aal import PLANE  # noqa: E402
-from lomix_core.evaluation import mean_dice, mean_hd95, predict_slices, volume_metrics  # noqa: E402
-from lomix_core.report import machine, markdown_table  # noqa: E402
+from lomix_core.pipeline.evaluation import mean_dice, mean_hd95, predict_slices, volume_metrics  # noqa: E402
+from lomix_core.teaching.report import machine, markdown_table  # noqa: E402
 
 METRICS = ("dice", "hd95", "hd95_mm")
 

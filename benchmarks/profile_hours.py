@@ -32,10 +32,10 @@ import sys
 import pandas as pd
 
 import lomix_core as lx
-from lomix_core.comparisons import operator_variants, preset_variants, subset_sizes, weighting_variants
-from lomix_core.report import markdown_table
-from lomix_core.config import epoch_steps, slices_used
-from lomix_core.runs import keyed
+from lomix_core.studies.comparisons import operator_variants, preset_variants, subset_sizes, weighting_variants
+from lomix_core.teaching.report import markdown_table
+from lomix_core.pipeline.config import epoch_steps, slices_used
+from lomix_core.studies.runs import keyed
 
 PRESETS = ["last_layer", "deep_supervision", "nnunet", "mutation", "lomix"]  # the chapters' default PRESETS
 SYNAPSE = {"train": round(2211 * 16 / 18), "val": round(2211 * 2 / 18), "test": 1568, "subjects": 16}

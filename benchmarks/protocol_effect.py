@@ -25,8 +25,8 @@ from multiprocessing import get_context
 import torch
 
 import lomix_core as lx
-from lomix_core.statistics import paired_test
-from lomix_core.report import machine, markdown_table
+from lomix_core.studies.statistics import paired_test
+from lomix_core.teaching.report import machine, markdown_table
 
 
 def main(argv=None) -> int:
@@ -75,7 +75,7 @@ def mixed_run(job: tuple[str, lx.TrainConfig]) -> float:
     val = lx.data.load(config.dataset, split="val", **kwargs)
     if name == "kit + official data":
         train, val = train.joined(val), None
-    model, loss_fn = lx.training.build_model_and_loss(config, train.in_channels, train.num_classes, torch.device("cpu"))
+    model, loss_fn = lx.checkpoints.build_model_and_loss(config, train.in_channels, train.num_classes, torch.device("cpu"))
     lx.training.fit(model, loss_fn, train, val, config)
     return lx.mean_dice(lx.evaluate(model, lx.data.load(config.dataset, split="test", **kwargs)))
 

@@ -7,7 +7,7 @@
 ``--setting cpu`` is unet_small at 48 px, batch 8, 8 classes on one thread (a cpu-profile worker);
 ``--setting paper`` is PVT-v2-b2 + EMCAD at 224², batch 6, 9 classes, 3 input channels, no
 pretrained weights. For each preset, on one fixed random batch: the median training step
-(``lomix_core.training.Stepper``: forward, loss, backward, AdamW), its ratio to the last-layer
+(``lomix_core.pipeline.training.Stepper``: forward, loss, backward, AdamW), its ratio to the last-layer
 step in the same run, the loss-only forward + backward on fixed logits, and peak memory of each
 (CUDA: the allocator's; CPU: PyTorch's allocations as the profiler records them) with the
 loss's extra over last layer.
@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 
 import lomix_core as lx
-from lomix_core.benchmark import step_times
-from lomix_core.report import machine, markdown_table
-from lomix_core.training import resolve_device
+from lomix_core.pipeline.timing import step_times
+from lomix_core.teaching.report import machine, markdown_table
+from lomix_core.pipeline.training import resolve_device
 
 SETTINGS = {
     "cpu": dict(model="unet_small", batch=8, size=48, classes=8, in_channels=1),

@@ -33,7 +33,7 @@ import lomix_core as lx  # noqa: E402
 from lomix_core.data import acdc, polyp, synapse  # noqa: E402
 from lomix_core.data.images import FORMAT, pack_part  # noqa: E402
 from lomix_core.data.prepared import save_volume_h5, write_manifest  # noqa: E402
-from lomix_core.records import save_npz  # noqa: E402
+from lomix_core.foundations.records import save_npz  # noqa: E402
 
 OUTPUT = Path(__file__).with_suffix(".md")
 

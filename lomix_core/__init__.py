@@ -2,28 +2,41 @@
 
 Data flows one way: ``data`` → ``models`` → logits → ``supervision`` (``LoMixLoss``) →
 ``training`` → ``evaluation`` → ``viz``; ``inference`` applies a trained model to new scans.
-The functions ``lx.train``, ``lx.evaluate`` and ``lx.predict`` live in the modules
-``lx.training``, ``lx.evaluation`` and ``lx.inference``.
+
+The method (``fusion``, ``map_loss``, ``supervision``, ``reference``) sits at the top of the
+package, with the ``data`` and ``models`` registries. The rest is in one folder per layer:
+``foundations`` → ``pipeline`` → ``studies`` → ``teaching``, each importing only the ones before
+it. Every module is also reachable by its own name, ``lx.training``, ``lx.viz`` and so on.
 """
-from . import config, data, fusion, machine, models, supervision
-from . import benchmark, chapter, claims, comparisons, executors, findings, profiles, report, runs, runtime, statistics
-from .evaluation import CONVENTION, evaluate, mean_dice, mean_hd95
-from .inference import TrainedModel, load_checkpoint, predict
+import importlib
+
+from . import data, fusion, map_loss, models, supervision
+from .foundations import machine
+from .pipeline import checkpoints, config, evaluation, inference, profiles, timing, training
+from .studies import comparisons, executors, runs, runtime, statistics
+from .teaching import chapter, claims, findings, report
+from .pipeline.evaluation import CONVENTION, evaluate, mean_dice, mean_hd95
+from .pipeline.inference import TrainedModel, load_checkpoint, predict
 from .supervision import PRESETS, LoMixLoss
-from .training import Run, TrainConfig, train
+from .pipeline.training import Run, TrainConfig, train
 
 __version__ = machine.kit_version()
 
+# Modules loaded on first use: the plotting ones pull in matplotlib, seaborn and ipywidgets, and
+# training, the CLI and the tests' subprocesses start faster without them.
+_LAZY = {"viz": "teaching", "widgets": "teaching", "reproduce": "teaching", "colab": "teaching",
+         "official": "studies", "run_lock": "studies", "records": "foundations", "arguments": "foundations",
+         "reference": "", "official_style": "", "cpu_kernels": ""}
+
 
 def __getattr__(name: str):
-    # The plotting modules pull in matplotlib, seaborn and ipywidgets; training, the CLI and the
-    # tests' subprocesses start faster when they load on first use (lx.viz, lx.widgets).
-    if name in ("viz", "widgets"):
-        import importlib
-
-        return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY:
+        return importlib.import_module("." + ".".join(filter(None, (_LAZY[name], name))), __name__)
     raise AttributeError(f"module 'lomix_core' has no attribute {name!r}")
-__all__ = ["CONVENTION", "LoMixLoss", "PRESETS", "Run", "TrainConfig", "TrainedModel", "benchmark", "chapter", "claims",
-           "comparisons", "config", "data", "evaluate", "executors", "findings", "fusion", "load_checkpoint", "machine",
-           "mean_dice", "mean_hd95", "models", "predict", "profiles", "report", "runs", "runtime", "statistics",
-           "supervision", "train", "viz", "widgets"]
+
+
+__all__ = ["CONVENTION", "LoMixLoss", "PRESETS", "Run", "TrainConfig", "TrainedModel", "chapter", "checkpoints",
+           "claims", "comparisons", "config", "data", "evaluate", "evaluation", "executors", "findings", "fusion",
+           "inference", "load_checkpoint", "machine", "map_loss", "mean_dice", "mean_hd95", "models", "predict",
+           "profiles", "report", "runs", "runtime", "statistics", "supervision", "timing", "train", "training",
+           *_LAZY]

@@ -9,10 +9,12 @@ import sys
 import typing
 from pathlib import Path
 
-from . import chapter, data, profiles
+from .teaching import chapter
+from . import data
+from .pipeline import profiles
 from .data.preprocessing import NATIVE_METHODS
-from .evaluation import CONVENTION, evaluate, mean_dice, mean_hd95, per_class
-from .training import TrainConfig, train
+from .pipeline.evaluation import CONVENTION, evaluate, mean_dice, mean_hd95, per_class
+from .pipeline.training import TrainConfig, train
 
 
 def _train(args) -> int:
@@ -37,8 +39,8 @@ def _model_kwargs(args) -> dict:
 
 
 def _evaluate(args) -> int:
-    from .inference import load_checkpoint
-    from .records import save_csv
+    from .pipeline.inference import load_checkpoint
+    from .foundations.records import save_csv
 
     trained = load_checkpoint(args.checkpoint, device=args.device)
     config, trained_classes = trained.config, trained.preprocessing.class_names
@@ -72,7 +74,7 @@ def _evaluate(args) -> int:
 
 
 def _predict(args) -> int:
-    from .inference import predict_files
+    from .pipeline.inference import predict_files
 
     written = predict_files(args.checkpoint, args.input, args.output, tta=args.tta, overwrite=args.overwrite,
                             progress=not args.quiet, device=args.device)
@@ -81,9 +83,9 @@ def _predict(args) -> int:
 
 
 def _reproduce(args) -> int:
-    from .executors import EXECUTOR_ENV, OPTIONS_ENV, options_for, resolve
+    from .studies.executors import EXECUTOR_ENV, OPTIONS_ENV, options_for, resolve
     from .models.weights import WEIGHTS_ENV
-    from .reproduce import reproduce
+    from .teaching.reproduce import reproduce
 
     if args.weights:  # the notebooks' kernels inherit it
         os.environ[WEIGHTS_ENV] = str(Path(args.weights).expanduser().resolve())
@@ -106,7 +108,7 @@ def _check(args) -> int:
 
 
 def _colab_links(args) -> int:
-    from .colab import links_command
+    from .teaching.colab import links_command
 
     return links_command(args)
 
@@ -190,7 +192,7 @@ def parser() -> argparse.ArgumentParser:
 
 def _add_config_options(p: argparse.ArgumentParser) -> None:
     """One ``--option`` per TrainConfig field that has one, from the field's own description
-    (:func:`lomix_core.config.setting`): its default, type, choices and help."""
+    (:func:`lomix_core.pipeline.config.setting`): its default, type, choices and help."""
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         if f.metadata["cli"] is None:

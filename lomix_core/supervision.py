@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .arguments import is_int
+from .foundations.arguments import is_int
 from .fusion import OPERATORS, MutantGenerator, check_operators, check_wf_sharing, original_names
 from .map_loss import ce_dice_losses
 

@@ -1,4 +1,4 @@
-"""A chapter's start line (lomix_core.chapter.start): profile, device, time, output folder."""
+"""A chapter's start line (lomix_core.teaching.chapter.start): profile, device, time, output folder."""
 import dataclasses
 from pathlib import Path
 

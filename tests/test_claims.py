@@ -1,4 +1,4 @@
-"""The paper-vs-run tables of chapters 03-05 (lomix_core.claims), on hand-built runs whose per-seed
+"""The paper-vs-run tables of chapters 03-05 (lomix_core.teaching.claims), on hand-built runs whose per-seed
 differences are known."""
 
 import numpy as np
@@ -7,9 +7,9 @@ import pytest
 from scipy import stats
 
 from lomix_core import claims
-from lomix_core.claims import Claim
-from lomix_core.comparisons import Comparison, LowData
-from lomix_core.statistics import TestFamily, holm
+from lomix_core.teaching.claims import Claim
+from lomix_core.studies.comparisons import Comparison, LowData
+from lomix_core.studies.statistics import TestFamily, holm
 
 LOMIX = np.array([0.60, 0.55, 0.70, 0.65])  # LoMix's test Dice on seeds 0-3
 

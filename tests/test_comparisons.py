@@ -1,4 +1,4 @@
-"""Comparisons of variants trained with the same seeds, and the low-data sweep (lomix_core.comparisons)."""
+"""Comparisons of variants trained with the same seeds, and the low-data sweep (lomix_core.studies.comparisons)."""
 import matplotlib
 import numpy as np
 import pandas as pd

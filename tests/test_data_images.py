@@ -15,8 +15,8 @@ from torch import nn
 import lomix_core as lx
 from lomix_core.data import images as photo, polyp
 from lomix_core.data.preprocessing import native_argmax, to_model_grid
-from lomix_core.evaluation import dice_per_class
-from lomix_core.records import save_npz
+from lomix_core.pipeline.evaluation import dice_per_class
+from lomix_core.foundations.records import save_npz
 
 SIZE = 32
 SHAPES = [(30, 40), (50, 25), (40, 30), (25, 50), (33, 47), (64, 20), (28, 28), (45, 36), (30, 41), (52, 31)]

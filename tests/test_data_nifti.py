@@ -383,7 +383,7 @@ def test_num_val_0_trains_on_every_slice_and_has_no_val_split(tmp_path, capsys):
 
 
 def test_the_official_protocol_trains_one_scan_on_every_slice_it_labels(tmp_path):
-    from lomix_core.training import training_data
+    from lomix_core.pipeline.training import training_data
 
     root = make_folder(tmp_path / "one", train={"scan": (40, 48, 16)}, test={})
     for num_val, slices in ((None, 16 - 3), (0, 16)):  # the validation slab joins training; the gap stays out

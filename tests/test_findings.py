@@ -1,4 +1,4 @@
-"""The generated findings (lomix_core.findings): every direction they state is the verdict word
+"""The generated findings (lomix_core.teaching.findings): every direction they state is the verdict word
 of the chapter's corrected p, and it flips when the table's sign flips."""
 import re
 
@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from lomix_core import claims, findings
-from lomix_core.comparisons import Comparison, LowData
-from lomix_core.statistics import TestFamily
+from lomix_core.studies.comparisons import Comparison, LowData
+from lomix_core.studies.statistics import TestFamily
 
 # The cpu run of docs/results.md on brain_aal, 3 seeds: LoMix minus each baseline per seed. last_layer is
 # its own list (+0.123, p 0.020 uncorrected, Holm 0.059 over the table's 3 claims, Wilcoxon

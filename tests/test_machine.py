@@ -1,4 +1,4 @@
-"""The machine (lomix_core.machine): the device, its name, the kit's version and a run's environment."""
+"""The machine (lomix_core.foundations.machine): the device, its name, the kit's version and a run's environment."""
 import importlib.metadata
 
 import torch

@@ -19,7 +19,7 @@ from torch import nn
 import lomix_core as lx
 from lomix_core.data import synapse
 from lomix_core.data.preprocessing import native_argmax
-from lomix_core.evaluation import finest_logits, volume_metrics
+from lomix_core.pipeline.evaluation import finest_logits, volume_metrics
 
 medpy_binary = pytest.importorskip("medpy.metric.binary")
 

@@ -1,4 +1,4 @@
-"""The official-vs-kit table (lomix_core.official): every row true of the kit's code, and the doc
+"""The official-vs-kit table (lomix_core.studies.official): every row true of the kit's code, and the doc
 that shows it generated from it."""
 from pathlib import Path
 
@@ -17,8 +17,8 @@ def test_every_row_holds_for_the_kits_code(row):
 
 def test_the_doc_holds_the_generated_table():
     text = DOC.read_text()
-    generated = text.split("<!-- generated: python -m lomix_core.official -->\n", 1)[1].split("\n<!-- end generated -->")[0]
-    assert generated.strip() == official.markdown().strip(), "regenerate with: python -m lomix_core.official"
+    generated = text.split("<!-- generated: python -m lomix_core.studies.official -->\n", 1)[1].split("\n<!-- end generated -->")[0]
+    assert generated.strip() == official.markdown().strip(), "regenerate with: python -m lomix_core.studies.official"
 
 
 def test_a_row_whose_code_changed_is_caught(monkeypatch):

@@ -32,7 +32,7 @@ from scipy import ndimage
 from lomix_core.data.preprocessing import (Preprocessing, native_argmax, to_model_grid, to_native_grid,
                                             zoom_indices)
 from lomix_core.data.slices import NativeGrid, SliceDataset
-from lomix_core.evaluation import evaluate, predict_native
+from lomix_core.pipeline.evaluation import evaluate, predict_native
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CLASS_NAMES = ("background", "organ_1", "organ_2", "organ_3", "blob")

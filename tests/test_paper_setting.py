@@ -149,7 +149,7 @@ def test_official_protocol_trains_on_train_and_val_and_keeps_the_last_epoch(tmp_
     assert run.record["metrics"]["selected_on"].startswith("last epoch")
     assert any(isinstance(m, torch.nn.ReLU6) for m in run.model.modules())
     assert set(run.loss_fn.mutant_generator.wf) == {"2", "3", "4"}  # one wf module per subset size
-    kit_model, kit_loss = lx.training.build_model_and_loss(lx.TrainConfig(**{**config.__dict__, "protocol": "kit"}),
+    kit_model, kit_loss = lx.checkpoints.build_model_and_loss(lx.TrainConfig(**{**config.__dict__, "protocol": "kit"}),
                                                            1, 4, torch.device("cpu"))
     assert len(kit_loss.mutant_generator.wf) == 11
     assert not any(isinstance(m, torch.nn.ReLU6) for m in kit_model.modules())
@@ -160,7 +160,7 @@ def test_official_protocol_trains_on_train_and_val_and_keeps_the_last_epoch(tmp_
 
 def test_official_protocol_needs_an_emcad_model():
     with pytest.raises(ValueError, match="protocol='official' reproduces the official EMCAD network"):
-        lx.training.model_kwargs(lx.TrainConfig(model="unet_small", protocol="official"))
+        lx.checkpoints.model_kwargs(lx.TrainConfig(model="unet_small", protocol="official"))
     with pytest.raises(ValueError, match="unknown protocol"):
         lx.TrainConfig(protocol="paper")
 
@@ -180,7 +180,7 @@ def test_joined_splits(tmp_path):
 def test_the_weights_file_is_part_of_a_pretrained_runs_key(tmp_path, monkeypatch):
     """$LOMIX_WEIGHTS is not in the config, so the run key names the file by its content: runs made
     from two different files are never read back for each other; a run from scratch ignores it."""
-    from lomix_core.runs import run_key
+    from lomix_core.studies.runs import run_key
 
     pretrained = lx.TrainConfig(model="pvt_v2_b0_emcad", model_kwargs={"pretrained": True})
     scratch = lx.TrainConfig(model="pvt_v2_b0_emcad")

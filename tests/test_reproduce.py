@@ -7,7 +7,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 import lomix_core as lx
 from lomix_core.__main__ import main
-from lomix_core.reproduce import find_notebooks, reproduce
+from lomix_core.teaching.reproduce import find_notebooks, reproduce
 
 
 def write_notebook(path, *sources):

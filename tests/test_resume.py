@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import lomix_core as lx
-from lomix_core.training import ResumeError
-from test_train import assert_same_run, tiny_config
+from lomix_core.pipeline.checkpoints import ResumeError
+from test_training import assert_same_run, tiny_config
 
 STEPS_PER_EPOCH = 2
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from lomix_core.run_lock import CLAIM, RunLock
+from lomix_core.studies.run_lock import CLAIM, RunLock
 
 
 def test_one_owner_at_a_time(tmp_path):

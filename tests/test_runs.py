@@ -1,4 +1,4 @@
-"""Runs are named by what they compute and trained once (lomix_core.runs)."""
+"""Runs are named by what they compute and trained once (lomix_core.studies.runs)."""
 import dataclasses
 
 import pytest

@@ -1,4 +1,4 @@
-"""Run-time estimates (lomix_core.runtime): which runs they count, how many steps and slices they
+"""Run-time estimates (lomix_core.studies.runtime): which runs they count, how many steps and slices they
 expect, and that time scales with the budget. No timing thresholds: times are only compared."""
 import dataclasses
 
@@ -6,7 +6,7 @@ import pytest
 
 import lomix_core as lx
 from lomix_core import runtime
-from lomix_core.runs import keyed, run_many
+from lomix_core.studies.runs import keyed, run_many
 
 TINY = dict(batch_size=8, lr=3e-3, progress=False, model_kwargs={"width": 8}, supervision="last_layer",
             data_kwargs=dict(num_subjects=6, num_slices=8, size=32, num_val=1, num_test=1))

@@ -12,8 +12,8 @@ matplotlib.use("Agg")
 
 import lomix_core as lx  # noqa: E402
 from lomix_core import comparisons, findings  # noqa: E402
-from lomix_core.evaluation import evaluate, evaluate_maps, mean_dice, predict_slices, slice_scores  # noqa: E402
-from lomix_core.training import load_run  # noqa: E402
+from lomix_core.pipeline.evaluation import evaluate, evaluate_maps, mean_dice, predict_slices, slice_scores  # noqa: E402
+from lomix_core.pipeline.training import load_run  # noqa: E402
 
 DATA = dict(num_subjects=6, num_slices=8, size=32, num_val=1, num_test=1)  # 4 training subjects
 TINY = dict(epochs=2, max_steps_per_epoch=2, batch_size=8, lr=3e-3, progress=False, model_kwargs={"width": 8},
@@ -137,7 +137,7 @@ def test_per_class_summary(low):
 
 
 def test_report_puts_findings_first(tmp_path):
-    from lomix_core.reproduce import NotebookResult, write_report
+    from lomix_core.teaching.reproduce import NotebookResult, write_report
 
     lx.report.record(tmp_path, "03_x", findings=["LoMix did not beat any baseline significantly."],
                      headline={"a": 1}, tables={"t": pd.DataFrame({"x": [1.0]})})
@@ -160,7 +160,7 @@ def test_headless_widgets_draw_a_plain_figure(monkeypatch):
 
 
 def test_reproduce_sets_headless_only_for_its_kernels(monkeypatch):
-    from lomix_core.reproduce import headless_kernels
+    from lomix_core.teaching.reproduce import headless_kernels
 
     monkeypatch.delenv("LOMIX_HEADLESS", raising=False)
     with headless_kernels():

@@ -1,4 +1,4 @@
-"""The kit's statistics (lomix_core.statistics): paired tests, Holm over a chapter's family of
+"""The kit's statistics (lomix_core.studies.statistics): paired tests, Holm over a chapter's family of
 tests, the verdict words read from the corrected p, the simultaneous interval and the plateau test."""
 import numpy as np
 import pandas as pd
@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 from lomix_core import statistics
-from lomix_core.statistics import TestFamily, holm, paired_test, plateau_test
+from lomix_core.studies.statistics import TestFamily, holm, paired_test, plateau_test
 
 # The README's brain_aal case (cpu profile, 3 seeds): LoMix minus last layer per seed. Paired
 # t-test p 0.020 uncorrected, 0.059 after Holm over a table's 3 claims, exact Wilcoxon p 0.25.

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 import lomix_core as lx
-from lomix_core.runs import keyed, run_many
-from lomix_core.run_lock import CLAIM
+from lomix_core.studies.runs import keyed, run_many
+from lomix_core.studies.run_lock import CLAIM
 
 TINY = dict(num_subjects=6, num_slices=8, size=32, num_val=1, num_test=1)
 

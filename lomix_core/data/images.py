@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..records import save_npz
+from ..foundations.records import save_npz
 from .augment import make_transform
 from .prepared import start_writing, write_manifest
 from .preprocessing import Preprocessing, to_model_grid

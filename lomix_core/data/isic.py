@@ -42,8 +42,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .images import (FORMAT, check_format, find_pairs, low_data_subset, part_ids, split_indices, to_dataset,
-                     write_prepared)
+from .images import FORMAT, check_format, find_pairs, low_data_subset, part_ids, split_indices, to_dataset, write_prepared
 from .prepared import already_prepared, open_prepared
 from .registry import register
 from .slices import SliceDataset

@@ -67,8 +67,7 @@ from .registry import register
 from .slices import SliceDataset
 from .geometry import Geometry, Reorientation, grid_faults, orientation_of
 from .preprocessing import Preprocessing, scale_intensity
-from .volumes import (SplitNotPresent, check_finite, check_labels, pick_subjects, prepared_dir, read_nifti_affine,
-                      round_label, stack_subjects)
+from .volumes import SplitNotPresent, check_finite, check_labels, pick_subjects, prepared_dir, read_nifti_affine, round_label, stack_subjects
 
 HOW_TO_GET = ("lay out image/label pairs as `help(lomix_core.data.nifti_folder)` shows, then check them with "
               "`python -m lomix_core check <folder>`")

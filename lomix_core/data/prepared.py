@@ -7,7 +7,7 @@ folder, in four steps:
 1. :func:`already_prepared`: a folder with a manifest is finished, and is left alone unless forced;
 2. :func:`start_writing`: the old manifest goes first, so a rebuild that stops half way is not
    mistaken for a finished one;
-3. the dataset's own files, each written atomically (:mod:`lomix_core.records`), so a crash leaves
+3. the dataset's own files, each written atomically (:mod:`lomix_core.foundations.records`), so a crash leaves
    the old file or the new one, never a torn one;
 4. :func:`write_manifest`: what was prepared (dataset, classes, splits, settings), last.
 
@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..records import atomic_write, save_json
+from ..foundations.records import atomic_write, save_json
 from .volumes import dataset_folder, one_line, pick_subjects, prepared_dir
 
 MANIFEST = "prepared.json"

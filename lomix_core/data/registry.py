@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..arguments import is_int, reject_unknown_options
+from ..foundations.arguments import is_int, reject_unknown_options
 from .augment import make_transform
 from .slices import SliceDataset
 

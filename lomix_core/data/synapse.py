@@ -42,9 +42,8 @@ from typing import Iterable
 
 import numpy as np
 
-from ..records import save_npz, save_text
-from .prepared import (already_prepared, load_volume_h5, open_prepared, save_volume_h5, split_subjects,
-                       start_writing, write_manifest)
+from ..foundations.records import save_npz, save_text
+from .prepared import already_prepared, load_volume_h5, open_prepared, save_volume_h5, split_subjects, start_writing, write_manifest
 from .registry import register
 from .slices import SliceDataset
 from .preprocessing import Preprocessing, scale_intensity

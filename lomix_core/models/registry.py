@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..arguments import is_int, reject_unknown_options
+from ..foundations.arguments import is_int, reject_unknown_options
 
 @dataclass(frozen=True)
 class ModelSpec:

@@ -1,0 +1,89 @@
+"""The benchmark code runs and reports what it claims; it asserts structure, never timings."""
+import subprocess
+import sys
+from pathlib import Path
+
+import lomix_core as lx
+from lomix_core.pipeline.timing import inference_overhead, step_times
+
+TINY = dict(size=32, classes=4, steps=1, warmup=0)
+
+
+def test_step_times_table():
+    table = step_times("unet_small", ["lomix", "mutation"], "cpu", batch=2, official=True, **TINY)
+    assert list(table["preset"]) == ["last_layer", "lomix", "mutation"]  # last_layer added and first
+    assert list(table["maps"]) == [1, 48, 15]
+    assert table["step_vs_last_layer"].iloc[0] == 1.0
+    assert (table[["step_ms", "loss_ms"]] > 0).all().all()
+    assert table.loc[table.preset == "lomix", "official_loss_ms"].iloc[0] > 0
+    assert (table[["step_peak_mib", "loss_peak_mib"]] > 0).all().all()  # CPU: from the profiler's memory events
+    lomix = table.set_index("preset").loc["lomix"]
+    assert lomix.loss_extra_mib > 0  # 48 maps take more than one
+
+
+def test_step_times_time_the_training_step(monkeypatch):
+    """The benchmark's step is training's Stepper, not a copy of it."""
+    calls = []
+
+    class Counting(lx.training.Stepper):
+        def __call__(self, images, labels):
+            calls.append(self.loss_fn.supervision)
+            return super().__call__(images, labels)
+
+    monkeypatch.setattr(lx.timing, "Stepper", Counting)
+    step_times("unet_small", ["last_layer"], "cpu", batch=2, **TINY)
+    assert calls and set(calls) == {"last_layer"}
+
+
+def test_cpu_peak_memory_counts_what_is_alive_at_once():
+    import torch
+
+    def two_then_one():
+        a, b = torch.ones(2 ** 20), torch.ones(2 * 2 ** 20)  # 4 + 8 MiB
+        del a
+        c = torch.ones(2 ** 19)  # 2 MiB, while b (8) lives: 10 < 12
+        del b, c
+
+    assert lx.timing.peak_memory_mib(two_then_one, torch.device("cpu")) == 12.0
+
+
+def test_inference_overhead_compares_against_last_layer_even_if_not_asked():
+    table = inference_overhead("unet_small", ["lomix"], "cpu", **TINY)
+    assert list(table["preset"]) == ["last_layer", "lomix"] and table["inference_vs_last_layer"].iloc[0] == 1.0
+
+
+def test_inference_overhead_model_is_the_same_for_every_preset():
+    table = inference_overhead("unet_small", list(lx.PRESETS), "cpu", **TINY)
+    assert table["model_parameters"].nunique() == 1
+    training_only = dict(zip(table["preset"], table["training_only_parameters"]))
+    assert training_only["last_layer"] == 0 and training_only["mutation"] == 0
+    assert training_only["lomix"] == sum(p.numel() for p in lx.LoMixLoss(4, 4, supervision="lomix").parameters()) > 48
+
+
+def test_scripts_print_a_table():
+    for script in ("benchmarks/step_time.py", "benchmarks/inference_overhead.py"):
+        out = subprocess.run([sys.executable, str(Path(__file__).parents[1] / script), "--device", "cpu", "--size", "32", "--steps", "1",
+                              "--warmup", "0", "--presets", "last_layer", "lomix"],
+                             capture_output=True, text=True, check=True).stdout
+        assert "| preset |" in out and "| lomix |" in out
+
+
+def test_full_profile_script_runs_every_preset_through_train(tmp_path):
+    out = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "benchmarks/full_profile_steps.py"),
+                          "--steps", "1", "--model", "unet_small", "--size", "32", "--device", "cpu",
+                          "--presets", "lomix", "--out-dir", str(tmp_path)], capture_output=True, text=True, check=True).stdout
+    assert "| last_layer | 1 | 1 |" in out and "| lomix | 48 | 1 |" in out
+    assert (tmp_path / "synthetic-unet_small-lomix-seed0" / "record.json").exists()
+
+
+def test_profile_hours_counts_the_chapters_runs_and_steps():
+    """docs/gpu.md's hours table: exact run and step counts (the hours are assumptions, not checked)."""
+    out = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "benchmarks/profile_hours.py")],
+                         capture_output=True, text=True, check=True).stdout
+    colab, full = out.split("full profile")
+    # colab: 5 presets x 3 seeds + the frozen-BatchNorm run, 20 epochs of brain_aal's 83 // 6 = 13 batches
+    assert "| 03 | 16 | 4160 |" in colab
+    # low data: brain_aal's 7 slabs give sizes 1, 2, 4 (and 7, chapter 03's runs): 3 x 5 x 3 runs
+    assert "| 04 | 45 | 11700 |" in colab
+    # full: 5 presets x 5 seeds + 1 at 300 x 369 steps on Synapse
+    assert "| 03 | 26 | 2878200 |" in full
