@@ -123,7 +123,18 @@ def test_mutant_explorer_live_redraws_on_every_control(loss_fn, live):
     assert not any(ax.get_title().startswith("α of ") for ax in newest_figure().axes)  # attention is wf's alone
 
 
+def test_mutant_explorer_names_the_classes_on_its_bars(loss_fn, headless):
+    names = [f"organ {c}" for c in range(C)]
+    lx.widgets.mutant_explorer(loss_fn, slice_logits(), class_names=names)
+    bars = newest_figure().axes[5]
+    assert [tick.get_text() for tick in bars.get_xticklabels()] == names
+    lx.widgets.mutant_explorer(loss_fn, slice_logits())  # without names: numbered
+    assert [tick.get_text() for tick in newest_figure().axes[5].get_xticklabels()] == [str(c) for c in range(C)]
+
+
 def test_mutant_explorer_rejects_bad_input(loss_fn):
+    with pytest.raises(ValueError, match=f"class_names has 2 names; expected one per class, {C}"):
+        lx.widgets.mutant_explorer(loss_fn, slice_logits(), class_names=["a", "b"])
     with pytest.raises(ValueError, match="for ONE slice, got 4 maps of shape"):
         lx.widgets.mutant_explorer(loss_fn, slice_logits(batch=2))
     with pytest.raises(ValueError, match="logits must be the model's list of 4 maps"):

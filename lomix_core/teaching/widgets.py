@@ -74,7 +74,7 @@ def _check_slice_logits(loss_fn: LoMixLoss, logits) -> torch.Tensor:
 
 
 def mutant_explorer(loss_fn: LoMixLoss, logits, image: np.ndarray | None = None, operator: str | None = None,
-                    subset: str | None = None):
+                    subset: str | None = None, class_names: list[str] | None = None):
     """Pick an operator, a subset and a pixel; see how the members make the mutant there.
 
     ``logits`` is the model's output for ONE slice: the list of ``loss_fn.num_maps`` decoder maps,
@@ -83,7 +83,8 @@ def mutant_explorer(loss_fn: LoMixLoss, logits, image: np.ndarray | None = None,
     softmax probabilities at that pixel for every member and the mutant; and, for ``wf``, each
     member's attention map α_j (its per-pixel weight in the fused map). ``operator`` and
     ``subset`` (names such as ``"p4,p3"``) pick the first view; by default wf (when the loss
-    builds it) over all maps.
+    builds it) over all maps. ``class_names`` (one per class, e.g. ``dataset.class_names``) label the
+    bars' class axis; without them the classes are numbered.
     """
     stacked = _check_slice_logits(loss_fn, logits)
     generator, n = loss_fn.mutant_generator, loss_fn.num_maps
@@ -91,6 +92,9 @@ def mutant_explorer(loss_fn: LoMixLoss, logits, image: np.ndarray | None = None,
     with torch.no_grad():
         maps = loss_fn.mutants(list(stacked))[:, 0].cpu()  # [M, C, H, W]
     num_classes, height, width = maps.shape[1:]
+    if class_names is not None and len(class_names) != num_classes:
+        raise ValueError(f"class_names has {len(class_names)} names; expected one per class, {num_classes}")
+    class_labels = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
     subset_labels = [",".join(names[i] for i in s) for s in subsets(n)]
     operator = operator or ("wf" if "wf" in generator.operators else generator.operators[0])
     subset = subset or subset_labels[-1]
@@ -123,8 +127,9 @@ def mutant_explorer(loss_fn: LoMixLoss, logits, image: np.ndarray | None = None,
         for j, (name, p) in enumerate(zip(panels, probabilities)):
             bars.bar(np.arange(num_classes) + (j - (len(panels) - 1) / 2) * width_each, p, width_each,
                      label=name, color="black" if j == len(panels) - 1 else plt.get_cmap("Blues")(0.35 + 0.6 * j / len(members)))
-        bars.set(ylim=(0, 1), xticks=range(num_classes), xlabel="class", ylabel="softmax p",
+        bars.set(ylim=(0, 1), xlabel="class", ylabel="softmax p",
                  title=f"class probabilities at pixel (row {row}, column {column})")
+        bars.set_xticks(range(num_classes), class_labels, fontsize=7, rotation=30 if class_names else 0)
         bars.legend(fontsize=7, ncol=len(panels))
         if operator == "wf":
             with torch.no_grad():
