@@ -70,7 +70,7 @@ def chapter_runs(profile: str) -> dict[str, list[lx.TrainConfig]]:
     """The runs each chapter trains with its default parameters under ``profile``."""
     out = "/nonexistent/profile_hours"  # nothing is cached there, so every run counts
     comparison = {d: lx.profiles.comparison(profile, dataset=d, out_dir=out) for d in lx.profiles.comparison_datasets(profile)}
-    ablation, seeds = lx.profiles.comparison(profile, dataset=lx.profiles.ablation_dataset(profile), out_dir=out)
+    ablation, seeds = lx.profiles.ablation(profile, out_dir=out)
     runs = {"00": [lx.profiles.quickstart(profile, seed=seeds[0], out_dir=out)],
             "02": [lx.profiles.demo(profile, out_dir=out)]}
     runs["03"] = [c for base, s in comparison.values()
