@@ -126,14 +126,15 @@ class Comparison:
 
 
     def learning_curves(self, seed: int, fractions: Sequence[float] = CURVE_FRACTIONS) -> pd.DataFrame:
-        """Validation Dice of each variant's run with ``seed`` after ``fractions`` of its steps (one
-        column per fraction, named by the step count reached), from :func:`dice_at_steps`."""
+        """Validation Dice of each variant's run with ``seed`` after ``fractions`` of its steps, from
+        :func:`dice_at_steps`: one column per step count reached (fractions that land in the same
+        epoch share one)."""
         rows = {}
         for (variant, run_seed), run in self.models.items():
             if run_seed == seed:
                 total = int(run.history["step"].max())
                 at = dice_at_steps(run, [max(1, math.ceil(f * total)) for f in fractions])
-                rows[variant] = at.set_index("steps")["val_dice"]
+                rows[variant] = at.drop_duplicates("steps").set_index("steps")["val_dice"]
         if not rows:
             raise ValueError(f"no run with seed {seed}; the comparison's seeds are {sorted(set(self.runs['seed']))}")
         table = pd.DataFrame(rows).T

@@ -172,8 +172,8 @@ def _run_with_curve(val_dice: list[float], steps_per_epoch: int) -> lx.training.
     epochs = len(val_dice)
     history = pd.DataFrame({"step": np.arange(1, epochs * steps_per_epoch + 1),
                             "epoch": np.repeat(np.arange(1, epochs + 1), steps_per_epoch)})
-    return lx.training.Run(None, None, None, history, pd.DataFrame({"epoch": range(1, epochs + 1), "val_dice": val_dice}),
-                           None, {}, None)
+    per_epoch = pd.DataFrame({"epoch": range(1, epochs + 1), "val_dice": val_dice})
+    return lx.training.Run(None, None, None, history, per_epoch, None, {}, None)
 
 
 def test_validation_dice_at_step_counts_reads_the_epoch_that_reaches_them():
@@ -191,3 +191,6 @@ def test_validation_dice_at_step_counts_reads_the_epoch_that_reaches_them():
     assert curves.loc["lomix"].tolist() == [0.1, 0.3, 0.6, 0.64] and curves.loc["last_layer", "104 steps"] == 0.3
     with pytest.raises(ValueError, match="no run with seed 3"):
         c.learning_curves(seed=3)
+    short = lx.comparisons.Comparison(pd.DataFrame(), pd.DataFrame({"preset": ["lomix"], "seed": [0]}),
+                                      {("lomix", 0): _run_with_curve([0.1, 0.2], steps_per_epoch=3)})
+    assert list(short.learning_curves(seed=0).columns) == ["3 steps", "6 steps"]  # 1/8 to 1/2 all end epoch 1

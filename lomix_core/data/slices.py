@@ -68,8 +68,8 @@ class SliceDataset(Dataset):
             raise ValueError(f"{where}: native grids are given for {sorted(native)[:3]}..., expected one per subject")
         self.native = native
         if stored is not None and not (len(stored[0]) == len(stored[1]) == len(self)):
-            raise ValueError(f"{where}: stored slices are given for {len(stored[0])} images and {len(stored[1])} labels; "
-                             f"expected one of each per slice ({len(self)})")
+            raise ValueError(f"{where}: stored slices are given for {len(stored[0])} images and {len(stored[1])} "
+                             f"labels; expected one of each per slice ({len(self)})")
         self.stored = None if stored is None else (list(stored[0]), list(stored[1]))
         self.preprocessing = preprocessing or Preprocessing(size=tuple(images.shape[-2:]), class_names=class_names,
                                                             intensity=({"kind": "unit"},) * images.shape[1])
