@@ -100,5 +100,12 @@ def test_profile_hours_counts_the_chapters_runs_and_steps():
     t4_hours = {line.split("|")[1].strip(): float(line.split("|")[4]) for line in colab.splitlines()
                 if line.startswith("| 0")}
     assert t4_hours == dict(lx.profiles.get("colab").estimated_h)
+    # and docs/gpu.md's table shows this table's colab runs, steps and T4 hours
+    counted = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:5]] for line in colab.splitlines()
+               if line.startswith("| 0") or line.startswith("| series")}
+    doc = (Path(__file__).parents[1] / "docs/gpu.md").read_text()
+    shown = {line.split("|")[1].split()[0]: [c.strip().replace(",", "") for c in line.split("|")[2:5]]
+             for line in doc.splitlines() if line.startswith("| 0") or line.startswith("| series")}
+    assert len(shown) == 6 and shown == counted  # 00, 02, 03, 04, 05 and the series
     # full: 5 presets x 5 seeds + 1 at 300 x 369 steps on Synapse
     assert "| 03 | 26 | 2878200 |" in full
