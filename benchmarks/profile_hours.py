@@ -9,7 +9,9 @@ default run lists (the same ``comparisons`` functions the notebooks call; runs t
 are counted once, in the first chapter that trains them). The seconds per step are assumptions:
 
 * T4 (free Colab), 224², batch 6, fp16: 0.15 s a last-layer step, the middle of a 0.12-0.18 s
-  estimate (no T4 has measured it yet);
+  guess, not a measurement (no T4 has run the kit; every hour scales with it, so ``--t4-step-s
+  0.18`` gives 1.2 times the hours). lomix_core.profiles.ESTIMATED_H_COLAB, the colab plan's hours
+  that each chapter prints, are this script's T4 column at the defaults (tests/test_benchmark.py);
 * H200: 0.08 s, the official code's last-layer step measured there in fp32 for the kit;
 * every other preset costs ``--preset-factor`` (1.25) times that: the vectorised LoMix loss adds
   19 ms to the official 80 ms step on an H200 (the same measurement), and relatively more on a slower card;
@@ -70,7 +72,7 @@ def chapter_runs(profile: str) -> dict[str, list[lx.TrainConfig]]:
     """The runs each chapter trains with its default parameters under ``profile``."""
     out = "/nonexistent/profile_hours"  # nothing is cached there, so every run counts
     comparison = {d: lx.profiles.comparison(profile, dataset=d, out_dir=out) for d in lx.profiles.comparison_datasets(profile)}
-    ablation, seeds = lx.profiles.comparison(profile, dataset=lx.profiles.ablation_dataset(profile), out_dir=out)
+    ablation, seeds = lx.profiles.ablation(profile, out_dir=out)
     runs = {"00": [lx.profiles.quickstart(profile, seed=seeds[0], out_dir=out)],
             "02": [lx.profiles.demo(profile, out_dir=out)]}
     runs["03"] = [c for base, s in comparison.values()

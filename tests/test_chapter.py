@@ -19,7 +19,11 @@ def test_start_resolves_the_profile_and_says_where_and_how_long(monkeypatch, cap
     assert line.startswith("chapter 03 | profile cpu | CPU ") and "took 9 min on" in line
     assert lx.chapter.start("01", "cpu", "elsewhere") == ("cpu", Path("elsewhere"))
     assert "took 9 s on" in capsys.readouterr().out
-    assert lx.chapter.estimate("03", "colab").startswith("run time not measured on a reference machine yet")
+    colab = lx.chapter.estimate("04", "colab")
+    assert colab.startswith("run time not measured on a reference machine yet")
+    assert "colab plan: session 2 of 3 runs chapter 04, about 5.0 h on a T4" in colab
+    assert "reads the runs of session 1 back" in colab
+    assert lx.chapter.plan("03", "cpu") is None  # the cpu profile plans no sessions
     with pytest.raises(ValueError, match="unknown profile 'fast'"):
         lx.chapter.start("03", "fast")
 

@@ -166,3 +166,31 @@ def test_chapter_04s_low_data_configs_under_full_keep_the_official_epoch(tmp_pat
     assert all(c.epochs * lx.config.epoch_steps(c, 18) == 300 * 3 for c in full)
     own = lx.comparisons.low_data_configs(base, ["lomix"], [1], [0], same_steps=False)
     assert own[0].steps_per_epoch is None and lx.config.epoch_steps(own[0], 6) == 1
+
+
+def _run_with_curve(val_dice: list[float], steps_per_epoch: int) -> lx.training.Run:
+    epochs = len(val_dice)
+    history = pd.DataFrame({"step": np.arange(1, epochs * steps_per_epoch + 1),
+                            "epoch": np.repeat(np.arange(1, epochs + 1), steps_per_epoch)})
+    per_epoch = pd.DataFrame({"epoch": range(1, epochs + 1), "val_dice": val_dice})
+    return lx.training.Run(None, None, None, history, per_epoch, None, {}, None)
+
+
+def test_validation_dice_at_step_counts_reads_the_epoch_that_reaches_them():
+    run = _run_with_curve([0.1, 0.3, 0.5, 0.6, 0.62, 0.63, 0.63, 0.64], steps_per_epoch=13)  # 104 steps
+    at = lx.comparisons.dice_at_steps(run, [13, 14, 52, 104])
+    assert at["epoch"].tolist() == [1, 2, 4, 8] and at["steps"].tolist() == [13, 26, 52, 104]
+    assert at["val_dice"].tolist() == [0.1, 0.3, 0.6, 0.64]
+    with pytest.raises(ValueError, match=r"steps must lie in \[1, 104\]"):
+        lx.comparisons.dice_at_steps(run, [105])
+    other = _run_with_curve([0.2, 0.25, 0.3, 0.3, 0.3, 0.31, 0.31, 0.3], steps_per_epoch=13)
+    c = lx.comparisons.Comparison(pd.DataFrame(), pd.DataFrame({"preset": ["lomix", "last_layer"], "seed": [0, 0]}),
+                                  {("lomix", 0): run, ("last_layer", 0): other})
+    curves = c.learning_curves(seed=0)  # 1/8, 1/4, 1/2 and all of 104 steps: epochs 1, 2, 4, 8
+    assert list(curves.columns) == ["13 steps", "26 steps", "52 steps", "104 steps"]
+    assert curves.loc["lomix"].tolist() == [0.1, 0.3, 0.6, 0.64] and curves.loc["last_layer", "104 steps"] == 0.3
+    with pytest.raises(ValueError, match="no run with seed 3"):
+        c.learning_curves(seed=3)
+    short = lx.comparisons.Comparison(pd.DataFrame(), pd.DataFrame({"preset": ["lomix"], "seed": [0]}),
+                                      {("lomix", 0): _run_with_curve([0.1, 0.2], steps_per_epoch=3)})
+    assert list(short.learning_curves(seed=0).columns) == ["3 steps", "6 steps"]  # 1/8 to 1/2 all end epoch 1

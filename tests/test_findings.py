@@ -157,3 +157,16 @@ def test_the_ablation_reading_follows_the_sign_of_its_table():
             assert "leaving add out cost Dice: add helped." in text and "mul alone fell short of all." in text
             assert "add hurt" not in text
         assert "no difference shown, so no effect of wf shown." in text
+
+
+def test_the_plateau_statement_names_the_runs_still_improving():
+    c = comparison(README_BRAIN_AAL)
+    c.runs["steps"] = 1950
+    assert "none of the 15 tested runs was still improving after 1950 steps" in findings.plateau_statement(c, "x")
+    c.runs.loc[(c.runs["preset"] == "lomix") & c.runs["seed"].isin([0, 2]), "plateau_reading"] = "still improving"
+    c.runs.loc[c.runs["preset"] == "nnunet", "plateau_reading"] = "too few epochs"
+    text = findings.plateau_statement(c, "brain_aal")
+    assert text.startswith("brain_aal: 2 of 12 tested runs were still improving after 1950 steps")
+    assert "lomix seeds 0, 2" in text and "(3 of 15 had under 3 epochs: untested)" in text
+    c.runs["plateau_reading"] = "no validation curve"
+    assert "validated on nothing" in findings.plateau_statement(c, "full")

@@ -1,7 +1,8 @@
 """``augment="official"``: the official RandomGenerator's geometry (LoMix utils/dataset_synapse.py).
 
 Its branch probabilities and parameter ranges are counted over many draws (draws only, cheap);
-its geometry is compared with the numpy/scipy calls the official code makes.
+its geometry is compared with the numpy/scipy calls the official code makes, and so is its order:
+augment the slice as stored, then zoom it to the model grid.
 """
 from __future__ import annotations
 
@@ -129,3 +130,64 @@ def test_load_with_official_augmentation():
     assert image.shape == (1, 32, 32) and label.shape == (32, 32) and label.dtype == torch.long
     with pytest.raises(ValueError, match="unknown augment"):
         lx.data.load("synthetic", split="train", augment="offical", **small)
+
+
+def _drawing(params: dict) -> int:
+    """A seed after which OfficialRotFlip's next draw is ``params``."""
+    for seed in range(2000):
+        torch.manual_seed(seed)
+        if OfficialRotFlip().draw() == params:
+            return seed
+    raise AssertionError(f"no seed below 2000 draws {params}")
+
+
+def _official_order(image: np.ndarray, label: np.ndarray, params: dict, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The official RandomGenerator's calls, in its order, for drawn ``params``: geometry, then zoom."""
+    if "k" in params:
+        image, label = np.rot90(image, params["k"]), np.rot90(label, params["k"])
+        image, label = np.flip(image, axis=params["axis"]).copy(), np.flip(label, axis=params["axis"]).copy()
+    elif "angle" in params:
+        image = ndimage.rotate(image, params["angle"], order=0, reshape=False)
+        label = ndimage.rotate(label, params["angle"], order=0, reshape=False)
+    x, y = image.shape
+    return ndimage.zoom(image, (size / x, size / y), order=3), ndimage.zoom(label, (size / x, size / y), order=0)
+
+
+@pytest.mark.parametrize("aspect", ["stretch", "pad"])
+def test_the_official_augmentation_runs_on_the_stored_slice_then_zooms(aspect):
+    """Rotate at the stored grid, then zoom (the official order), not zoom, then rotate."""
+    from lomix_core.data.preprocessing import Preprocessing
+    from lomix_core.data.volumes import stack_subjects
+
+    rng = np.random.default_rng(1)
+    image = rng.random((2, 30, 24)).astype(np.float32)  # two slices, not square: "pad" squares them first
+    label = (image > 0.6).astype(np.uint8) + (image > 0.9)
+    grid = Preprocessing(size=12, class_names=("a", "b", "c"), intensity=({"kind": "unit"},), aspect=aspect)
+    dataset = stack_subjects([("s", image, label)], grid, "check", "train", augment="official")
+    assert dataset.stored[0][0].shape == ((1, 30, 30) if aspect == "pad" else (1, 30, 24))
+    as_stored = lx.data.preprocessing.stored_grid
+    for params in ({"angle": 13}, {"angle": -20}, {"k": 1, "axis": 0}, {"k": 3, "axis": 1}, {}):
+        torch.manual_seed(_drawing(params))
+        kit_image, kit_label = dataset[1]
+        stored_image = as_stored(image, label=False, aspect=aspect)[1, 0].numpy()
+        stored_label = as_stored(label, label=True, aspect=aspect)[1].numpy()
+        official_image, official_label = _official_order(stored_image, stored_label, params, 12)
+        assert kit_image.shape == (1, 12, 12) and kit_label.dtype == torch.long
+        np.testing.assert_allclose(kit_image[0].numpy(), official_image, atol=1e-6)
+        assert np.array_equal(kit_label.numpy(), official_label)
+        if "angle" in params:  # on the model grid the nearest rotation's staircase is 2.5x coarser: other pixels
+            zoomed_first = OfficialRotFlip().apply(dataset.images[1], dataset.labels[1].long(), params)[0]
+            assert np.abs(zoomed_first[0].numpy() - official_image).max() > 0.1
+
+
+def test_the_official_protocol_trains_on_stored_slices_and_the_kit_on_the_model_grid():
+    official = lx.TrainConfig(dataset="brain_aal", protocol="official", data_kwargs={"size": 32})
+    train_set, val_set = lx.training.training_data(official)
+    assert val_set is None and train_set.stored is not None  # validation subjects joined, as stored
+    separate = lx.data.load("brain_aal", split="train", size=32)
+    assert len(train_set.stored[0]) == len(train_set) > len(separate)
+    assert train_set.stored[0][0].shape[-2:] != (32, 32) and train_set[0][0].shape == (1, 32, 32)
+    kit_train, kit_val = lx.training.training_data(lx.TrainConfig(dataset="brain_aal", data_kwargs={"size": 32}))
+    assert kit_train.stored is None and kit_val is not None
+    with pytest.raises(ValueError, match="only one keeps its slices as stored"):
+        lx.data.load("brain_aal", split="train", augment="official", size=32).joined(kit_val)

@@ -123,7 +123,8 @@ def test_profiles_for_the_paper_setting():
     assert lx.profiles.comparison_datasets("full") == ["synapse"] and lx.profiles.ablation_dataset("full") == "synapse"
     colab, colab_seeds = lx.profiles.comparison("colab")
     assert colab.dataset == "brain_aal" and colab.model == "pvt_v2_b2_emcad" and colab.model_kwargs["pretrained"]
-    assert colab.amp and colab.data_kwargs == {"size": 224} and len(colab_seeds) == 3
+    assert colab.amp and colab.data_kwargs == {"size": 224} and len(colab_seeds) == 6
+    assert lx.profiles.ablation("colab")[1] == colab_seeds[:3]  # chapters 04 and 05 share 03's first three
     assert lx.profiles.comparison_datasets("colab") == ["brain_aal"] and lx.profiles.ablation_dataset("colab") == "brain_aal"
     # another model drops the profile network's options instead of passing "pretrained" to a U-Net
     assert lx.profiles.comparison("colab", model="unet_small")[0].model_kwargs == {}

@@ -81,9 +81,20 @@ def test_profile_hours_counts_the_chapters_runs_and_steps():
     out = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "benchmarks/profile_hours.py")],
                          capture_output=True, text=True, check=True).stdout
     colab, full = out.split("full profile")
-    # colab: 5 presets x 3 seeds + the frozen-BatchNorm run, 20 epochs of brain_aal's 83 // 6 = 13 batches
-    assert "| 03 | 16 | 4160 |" in colab
-    # low data: brain_aal's 7 slabs give sizes 1, 2, 4 (and 7, chapter 03's runs): 3 x 5 x 3 runs
-    assert "| 04 | 45 | 11700 |" in colab
+    # colab: 5 presets x 6 seeds + the frozen-BatchNorm run, 150 epochs of brain_aal's 83 // 6 = 13 batches
+    assert "| 03 | 31 | 60450 |" in colab
+    # low data, 3 seeds: brain_aal's 7 slabs give sizes 1, 2, 4 (and 7, chapter 03's runs): 3 x 5 x 3 runs
+    assert "| 04 | 45 | 87750 |" in colab
+    # the hours the colab profile's plan states are this table's
+    t4_hours = {line.split("|")[1].strip(): float(line.split("|")[4]) for line in colab.splitlines()
+                if line.startswith("| 0")}
+    assert t4_hours == dict(lx.profiles.get("colab").estimated_h)
+    # and docs/gpu.md's table shows this table's colab runs, steps and T4 hours
+    counted = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:5]] for line in colab.splitlines()
+               if line.startswith("| 0") or line.startswith("| series")}
+    doc = (Path(__file__).parents[1] / "docs/gpu.md").read_text()
+    shown = {line.split("|")[1].split()[0]: [c.strip().replace(",", "") for c in line.split("|")[2:5]]
+             for line in doc.splitlines() if line.startswith("| 0") or line.startswith("| series")}
+    assert len(shown) == 6 and shown == counted  # 00, 02, 03, 04, 05 and the series
     # full: 5 presets x 5 seeds + 1 at 300 x 369 steps on Synapse
     assert "| 03 | 26 | 2878200 |" in full

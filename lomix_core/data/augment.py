@@ -52,22 +52,31 @@ def rotate(image: torch.Tensor, label: torch.Tensor, degrees: float) -> tuple[to
 
 
 class OfficialRotFlip:
-    """The geometry of the official code's ``RandomGenerator`` (LoMix ``utils/dataset_synapse.py``).
+    """The official code's ``RandomGenerator`` (LoMix ``utils/dataset_synapse.py``): its geometry on
+    the slice as stored, then its zoom to the model grid.
 
     With probability 0.5 a rot90 by k ∈ {0, 1, 2, 3} then a flip along one of the two in-plane
     axes (each uniform); otherwise, with probability 0.5 (0.25 overall), a rotation by an integer
     angle uniform in [-20, 19] degrees (numpy's ``randint(-20, 20)``) with nearest-neighbour
     interpolation for the image as well as the label, zeros outside (``scipy.ndimage.rotate``,
     ``order=0, reshape=False``, exactly as the official code calls it); otherwise (0.25) nothing.
+    Then, where the slice is not ``output_size`` already, the official zoom to it: the image with
+    ``scipy.ndimage.zoom(order=3)`` (a cubic spline, which smooths a rotation's nearest-neighbour
+    staircase), the label with ``order=0``. A loader built on :func:`~lomix_core.data.volumes.stack_subjects`
+    keeps its training slices as stored (512² on Synapse) for this transform
+    (:attr:`needs_stored_grid`), so the order is the official one: augment at 512, then zoom to 224.
 
-    Differences on purpose: the official code draws from Python's and numpy's RNGs; this draws
-    from torch's global RNG like :class:`RandomRotFlip`, so seeded and resumed runs repeat. The
-    official code augments the 512² slice before zooming it to 224² (the image with a cubic spline,
-    which smooths the nearest-neighbour staircase); the kit stores slices at the model grid, so
-    this runs there, and a rotated image keeps its staircase at model pixels.
+    Difference on purpose: the official code draws from Python's and numpy's RNGs; this draws
+    from torch's global RNG like :class:`RandomRotFlip`, so seeded and resumed runs repeat.
 
-    :meth:`draw` picks the parameters and :meth:`apply` uses them, so each can be checked alone.
+    :meth:`draw` picks the parameters, :meth:`apply` uses them and :meth:`resize` zooms, so each can
+    be checked alone.
     """
+
+    needs_stored_grid = True  # SliceDataset hands it the slice as stored, not the model-grid copy
+
+    def __init__(self, output_size: int | tuple[int, int] | None = None):
+        self.output_size = (output_size, output_size) if isinstance(output_size, int) else output_size
 
     def draw(self) -> dict:
         """``{"k", "axis"}`` for rot90 + flip, ``{"angle"}`` for a rotation, or ``{}`` for nothing."""
@@ -78,7 +87,7 @@ class OfficialRotFlip:
         return {}
 
     def apply(self, image: torch.Tensor, label: torch.Tensor, params: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """``image [C,H,W]`` and ``label [H,W]`` moved by ``params`` from :meth:`draw`."""
+        """``image [C,H,W]`` and ``label [H,W]`` moved by ``params`` from :meth:`draw`, on their own grid."""
         if "k" in params:
             # np.rot90(a, k) and np.flip(a, axis) of the official 2-D slice, on the last two dims.
             dim = params["axis"] - 2
@@ -91,8 +100,20 @@ class OfficialRotFlip:
             label = torch.from_numpy(ndimage.rotate(label.numpy(), **turn))
         return image.contiguous(), label.contiguous()
 
+    def resize(self, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The official zoom of ``image [C,H,W]`` (cubic, channel by channel) and ``label [H,W]``
+        (nearest) to ``output_size``; unchanged where they are that size already (or none is set)."""
+        height, width = label.shape[-2:]
+        if self.output_size is None or (height, width) == tuple(self.output_size):
+            return image, label
+        factors = (self.output_size[0] / height, self.output_size[1] / width)
+        image = torch.from_numpy(np.stack([ndimage.zoom(channel, factors, order=3)
+                                           for channel in image.numpy().astype(np.float32)]))
+        label = torch.from_numpy(ndimage.zoom(label.numpy(), factors, order=0))
+        return image, label
+
     def __call__(self, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.apply(image, label, self.draw())
+        return self.resize(*self.apply(image, label, self.draw()))
 
 
 class IntensityJitter:
@@ -144,18 +165,24 @@ class Compose:
         return image, label
 
 
-def make_transform(augment: bool | str | None):
-    """The training transform a loader's ``augment`` asks for: None for False/None,
-    :class:`RandomRotFlip` for True or ``"kit"``, :class:`OfficialRotFlip` for ``"official"``,
-    :class:`RandomRotFlip` then :class:`IntensityJitter` for ``"intensity"``."""
+def recipe(augment: bool | str | None) -> str | None:
+    """The recipe a loader's ``augment`` names: None, "kit", "official" or "intensity"."""
     if isinstance(augment, (bool, np.bool_)) or augment is None:
-        augment = "kit" if augment else None
+        return "kit" if augment else None
+    if not isinstance(augment, str) or augment not in AUGMENTS:
+        raise ValueError(f"unknown augment {augment!r}; expected one of {AUGMENTS} (True means 'kit')")
+    return augment
+
+
+def make_transform(augment: bool | str | None, size: int | tuple[int, int] | None = None):
+    """The training transform a loader's ``augment`` asks for: None for False/None,
+    :class:`RandomRotFlip` for True or ``"kit"``, :class:`OfficialRotFlip` zooming to ``size`` for
+    ``"official"``, :class:`RandomRotFlip` then :class:`IntensityJitter` for ``"intensity"``."""
+    augment = recipe(augment)
     if augment is None:
         return None
     if augment == "kit":
         return RandomRotFlip()
     if augment == "official":
-        return OfficialRotFlip()
-    if augment == "intensity":
-        return Compose(RandomRotFlip(), IntensityJitter())
-    raise ValueError(f"unknown augment {augment!r}; expected one of {AUGMENTS} (True means 'kit')")
+        return OfficialRotFlip(size)
+    return Compose(RandomRotFlip(), IntensityJitter())  # "intensity"

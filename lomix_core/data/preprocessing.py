@@ -92,6 +92,21 @@ def crop_square(stack: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     return stack[..., top:top + height, left:left + width]
 
 
+def stored_grid(stack: np.ndarray | torch.Tensor, label: bool, aspect: str = "pad") -> torch.Tensor:
+    """``stack`` as :func:`to_model_grid` has it just before resizing: labels uint8 ``[D, H, W]``,
+    images ``[D, C, H, W]`` (uint8 kept, else float32), squared by padding where ``aspect="pad"``.
+    The official augmentation runs on these slices, then zooms them itself."""
+    if aspect not in ASPECTS:
+        raise ValueError(f"aspect must be one of {ASPECTS}, got {aspect!r}")
+    tensor = torch.as_tensor(np.ascontiguousarray(stack) if isinstance(stack, np.ndarray) else stack)
+    if label:
+        tensor = tensor.to(torch.uint8)
+    else:
+        tensor = tensor[:, None] if tensor.dim() == 3 else tensor
+        tensor = tensor if tensor.dtype == torch.uint8 else tensor.float()
+    return square_pad(tensor) if aspect == "pad" else tensor
+
+
 def to_model_grid(stack: np.ndarray | torch.Tensor, size: int | tuple[int, int], label: bool,
                   aspect: str = "pad") -> torch.Tensor:
     """Every slice of ``stack`` on the model's ``size`` grid; the slice axis is untouched.

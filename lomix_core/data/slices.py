@@ -30,6 +30,9 @@ class SliceDataset(Dataset):
     float32 in [0, 1] otherwise; ``dataset[i]`` and :meth:`image_batch` give float32 in [0, 1]
     and int64 labels. 352-px polyp images take 0.4 MB a slice instead of 2.0 MB.
 
+    ``stored`` (a training set loaded with ``augment="official"``) keeps each slice as it was stored,
+    before resizing (512² on Synapse), because the official augmentation runs there and zooms itself.
+
     ``subjects[i]`` and ``slice_index[i]`` place slice i in its volume, so evaluation can stack
     a subject's slices back into a 3-D volume and score it as one. ``native[subject]`` holds that
     volume's labels at the scan's own resolution (:class:`NativeGrid`), which evaluation scores
@@ -40,7 +43,8 @@ class SliceDataset(Dataset):
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, subjects: Sequence[str],
                  slice_index: Sequence[int], class_names: Sequence[str],
                  transform: Callable | None = None, name: str = "", split: str = "",
-                 native: dict[str, NativeGrid] | None = None, preprocessing: Preprocessing | None = None):
+                 native: dict[str, NativeGrid] | None = None, preprocessing: Preprocessing | None = None,
+                 stored: tuple[Sequence[torch.Tensor], Sequence[torch.Tensor]] | None = None):
         if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor):
             raise TypeError(f"images and labels must be torch tensors, got {type(images).__name__} and "
                             f"{type(labels).__name__} (use torch.from_numpy)")
@@ -63,6 +67,10 @@ class SliceDataset(Dataset):
         if native is not None and set(native) != set(self.subjects):
             raise ValueError(f"{where}: native grids are given for {sorted(native)[:3]}..., expected one per subject")
         self.native = native
+        if stored is not None and not (len(stored[0]) == len(stored[1]) == len(self)):
+            raise ValueError(f"{where}: stored slices are given for {len(stored[0])} images and {len(stored[1])} "
+                             f"labels; expected one of each per slice ({len(self)})")
+        self.stored = None if stored is None else (list(stored[0]), list(stored[1]))
         self.preprocessing = preprocessing or Preprocessing(size=tuple(images.shape[-2:]), class_names=class_names,
                                                             intensity=({"kind": "unit"},) * images.shape[1])
 
@@ -78,7 +86,11 @@ class SliceDataset(Dataset):
         return self.images.shape[0]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, label = as_float(self.images[i]), self.labels[i].long()
+        if self.stored is not None and getattr(self.transform, "needs_stored_grid", False):
+            # the official augmentation: on the slice as stored, then its own zoom to the model grid
+            image, label = as_float(self.stored[0][i]), self.stored[1][i].long()
+        else:
+            image, label = as_float(self.images[i]), self.labels[i].long()
         if self.transform is not None:
             image, label = self.transform(image, label)
         return image, label
@@ -99,10 +111,14 @@ class SliceDataset(Dataset):
         if shared:
             raise ValueError(f"cannot join {other!r} to {self!r}: both hold subjects {shared[:3]}; expected "
                              f"disjoint splits")
+        if (self.stored is None) != (other.stored is None):
+            raise ValueError(f"cannot join {other!r} to {self!r}: only one keeps its slices as stored (loaded with "
+                             f"augment='official'); expected both loaded with the same augment")
+        stored = None if self.stored is None else (self.stored[0] + other.stored[0], self.stored[1] + other.stored[1])
         return SliceDataset(torch.cat([self.images, other.images]), torch.cat([self.labels, other.labels]),
                             self.subjects + other.subjects, self.slice_index + other.slice_index, self.class_names,
                             transform=self.transform, name=self.name, split=f"{self.split}+{other.split}",
-                            preprocessing=self.preprocessing)
+                            preprocessing=self.preprocessing, stored=stored)
 
     def native_grid(self, subject: str, indices: list[int] | None = None) -> NativeGrid:
         """``subject`` at the scan's own resolution; a dataset without ``native`` is its own grid

@@ -13,8 +13,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from .augment import make_transform
-from .preprocessing import Preprocessing, to_model_grid
+from .augment import make_transform, recipe
+from .preprocessing import Preprocessing, stored_grid, to_model_grid
 from .slices import NativeGrid, SliceDataset
 
 DATA_ROOT_ENV = "LOMIX_DATA"
@@ -182,12 +182,18 @@ def stack_subjects(subjects: Iterable[tuple], preprocessing: Preprocessing, name
     one-slice subject.
     """
     keep_native = split != "train" if keep_native is None else keep_native
+    # The official augmentation runs on each slice as stored, then zooms it to the model grid itself.
+    keep_stored = recipe(augment) == "official"
     images, labels, subject_ids, slice_index, native = [], [], [], [], {}
+    stored_images, stored_labels = [], []
     for subject, image, label, *spacing in subjects:
         check_same_grid(image.shape, label.shape, f"{name}/{subject}")  # before resizing hides a mismatch
         if keep_native:
             native[subject] = NativeGrid(torch.as_tensor(np.ascontiguousarray(label)).to(torch.uint8),
                                          tuple(spacing[0]) if spacing and spacing[0] is not None else None)
+        if keep_stored:
+            stored_images += list(stored_grid(image, label=False, aspect=preprocessing.aspect))
+            stored_labels += list(stored_grid(label, label=True, aspect=preprocessing.aspect))
         images.append(to_model_grid(image, preprocessing.size, label=False, aspect=preprocessing.aspect))
         labels.append(to_model_grid(label, preprocessing.size, label=True, aspect=preprocessing.aspect))
         subject_ids += [subject] * images[-1].shape[0]
@@ -198,8 +204,9 @@ def stack_subjects(subjects: Iterable[tuple], preprocessing: Preprocessing, name
     if len(channels) != 1:
         raise ValueError(f"dataset {name!r}: subjects have different channel counts {sorted(channels)}")
     return SliceDataset(torch.cat(images), torch.cat(labels), subject_ids, slice_index, preprocessing.class_names,
-                        transform=make_transform(augment), name=name, split=split,
-                        native=native if keep_native else None, preprocessing=preprocessing)
+                        transform=make_transform(augment, preprocessing.size), name=name, split=split,
+                        native=native if keep_native else None, preprocessing=preprocessing,
+                        stored=(stored_images, stored_labels) if keep_stored else None)
 
 
 def pick_subjects(subjects: Sequence[str], count: int | None, seed: int) -> list[str]:

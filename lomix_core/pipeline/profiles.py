@@ -3,7 +3,9 @@
 * ``smoke`` — seconds to a few minutes on a CPU; what CI and nbval run. Numbers are meaningless.
 * ``cpu``   — meaningful results on a 2-core laptop: the whole series in under 30 minutes.
 * ``colab`` — the paper's network (PVT-v2-b2 + EMCAD, ImageNet-pretrained, 224²) on the real brain
-  MRI, with budgets cut so that the whole series fits one free Colab session on a T4 (target 2 h).
+  MRI, about 2,000 steps a run (near brain_aal's plateau), six seeds for chapter 03's comparison and
+  three for the ablations; planned as one free Colab T4 session per block of chapters (:attr:`Profile.sessions`),
+  which resume each other's runs from Google Drive.
 * ``full``  — the paper's setting: that network on Synapse's 8 organs, 300 epochs (about 110k steps
   of batch 6), lr 1e-4 constant, five seeds. Hours to days; meant for a cluster.
 * ``auto``  — ``colab`` when CUDA is available, else ``cpu``; never ``full``, which must be asked for.
@@ -55,12 +57,25 @@ class Profile:
     cell_timeout: int | None = None  # seconds a notebook cell may run under `reproduce` (None: no limit)
     # Wall time of each chapter under `make reproduce` with no runs cached, on chapter.REFERENCE_MACHINE.
     measured_s: Mapping[str, float] = field(default_factory=dict)
+    ablation_seeds: tuple[int, ...] | None = None  # chapters 04 and 05's seeds (None: ``seeds``)
+    # A GPU profile's plan: the chapters each session runs (one Colab runtime each; later sessions read
+    # earlier sessions' runs back from Drive), and each chapter's hours on ``planned_on`` as estimated
+    # by benchmarks/profile_hours.py from an assumed step time (tests/test_benchmark.py keeps them equal).
+    sessions: tuple[tuple[str, ...], ...] = ()
+    estimated_h: Mapping[str, float] = field(default_factory=dict)
+    planned_on: str = ""  # the card estimated_h is for, and the step time it assumes
+    session_limit_h: float | None = None  # the most hours one session may be estimated at
 
     def __post_init__(self):
-        for name in ("comparison", "quickstart", "demo", "benchmark", "phantom", "dataset_sizes", "measured_s"):
+        for name in ("comparison", "quickstart", "demo", "benchmark", "phantom", "dataset_sizes", "measured_s",
+                     "estimated_h"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
         object.__setattr__(self, "dataset_budgets", _frozen({k: _frozen(v) for k, v in self.dataset_budgets.items()}))
 
+
+# Hours per chapter of the colab plan on a T4, as benchmarks/profile_hours.py estimates them (its default
+# step times); chapters 01, 06 and 07 train nothing and take minutes.
+ESTIMATED_H_COLAB = {"00": 0.01, "02": 0.01, "03": 3.40, "04": 4.95, "05": 3.77}
 
 _TINY = dict(max_steps_per_epoch=3, batch_size=8, lr=1e-3, model_kwargs={"width": 8})
 # The paper's network always starts from ImageNet weights (the official code loads them too).
@@ -106,15 +121,27 @@ PROFILE_RECORDS: Mapping[str, Profile] = _frozen({profile.name: profile for prof
         cell_timeout=3600,
         measured_s={"00": 33, "01": 9, "02": 28, "03": 630, "04": 464, "05": 390, "06": 20, "07": 27}),
     Profile(
-        # 20 epochs of brain_aal's 13 batches are 260 steps a run; chapters 03-05 train 94 runs (24.7k
-        # steps): about 1.5 h of a T4 at the 0.15 s a step estimated for it (benchmarks/profile_hours.py),
-        # which leaves room in the 2-hour target for installing, loading and evaluating.
+        # Sized from the kit's own measurements rather than to a total. On CPU (brain_aal, unet_small,
+        # 3 seeds) 300 steps left every preset 0.04-0.14 Dice below its plateau and the ranking changed
+        # between 300, 1,320 and 5,280 steps: a run here is 150 epochs of brain_aal's 13 batches of 6,
+        # 1,950 steps, at the paper's lr 1e-4. A learned weight's θ can then move lr x steps = 0.195 at
+        # most (at the former 260 steps, 0.026: every LoMix weight stayed at softplus(0) = 0.69).
+        # Chapter 03's comparison has six seeds, the fewest whose exact two-sided Wilcoxon p can fall
+        # below 0.05 (2/2^6 = 0.031); the ablations (04, 05) three, which can show a sign, not a
+        # significant one. Chapters 04 and 05 share chapter 03's full-data runs of their seeds.
         "colab", size=224,
-        comparison=dict(_PAPER_NETWORK, epochs=20), seeds=(0, 1, 2), comparison_datasets=("brain_aal",),
-        ablation_dataset="brain_aal",
+        comparison=dict(_PAPER_NETWORK, epochs=150), seeds=(0, 1, 2, 3, 4, 5), ablation_seeds=(0, 1, 2),
+        comparison_datasets=("brain_aal",), ablation_dataset="brain_aal",
         quickstart=dict(_PAPER_NETWORK, epochs=20), demo=dict(_PAPER_NETWORK, epochs=10),
         benchmark=dict(model="pvt_v2_b2_emcad", batch=6, size=224, steps=20, warmup=5, amp=True),
-        phantom=dict(num_subjects=20, num_slices=16, num_val=4, num_test=4)),
+        phantom=dict(num_subjects=20, num_slices=16, num_val=4, num_test=4),
+        # One Colab runtime per session, Drive mounted: a session reads the runs of those before it back,
+        # and one cut short resumes where it stopped when its chapter is run again.
+        sessions=(("00", "01", "02", "03"), ("04",), ("05", "06", "07")),
+        estimated_h=ESTIMATED_H_COLAB, planned_on="a T4 (a last-layer step assumed at 0.15 s, not measured)",
+        # Colab's free runtimes last at most 12 h and often much less (GPU time is rationed): a session
+        # is planned at no more than half of that, so a slower card than assumed still finishes.
+        session_limit_h=6.0),
     Profile(
         # The paper's protocol (config.PROTOCOLS["official"]): all 18 training cases, the official
         # network, augmentation and epoch (Synapse: 2211 slices in batches of 6, the last one partial:
@@ -134,6 +161,15 @@ PROFILE_RECORDS: Mapping[str, Profile] = _frozen({profile.name: profile for prof
         # batches of 6 (its 83 slices with the last batch kept) are 1400 steps; the phantom 30 epochs.
         dataset_budgets={"brain_aal": dict(epochs=100), "synthetic": dict(epochs=30)}),
 ]})
+
+
+def session(profile: str, chapter: str) -> tuple[int, tuple[str, ...]] | None:
+    """(number from 1, its chapters) of the session of ``profile``'s plan that runs ``chapter``
+    ("03"); None where the profile plans no sessions."""
+    for number, chapters in enumerate(get(profile).sessions, 1):
+        if chapter in chapters:
+            return number, chapters
+    return None
 
 
 def resolve(profile: str) -> str:
@@ -191,6 +227,16 @@ def comparison(profile: str, dataset: str = "brain_aal", model: str | None = Non
                          f"network, and model {config.model!r} has no official form; pass protocol='kit' to train it "
                          f"under the kit's protocol")
     return config, list(record.seeds)
+
+
+def ablation(profile: str, dataset: str | None = None, model: str | None = None,
+             **overrides) -> tuple[TrainConfig, list[int]]:
+    """The base config and seeds of chapters 04 and 05 under ``profile``: :func:`comparison`'s config
+    on ``dataset`` (default: :func:`ablation_dataset`), with the profile's ablation seeds."""
+    dataset = ablation_dataset(profile) if dataset is None else dataset
+    config, seeds = comparison(profile, dataset=dataset, model=model, **overrides)
+    record = get(profile)
+    return config, list(seeds if record.ablation_seeds is None else record.ablation_seeds)
 
 
 def quickstart(profile: str, dataset: str = "brain_aal", model: str | None = None, **overrides) -> TrainConfig:

@@ -276,10 +276,10 @@ def _test_metrics(test: pd.DataFrame | None) -> dict[str, Any]:
             "test_hd95_per_class": per_class(test)["hd95"].to_dict(), "scored_at": test.attrs["resolution"]}
 
 
-def _split_or_none(config: TrainConfig, split: str) -> data.SliceDataset | None:
+def _split_or_none(config: TrainConfig, split: str, augment: bool | str = False) -> data.SliceDataset | None:
     """The ``split``, or None where the dataset has none by design (``data.SplitNotPresent``)."""
     try:
-        return data.load(config.dataset, split=split, **config.data_kwargs)
+        return data.load(config.dataset, split=split, augment=augment, **config.data_kwargs)
     except data.SplitNotPresent:
         return None
 
@@ -299,10 +299,11 @@ def training_data(config: TrainConfig) -> tuple[data.SliceDataset, data.SliceDat
     rules = config.rules
     augment = (config.augment if rules.augment is None else rules.augment) if config.augment else False
     train_set = data.load(config.dataset, split="train", augment=augment, **config.data_kwargs)
-    val_set = _split_or_none(config, "val")
     if not rules.joins_validation:
-        return train_set, val_set
-    if trains_on_validation(config) and val_set is not None:
+        return train_set, _split_or_none(config, "val")
+    # trained on, so loaded as the training split is (the official augmentation keeps the slices as stored)
+    val_set = _split_or_none(config, "val", augment=augment) if trains_on_validation(config) else None
+    if val_set is not None:
         train_set = train_set.joined(val_set)
     return train_set, None
 

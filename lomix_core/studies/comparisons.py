@@ -26,6 +26,10 @@ from ..pipeline.config import epoch_steps
 from ..pipeline.training import Run, TrainConfig, training_data
 
 
+# How far into a run learning_curves reads validation Dice: an eighth, a quarter, half and all of its steps.
+CURVE_FRACTIONS = (1 / 8, 1 / 4, 1 / 2, 1.0)
+
+
 @dataclass
 class Comparison:
     """Results of training every variant of one base config with every seed under one budget.
@@ -119,6 +123,39 @@ class Comparison:
         digits = 3 if metric == "dice" else 2
         text = stats.apply(lambda r: f"{r['mean']:.{digits}f} ± {r['std']:.{digits}f}", axis=1)
         return text.unstack("class_name")[list(dict.fromkeys(present["class_name"]))].loc[list(dict.fromkeys(self.runs[self.by]))]
+
+
+    def learning_curves(self, seed: int, fractions: Sequence[float] = CURVE_FRACTIONS) -> pd.DataFrame:
+        """Validation Dice of each variant's run with ``seed`` after ``fractions`` of its steps, from
+        :func:`dice_at_steps`: one column per step count reached (fractions that land in the same
+        epoch share one)."""
+        rows = {}
+        for (variant, run_seed), run in self.models.items():
+            if run_seed == seed:
+                total = int(run.history["step"].max())
+                at = dice_at_steps(run, [max(1, math.ceil(f * total)) for f in fractions])
+                rows[variant] = at.drop_duplicates("steps").set_index("steps")["val_dice"]
+        if not rows:
+            raise ValueError(f"no run with seed {seed}; the comparison's seeds are {sorted(set(self.runs['seed']))}")
+        table = pd.DataFrame(rows).T
+        table.columns = [f"{s} steps" for s in table.columns]
+        table.index.name = self.by
+        return table
+
+
+def dice_at_steps(run: Run, steps: Sequence[int]) -> pd.DataFrame:
+    """Validation Dice of ``run`` after each of ``steps`` optimiser steps, from its records: a run
+    validates at the end of every epoch, so each step count reads the first epoch ending at or after
+    it (``steps`` in the result: where that epoch ended). Steps past the run's end are an error."""
+    ends = run.history.groupby("epoch")["step"].max()  # the step count at each epoch's end
+    if any(s < 1 or s > ends.max() for s in steps):
+        raise ValueError(f"steps must lie in [1, {ends.max()}] (the run's steps), got {list(steps)}")
+    epochs = run.epochs.set_index("epoch")["val_dice"]
+    rows = []
+    for asked in steps:
+        epoch = int(ends.index[ends >= asked][0])
+        rows.append({"asked": asked, "epoch": epoch, "steps": int(ends[epoch]), "val_dice": float(epochs[epoch])})
+    return pd.DataFrame(rows)
 
 
 def paired_name(method: str, baseline: str) -> str:

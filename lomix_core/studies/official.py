@@ -71,10 +71,16 @@ DIFFERENCES: tuple[Difference, ...] = (
                "ReLU6, N(0, 0.02), 1×1 conv + BN + ReLU, 0.1", "ReLU, PyTorch's init, channel-mean conv, 0",
                "the official ones (same logits as the official decoder with the same weights)", "same",
                lambda: _rules("official").official_network),
-    Difference("augmentation", "50 % rot90 + flip, else 25 % integer-angle rotation (nearest), at 512 before "
-               "the zoom to 224, numpy's generator re-seeded per worker", "rot90, flip, ±20° rotation on the "
-               "model grid, torch's generator", "the official transforms and frequencies, on the model grid "
-               "(224), torch's generator", "differs", lambda: _rules("official").augment == "official"),
+    Difference("augmentation: transforms", "50 % rot90 + flip, else 25 % integer-angle rotation in [-20, 19] "
+               "(nearest)", "rot90, flip, ±20° rotation (bilinear image)", "the official transforms and frequencies",
+               "same", lambda: _rules("official").augment == "official"),
+    Difference("augmentation: where it runs", "on the stored 512² slice, then zoomed to 224 (image cubic, order 3; "
+               "label nearest)", "on the model grid (slices resized once when loaded)", "on the slice as stored, "
+               "then the official zoom (volume datasets; the 2-D image sets and the phantom are stored at the "
+               "model grid)", "same", lambda: _augments_before_the_zoom()),
+    Difference("augmentation: random generator", "numpy's and Python's, re-seeded per loader worker",
+               "torch's (seeded and resumed runs repeat)", "as the kit", "differs",
+               lambda: _rules("official").augment == "official"),
     Difference("last partial batch of an epoch", "kept (369 steps an epoch on Synapse)", "dropped (368)",
                "kept (369)", "same", _last_batch_kept),
     Difference("test-time scoring at the scan's grid", "argmax at 224, zoomed back with nearest (order 0)",
@@ -95,6 +101,35 @@ DIFFERENCES: tuple[Difference, ...] = (
                "mean ± sd over seeds of the validation-selected test Dice", "mean ± sd over 5 seeds of the last "
                "epoch's test Dice, best-on-test beside it", "differs", lambda: len(_full_seeds()) == 5),
 )
+
+
+def _augments_before_the_zoom() -> bool:
+    """A training slice under the official augmentation is the official order's pixels (rotate the
+    stored 20² slice, then zoom it to 8²), and not those of rotating the 8² model-grid copy."""
+    import numpy as np
+    import torch
+    from scipy import ndimage
+
+    from .data.augment import OfficialRotFlip
+    from .data.preprocessing import Preprocessing
+    from .data.volumes import stack_subjects
+
+    image = np.random.default_rng(0).random((1, 20, 20)).astype(np.float32)
+    label = (image > 0.5).astype(np.uint8)
+    grid = Preprocessing(size=8, class_names=("background", "bright"), intensity=({"kind": "unit"},),
+                         aspect="stretch")
+    dataset = stack_subjects([("s", image, label)], grid, "check", "train", augment="official")
+    turn = dict(angle=13, order=0, reshape=False)
+    official = ndimage.zoom(ndimage.rotate(image[0], **turn), 8 / 20, order=3)
+    model_grid_first = OfficialRotFlip().apply(dataset.images[0], dataset.labels[0], {"angle": 13})[0][0].numpy()
+    def draws(seed: int) -> dict:
+        torch.manual_seed(seed)
+        return OfficialRotFlip().draw()
+
+    with torch.random.fork_rng():
+        torch.manual_seed(next(seed for seed in range(1000) if draws(seed) == {"angle": 13}))
+        kit = dataset[0][0][0].numpy()
+    return np.allclose(kit, official, atol=1e-6) and not np.allclose(model_grid_first, official, atol=1e-3)
 
 
 def _input_resizing_differs() -> bool:

@@ -9,8 +9,10 @@ device) on the device the runs will use, so it holds for whatever machine the no
 What it counts per run: its optimiser steps (as :func:`~lomix_core.pipeline.training.fit` makes them), and
 its evaluated slices (validation every epoch, the test split too with ``track_test``, and the
 final test). What it leaves out: loading and augmenting batches (about 1 ms a batch on the cpu
-profile), writing checkpoints, the final test's HD95, starting worker processes and reading runs
-back, a few seconds per run on a CPU. Measured on 2 Intel Xeon cores, cpu profile, brain_aal's
+profile; under ``protocol="official"`` each training slice is augmented as stored and zoomed to the
+model grid, 56-134 ms a 512² slice on 2 contended CPU cores, docs/official_vs_kit.md), writing
+checkpoints, the final test's HD95, starting worker processes and reading runs back, a few seconds
+per run on a CPU. Measured on 2 Intel Xeon cores, cpu profile, brain_aal's
 last_layer and lomix runs side by side: estimated 104 s, trained in 98 s. Other programs busy
 on the same cores slow the runs down after the estimate was taken.
 """

@@ -20,12 +20,34 @@ def estimate(chapter: str, profile: str) -> str:
     """A sentence on how long ``chapter`` ("03") takes under ``profile``, from measured times."""
     seconds = profiles.get(profile).measured_s.get(chapter)
     if seconds is None:
-        return "run time not measured on a reference machine yet; each training cell estimates it from timed steps"
+        return ("run time not measured on a reference machine yet; each training cell estimates it from timed steps"
+                + "".join(f"\n{line}" for line in [plan(chapter, profile)] if line))
     amount = f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
     # A figure from one machine, labelled with it: on another machine, or this one under load, the
     # estimate a chapter prints before it trains (timed here and now) is the one that counts.
     return (f"took {amount} on {REFERENCE_MACHINE} (nothing cached); a chapter that trains estimates its "
             f"time on this machine before it starts")
+
+
+def plan(chapter: str, profile: str) -> str | None:
+    """Where ``chapter`` sits in ``profile``'s plan of sessions (:attr:`profiles.Profile.sessions`),
+    how long its session is estimated to take and what to do; None where the profile plans none."""
+    record = profiles.get(profile)
+    found = profiles.session(profile, chapter)
+    if found is None:
+        return None
+    number, chapters = found
+    hours = sum(record.estimated_h.get(c, 0.0) for c in chapters)
+    own = record.estimated_h.get(chapter)
+    this = (f"this chapter about {own:.1f} h" if own and own >= 0.05 else
+            "this chapter: minutes" if own else "this chapter trains nothing: minutes")
+    named = f"chapter{'s' * (len(chapters) > 1)} {', '.join(chapters)}"
+    before = (f"; it reads the runs of session{'s' * (number > 2)} "
+              f"{', '.join(str(n) for n in range(1, number))} back" if number > 1 else "")
+    return (f"{record.name} plan: session {number} of {len(record.sessions)} runs {named}, about "
+            f"{hours:.1f} h on {record.planned_on} by benchmarks/profile_hours.py ({this}). Run the session in one "
+            f"runtime with Google Drive mounted{before}; if the runtime ends, run the chapter again: finished runs "
+            f"are read back and the interrupted one resumes from its last epoch.")
 
 
 def preflight(profile: str, datasets: list[str] | tuple[str, ...] = ()) -> list[str]:

@@ -154,3 +154,30 @@ def ablation_statement(comparison: Comparison, label: str, tests: TestFamily | N
             reading = f"{word}, {meaning}" if meaning else word
         lines.append(f"- {method} minus {variant}: {_numbers(test)}: {reading}.")
     return "\n".join(lines)
+
+
+def plateau_statement(comparison: Comparison, label: str) -> str:
+    """Whether the runs of ``comparison`` had stopped improving when their budget ran out, from each
+    run's plateau test (:func:`~lomix_core.statistics.plateau_test`: the slope of validation Dice over
+    its last third of epochs, with a 95 % interval). One test per run, uncorrected: a flag, not a verdict."""
+    runs = comparison.runs
+    readings = runs["plateau_reading"]
+    steps = "/".join(str(s) for s in sorted(set(runs["steps"])))
+    if (readings == "no validation curve").all():
+        return (f"{label}: the runs validated on nothing (they train on their validation subjects), so no "
+                f"plateau test says whether {steps} steps were enough.")
+    untested = int((readings == "too few epochs").sum())
+    improving = runs[readings == "still improving"]
+    tested = len(runs) - untested
+    skipped = f" ({untested} of {len(runs)} had under 3 epochs: untested)" if untested else ""
+    if not tested:
+        return f"{label}: every run had under 3 epochs, too few for a plateau test of its {steps} steps."
+    if improving.empty:
+        return (f"{label}: none of the {tested} tested runs was still improving after {steps} steps (for each, the "
+                f"95 % interval of the slope of validation Dice over its last third of epochs reaches 0 or below)"
+                f"{skipped}: no run shows that its budget was too short.")
+    who = "; ".join(f"{variant} seed{'s' * (len(seeds) > 1)} {', '.join(str(s) for s in seeds)}"
+                    for variant, seeds in improving.groupby(comparison.by, sort=False)["seed"].agg(list).items())
+    return (f"{label}: {len(improving)} of {tested} tested runs were still improving after {steps} steps (the 95 % "
+            f"interval of the slope of validation Dice over the last third of epochs lies above 0): {who}"
+            f"{skipped}. A verdict on those runs holds for this budget only.")
