@@ -110,9 +110,9 @@ def _augments_before_the_zoom() -> bool:
     import torch
     from scipy import ndimage
 
-    from .data.augment import OfficialRotFlip
-    from .data.preprocessing import Preprocessing
-    from .data.volumes import stack_subjects
+    from ..data.augment import OfficialRotFlip
+    from ..data.preprocessing import Preprocessing
+    from ..data.volumes import stack_subjects
 
     image = np.random.default_rng(0).random((1, 20, 20)).astype(np.float32)
     label = (image > 0.5).astype(np.uint8)
