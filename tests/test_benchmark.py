@@ -10,12 +10,14 @@ TINY = dict(size=32, classes=4, steps=1, warmup=0)
 
 
 def test_step_times_table():
-    table = step_times("unet_small", ["lomix", "mutation"], "cpu", batch=2, official=True, **TINY)
+    table = step_times("unet_small", ["lomix", "mutation"], "cpu", batch=2, official=True, floor=True, **TINY)
     assert list(table["preset"]) == ["last_layer", "lomix", "mutation"]  # last_layer added and first
     assert list(table["maps"]) == [1, 48, 15]
     assert table["step_vs_last_layer"].iloc[0] == 1.0
     assert (table[["step_ms", "loss_ms"]] > 0).all().all()
     assert table.loc[table.preset == "lomix", "official_loss_ms"].iloc[0] > 0
+    floors = table.set_index("preset")[["floor_ce_ms", "floor_stats_ms"]]
+    assert (floors.loc["lomix"] > 0).all() and floors.drop(index="lomix").isna().all().all()  # the LoMix row only
     assert (table[["step_peak_mib", "loss_peak_mib"]] > 0).all().all()  # CPU: from the profiler's memory events
     lomix = table.set_index("preset").loc["lomix"]
     assert lomix.loss_extra_mib > 0  # 48 maps take more than one
