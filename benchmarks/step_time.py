@@ -87,8 +87,8 @@ def main(argv=None) -> int:
         row = lomix.iloc[0]
         print(f"\nLoMix loss forward + backward: official-style loop {row.official_loss_ms:.1f} ms, kit "
               f"{row.loss_ms:.1f} ms, {row.official_loss_ms / row.loss_ms:.2f}x faster")
-    floors = table[table["floor_ce_ms"].notna()]
-    if len(floors):
+    floors = table[table["floor_ce_ms"].notna()] if args.floor else table.iloc[:0]
+    if len(floors):  # the floors are timed in the LoMix row, when lomix is among the presets
         row = floors.iloc[0]
         print(f"Over the same {row.maps} maps' logits as one stack, forward + backward: softmax + CE "
               f"{row.floor_ce_ms:.1f} ms, CE + Dice statistics alone {row.floor_stats_ms:.1f} ms; the LoMix loss "

@@ -87,7 +87,7 @@ def step_times(model: str = "unet_small", presets: Sequence[str] = tuple(PRESETS
     ``torch.compile`` (value checks off: their host sync would split the graph); where
     compilation fails the error propagates, so a table never silently mixes compiled and eager rows.
     ``clock="cpu"``: see :func:`_time_once_ms`.
-    With ``floor``, the LoMix row also times what its loss cannot go below, forward + backward over
+    With ``floor``, two more columns time, in the LoMix row, what its loss cannot go below, forward + backward over
     as many logits as its maps hold (``M·B·C·H·W``), given as one stack: ``floor_ce_ms``, PyTorch's
     softmax + cross-entropy (one fused op); ``floor_stats_ms``, the CE + Dice statistics alone
     (:func:`lomix_core.map_loss.ce_dice_losses`, the C kernel on a CPU), no mutant built.
@@ -120,8 +120,8 @@ def step_times(model: str = "unet_small", presets: Sequence[str] = tuple(PRESETS
         "preset": presets, "maps": [maps[p] for p in presets],
         "step_ms": [step_ms[p] for p in presets], "loss_ms": [loss_ms[p] for p in presets],
         "official_loss_ms": [loss_ms["official"] if p == "lomix" and official else None for p in presets],
-        **{f"{name}_ms": [loss_ms[name] if p == "lomix" and floor else None for p in presets]
-           for name in ("floor_ce", "floor_stats")},
+        **{f"{name}_ms": [loss_ms[name] if p == "lomix" else None for p in presets]
+           for name in ("floor_ce", "floor_stats") if floor},
         "step_peak_mib": [peak_memory_mib(train_steps[p], device) for p in presets],
         "loss_peak_mib": [peak_memory_mib(loss_steps[p], device) for p in presets],
     })
