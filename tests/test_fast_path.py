@@ -21,7 +21,8 @@ REL = 1e-6
 OPERATOR_SETS = [ops for k in range(1, len(OPERATORS) + 1) for ops in combinations(OPERATORS, k)]
 CASES = ([(preset, None, None) for preset in lx.PRESETS]
          + [("lomix", ops, None) for ops in OPERATOR_SETS]
-         + [("lomix", None, weighting) for weighting in ("equal", "softmax", "uncertainty", [0.5] * 48)])
+         + [("lomix", None, weighting) for weighting in ("equal", "softmax", "uncertainty", [0.5] * 48)]
+         + [("lomix", ("wf", "concat", "mul"), "softmax")])  # operators out of their usual order
 
 
 @pytest.fixture(autouse=True)
