@@ -100,3 +100,23 @@ def test_profile_hours_counts_the_chapters_runs_and_steps():
     assert "| 04 | 45 | 11700 |" in colab
     # full: 5 presets x 5 seeds + 1 at 300 x 369 steps on Synapse
     assert "| 03 | 26 | 2878200 |" in full
+
+
+def test_loss_page_faults_measures_both_paths_and_restores_the_fused_one():
+    import importlib.util
+
+    import torch
+
+    from lomix_core import fused_mutants
+
+    path = Path(__file__).parents[1] / "benchmarks/loss_page_faults.py"
+    spec = importlib.util.spec_from_file_location("loss_page_faults", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    applies = fused_mutants.applies
+    images, target = torch.randn(2, 1, 32, 32), torch.randint(0, 8, (2, 32, 32))
+    for fused in (True, False):
+        result = script.measure(fused, images, target, calls=1)
+        assert set(result) == {"loss", "step"}
+        assert all(faults >= 0 and ms > 0 for faults, ms in result.values())
+        assert fused_mutants.applies is applies  # the built path's switch is undone
