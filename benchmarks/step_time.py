@@ -1,6 +1,6 @@
 """Training-step time, loss time and peak memory of every supervision preset.
 
-    python benchmarks/step_time.py --setting cpu --official    # the cpu profile's brain_aal runs, 1 thread
+    python benchmarks/step_time.py --setting cpu --official --floor --clock cpu  # the cpu profile's brain_aal runs, 1 thread
     python benchmarks/step_time.py --setting paper --device cuda  # the paper's network and shape
     python benchmarks/step_time.py --model unet_small --device cpu --batch 2 --size 96
 
@@ -12,7 +12,8 @@ step in the same run, the loss-only forward + backward on fixed logits, and peak
 (CUDA: the allocator's; CPU: PyTorch's allocations as the profiler records them) with the
 loss's extra over last layer.
 ``--official`` also times the LoMix loss computed the way the official code does it (a loop over
-maps and classes with a ``.item()`` per class); ``--compile`` runs the losses through
+maps and classes with a ``.item()`` per class); ``--floor`` the loss's floors (see
+``lomix_core.pipeline.timing.step_times``); ``--compile`` runs the losses through
 ``torch.compile``. The table is printed last; ``--json`` keeps it.
 """
 from __future__ import annotations
@@ -53,6 +54,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="timed steps per measurement (median)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--official", action="store_true", help="also time the official-style LoMix loss loop")
+    parser.add_argument("--floor", action="store_true",
+                        help="also time what the LoMix loss cannot go below: softmax + CE, and the CE + Dice "
+                             "statistics alone, over as many logits as its maps hold")
     parser.add_argument("--compile", action="store_true", help="run every loss through torch.compile")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="cpu: the thread's CPU time, which leaves out waiting for a core on a shared machine "
@@ -67,7 +71,8 @@ def main(argv=None) -> int:
 
     device = resolve_device(args.device)
     table = step_times(presets=args.presets, device=device, amp=args.amp, steps=args.steps, warmup=args.warmup,
-                       official=args.official, compile_loss=args.compile, clock=args.clock, **shape)
+                       official=args.official, compile_loss=args.compile, clock=args.clock, floor=args.floor,
+                       **shape)
     setting = (f"{shape['model']}, batch {shape['batch']}, {shape['size']}², {shape['classes']} classes, "
                f"{'autocast' if args.amp else 'fp32'}, {'compiled loss' if args.compile else 'eager loss'}, "
                f"{device.type}, {torch.get_num_threads()} thread(s), {args.clock} clock")
@@ -82,6 +87,12 @@ def main(argv=None) -> int:
         row = lomix.iloc[0]
         print(f"\nLoMix loss forward + backward: official-style loop {row.official_loss_ms:.1f} ms, kit "
               f"{row.loss_ms:.1f} ms, {row.official_loss_ms / row.loss_ms:.2f}x faster")
+    floors = table[table["floor_ce_ms"].notna()] if args.floor else table.iloc[:0]
+    if len(floors):  # the floors are timed in the LoMix row, when lomix is among the presets
+        row = floors.iloc[0]
+        print(f"Over the same {row.maps} maps' logits as one stack, forward + backward: softmax + CE "
+              f"{row.floor_ce_ms:.1f} ms, CE + Dice statistics alone {row.floor_stats_ms:.1f} ms; the LoMix loss "
+              f"{row.loss_ms:.1f} ms is {row.loss_ms / row.floor_stats_ms:.2f}x the statistics alone")
     return 0
 
 

@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#define T 64
+#define T 256
 
 /* Per pixel t of the block: the row maximum, and e_c = exp(z_c - max) with their sum. */
 static void softmax_block(const float *zb, int64_t C, int64_t sc, int64_t h0, int64_t n,
@@ -30,43 +30,74 @@ static void softmax_block(const float *zb, int64_t C, int64_t sc, int64_t h0, in
         }
 }
 
+/* One block of n pixels of one map: adds Σ -log p_y to *ce, Σ p_c [y = c] to I[c] and Σ p_c² to
+ * Q[c]. zb points at the block's first pixel of class 0, class planes sc apart; y at its labels. */
+static void stats_block(const float *zb, int64_t sc, const int32_t *y, int64_t n, int64_t C, float *e,
+                        double *ce, double *I, double *Q) {
+    float mx[T], sum[T], zy[T];
+    softmax_block(zb, C, sc, 0, n, e, mx, sum);
+    for (int64_t t = 0; t < n; ++t) zy[t] = 0.0f;
+    for (int64_t c = 0; c < C; ++c)
+        for (int64_t t = 0; t < n; ++t) zy[t] += y[t] == (int32_t)c ? zb[c * sc + t] : 0.0f;
+    float block_ce = 0.0f;
+    for (int64_t t = 0; t < n; ++t) {
+        block_ce += mx[t] + logf(sum[t]) - zy[t];
+        sum[t] = 1.0f / sum[t];
+    }
+    *ce += block_ce;
+    for (int64_t c = 0; c < C; ++c) {
+        float q = 0.0f, i = 0.0f;
+        for (int64_t t = 0; t < n; ++t) {
+            float p = e[c * T + t] * sum[t];
+            q += p * p;
+            i += y[t] == (int32_t)c ? p : 0.0f;
+        }
+        Q[c] += q;
+        I[c] += i;
+    }
+}
+
+/* The gradient of one block of one map into gb (class planes gsc apart): p_c (d_c - s) + a (p_c - [y = c])
+ * with d_c = G[c] p_c - Bt[c] [y = c] and s = Σ_c p_c d_c. e and d are [C, T] scratch. */
+static void grad_block(const float *zb, int64_t sc, const int32_t *y, int64_t n, int64_t C, float am,
+                       const float *G, const float *Bt, float *restrict e, float *restrict d, float *gb, int64_t gsc) {
+    float mx[T], sum[T], s[T];
+    softmax_block(zb, C, sc, 0, n, e, mx, sum);
+    for (int64_t t = 0; t < n; ++t) {
+        sum[t] = 1.0f / sum[t];
+        s[t] = 0.0f;
+    }
+    for (int64_t c = 0; c < C; ++c) {
+        const float g = G[c], beta_c = Bt[c];
+        float *restrict ec = e + c * T, *restrict dc = d + c * T;
+        for (int64_t t = 0; t < n; ++t) {
+            float p = ec[t] * sum[t];
+            float dp = g * p - (y[t] == (int32_t)c ? beta_c : 0.0f);
+            ec[t] = p;
+            dc[t] = dp;
+            s[t] += p * dp;
+        }
+    }
+    for (int64_t c = 0; c < C; ++c)
+        for (int64_t t = 0; t < n; ++t) {
+            float p = e[c * T + t];
+            gb[c * gsc + t] = p * (d[c * T + t] - s[t]) + am * (p - (y[t] == (int32_t)c ? 1.0f : 0.0f));
+        }
+}
+
 /* ce[m] = Σ -log p_y, inter[m,c] = Σ p_c [y = c], psq[m,c] = Σ p_c², over all B·HW pixels
  * (double accumulators, written, not added to). */
 int lomix_ce_dice_forward(const float *z, const int32_t *target, int64_t B, int64_t C, int64_t HW,
                           int64_t sm, int64_t sb, int64_t sc, int64_t m0, int64_t m1, double *ce, double *inter, double *psq) {
     float *e = malloc(sizeof(float) * C * T);
     if (!e) return 1;
-    float mx[T], sum[T], zy[T];
     for (int64_t m = m0; m < m1; ++m) {
         double ce_m = 0.0, *I = inter + m * C, *Q = psq + m * C;
         for (int64_t c = 0; c < C; ++c) I[c] = Q[c] = 0.0;
-        for (int64_t b = 0; b < B; ++b) {
-            const float *zb = z + m * sm + b * sb;
-            const int32_t *yb = target + b * HW;
-            for (int64_t h0 = 0; h0 < HW; h0 += T) {
-                int64_t n = HW - h0 < T ? HW - h0 : T;
-                softmax_block(zb, C, sc, h0, n, e, mx, sum);
-                for (int64_t t = 0; t < n; ++t) zy[t] = 0.0f;
-                for (int64_t c = 0; c < C; ++c)
-                    for (int64_t t = 0; t < n; ++t) zy[t] += yb[h0 + t] == (int32_t)c ? zb[c * sc + h0 + t] : 0.0f;
-                float block_ce = 0.0f;
-                for (int64_t t = 0; t < n; ++t) {
-                    block_ce += mx[t] + logf(sum[t]) - zy[t];
-                    sum[t] = 1.0f / sum[t];
-                }
-                ce_m += block_ce;
-                for (int64_t c = 0; c < C; ++c) {
-                    float q = 0.0f, i = 0.0f;
-                    for (int64_t t = 0; t < n; ++t) {
-                        float p = e[c * T + t] * sum[t];
-                        q += p * p;
-                        i += yb[h0 + t] == (int32_t)c ? p : 0.0f;
-                    }
-                    Q[c] += q;
-                    I[c] += i;
-                }
-            }
-        }
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t h0 = 0; h0 < HW; h0 += T)
+                stats_block(z + m * sm + b * sb + h0, sc, target + b * HW + h0, HW - h0 < T ? HW - h0 : T, C, e,
+                            &ce_m, I, Q);
         ce[m] = ce_m;
     }
     free(e);
@@ -78,48 +109,264 @@ int lomix_ce_dice_forward(const float *z, const int32_t *target, int64_t B, int6
 int lomix_ce_dice_backward(const float *z, const int32_t *target, int64_t B, int64_t C, int64_t HW,
                            int64_t sm, int64_t sb, int64_t sc, int64_t m0, int64_t m1, const float *a, const float *gamma, const float *beta,
                            float *grad) {
-    float *restrict e = malloc(sizeof(float) * C * T), *restrict d = malloc(sizeof(float) * C * T);
-    float mx[T], sum[T], s[T];
+    float *e = malloc(sizeof(float) * C * T), *d = malloc(sizeof(float) * C * T);
     if (!e || !d) {
         free(e);
         free(d);
         return 1;
     }
-    for (int64_t m = m0; m < m1; ++m) {
-        const float *G = gamma + m * C, *Bt = beta + m * C, am = a[m];
-        for (int64_t b = 0; b < B; ++b) {
-            const float *zb = z + m * sm + b * sb;
-            float *gb = grad + m * sm + b * sb;
-            const int32_t *yb = target + b * HW;
-            for (int64_t h0 = 0; h0 < HW; h0 += T) {
-                int64_t n = HW - h0 < T ? HW - h0 : T;
-                softmax_block(zb, C, sc, h0, n, e, mx, sum);
-                for (int64_t t = 0; t < n; ++t) {
-                    sum[t] = 1.0f / sum[t];
-                    s[t] = 0.0f;
-                }
-                for (int64_t c = 0; c < C; ++c) {
-                    const float g = G[c], beta_c = Bt[c];
-                    float *restrict ec = e + c * T, *restrict dc = d + c * T;
-                    for (int64_t t = 0; t < n; ++t) {
-                        float p = ec[t] * sum[t];
-                        float dp = g * p - (yb[h0 + t] == (int32_t)c ? beta_c : 0.0f);
-                        ec[t] = p;
-                        dc[t] = dp;
-                        s[t] += p * dp;
-                    }
-                }
-                for (int64_t c = 0; c < C; ++c)
-                    for (int64_t t = 0; t < n; ++t) {
-                        float p = e[c * T + t];
-                        gb[c * sc + h0 + t] = p * (d[c * T + t] - s[t]) + am * (p - (yb[h0 + t] == (int32_t)c ? 1.0f : 0.0f));
-                    }
-            }
-        }
-    }
+    for (int64_t m = m0; m < m1; ++m)
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t h0 = 0; h0 < HW; h0 += T)
+                grad_block(z + m * sm + b * sb + h0, sc, target + b * HW + h0, HW - h0 < T ? HW - h0 : T, C, a[m],
+                           gamma + m * C, beta + m * C, e, d, grad + m * sm + b * sb + h0, sc);
     free(e);
     free(d);
     return 0;
+}
+
+/* ---- The mutants, fused: their CE + Dice statistics and gradient without writing any mutant. ----
+ *
+ * The sources x are [N, B, C, HW]; subset s has the maps with member[s,n] = 1 (in increasing n).
+ * Mutant m = k S + s is operator ops[k] (0 add, 1 mul, 2 concat, 3 wf) on subset s. For one block
+ * of T pixels of one image, each mutant in turn is built in a [C, T] buffer that stays in cache, its
+ * statistics taken (forward) or its gradient formed and pushed back through the operator to the
+ * sources and the operators' parameters (backward). Formulas: lomix_core/fusion.py (operators),
+ * lomix_core/map_loss.py (CE + Dice and their gradient); names as there. */
+typedef struct {
+    int64_t N, B, C, HW, S, K;
+    const int32_t *ops;    /* [K] */
+    const uint8_t *member; /* [S, N] */
+    const float *cw, *cb;  /* concat: weight [S, N, C_out, C_in] (0 off the members), bias [S, C] */
+    const float *ww, *wb;  /* wf: scorer weight [S, N, C], bias [S, N] */
+} lomix_mutants;
+
+enum { OP_ADD = 0, OP_MUL = 1, OP_CONCAT = 2, OP_WF = 3 };
+
+static int members_of(const lomix_mutants *p, int64_t s, int64_t *mem) {
+    int k = 0;
+    for (int64_t n = 0; n < p->N; ++n)
+        if (p->member[s * p->N + n]) mem[k++] = (int)n;
+    return k;
+}
+
+/* Builds one mutant (operator op, subset s) of one block into out [C, T]; a wf mutant's attention
+ * goes to alpha [N, T] (member j's in row j). xb points at image b's pixel h0 of map 0, class 0. */
+static void build_mutant(const lomix_mutants *p, const float *xb, int64_t n, int32_t op, int64_t s,
+                         float *restrict out, float *restrict alpha) {
+    const int64_t N = p->N, C = p->C, xs = p->B * C * p->HW, cs = p->HW; /* map, class strides */
+    int64_t mem[16];
+    const int cnt = members_of(p, s, mem);
+    switch (op) {
+    case OP_ADD:
+    case OP_MUL:
+        for (int64_t c = 0; c < C; ++c) {
+            float *restrict o = out + c * T;
+            const float *x0 = xb + mem[0] * xs + c * cs;
+            for (int64_t t = 0; t < n; ++t) o[t] = x0[t];
+            for (int i = 1; i < cnt; ++i) {
+                const float *xi = xb + mem[i] * xs + c * cs;
+                if (op == OP_ADD)
+                    for (int64_t t = 0; t < n; ++t) o[t] += xi[t];
+                else
+                    for (int64_t t = 0; t < n; ++t) o[t] *= xi[t];
+            }
+        }
+        break;
+    case OP_CONCAT:
+        for (int64_t o = 0; o < C; ++o) {
+            float *restrict oo = out + o * T;
+            const float bias = p->cb[s * C + o];
+            for (int64_t t = 0; t < n; ++t) oo[t] = bias;
+            for (int i = 0; i < cnt; ++i)
+                for (int64_t c = 0; c < C; ++c) {
+                    const float w = p->cw[((s * N + mem[i]) * C + o) * C + c];
+                    const float *xc = xb + mem[i] * xs + c * cs;
+                    for (int64_t t = 0; t < n; ++t) oo[t] += w * xc[t];
+                }
+        }
+        break;
+    case OP_WF: {
+        /* The attention in double: the scorers' gradients are sums over pixels of terms that cancel
+         * (see lomix_core/fused_mutants.py), so they need α to better than fp32. */
+        double score[16][T], mx[T], sum[T];
+        for (int i = 0; i < cnt; ++i) {
+            const int64_t j = mem[i];
+            const float bias = p->wb[s * N + j];
+            for (int64_t t = 0; t < n; ++t) score[i][t] = bias;
+            for (int64_t c = 0; c < C; ++c) {
+                const float w = p->ww[(s * N + j) * C + c];
+                const float *xc = xb + j * xs + c * cs;
+                for (int64_t t = 0; t < n; ++t) score[i][t] += (double)w * xc[t];
+            }
+            for (int64_t t = 0; t < n; ++t) mx[t] = i ? fmax(mx[t], score[i][t]) : score[i][t];
+        }
+        for (int64_t t = 0; t < n; ++t) sum[t] = 0.0;
+        for (int i = 0; i < cnt; ++i)
+            for (int64_t t = 0; t < n; ++t) {
+                score[i][t] = exp(score[i][t] - mx[t]);
+                sum[t] += score[i][t];
+            }
+        for (int i = 0; i < cnt; ++i) {
+            float *restrict aj = alpha + mem[i] * T;
+            for (int64_t t = 0; t < n; ++t) aj[t] = (float)(score[i][t] / sum[t]);
+        }
+        for (int64_t c = 0; c < C; ++c) {
+            float *restrict o = out + c * T;
+            for (int64_t t = 0; t < n; ++t) o[t] = 0.0f;
+            for (int i = 0; i < cnt; ++i) {
+                const float *aj = alpha + mem[i] * T, *xc = xb + mem[i] * xs + c * cs;
+                for (int64_t t = 0; t < n; ++t) o[t] += aj[t] * xc[t];
+            }
+        }
+        break;
+    }
+    }
+}
+
+/* Images [b0, b1): adds each mutant's Σ -log p_y to ce [M], Σ p_c [y = c] to inter [M, C] and Σ p_c²
+ * to psq [M, C] (the caller gives each thread its own, zeroed). */
+int lomix_mutants_forward(const lomix_mutants *p, const float *x, const int32_t *target, int64_t b0, int64_t b1,
+                          double *ce, double *inter, double *psq) {
+    const int64_t C = p->C, M = p->K * p->S, HW = p->HW;
+    float *mut = malloc(sizeof(float) * C * T), *alpha = malloc(sizeof(float) * p->N * T),
+          *e = malloc(sizeof(float) * C * T);
+    int status = !mut || !alpha || !e;
+    for (int64_t b = b0; b < b1 && !status; ++b)
+        for (int64_t h0 = 0; h0 < HW; h0 += T) {
+            const int64_t n = HW - h0 < T ? HW - h0 : T;
+            for (int64_t m = 0; m < M; ++m) {
+                build_mutant(p, x + b * C * HW + h0, n, p->ops[m / p->S], m % p->S, mut, alpha);
+                stats_block(mut, T, target + b * HW + h0, n, C, e, ce + m, inter + m * C, psq + m * C);
+            }
+        }
+    free(mut);
+    free(alpha);
+    free(e);
+    return status;
+}
+
+/* Images [b0, b1): writes d_x (the sources' gradient, [N, B, C, HW]) for these images and adds the
+ * parameters' gradients to d_cw, d_cb, d_ww, d_wb (double, the caller gives each thread its own,
+ * zeroed; unused operators' may be NULL). a [M], gamma, beta [M, C]: the folded coefficients. */
+int lomix_mutants_backward(const lomix_mutants *p, const float *x, const int32_t *target, int64_t b0, int64_t b1,
+                           const float *a, const float *gamma, const float *beta, float *d_x, double *d_cw,
+                           double *d_cb, double *d_ww, double *d_wb) {
+    const int64_t N = p->N, C = p->C, S = p->S, HW = p->HW, xs = p->B * C * HW, cs = HW;
+    float *mut = malloc(sizeof(float) * C * T), *alpha = malloc(sizeof(float) * N * T),
+          *e = malloc(sizeof(float) * C * T), *d = malloc(sizeof(float) * C * T), *dx = malloc(sizeof(float) * N * C * T),
+          *gm = malloc(sizeof(float) * C * T);
+    int status = !mut || !alpha || !e || !d || !dx || !gm;
+    int64_t mem[16];
+    for (int64_t b = b0; b < b1 && !status; ++b)
+        for (int64_t h0 = 0; h0 < HW; h0 += T) {
+            const int64_t n = HW - h0 < T ? HW - h0 : T;
+            const float *xb = x + b * C * HW + h0;
+            const int32_t *y = target + b * HW + h0;
+            for (int64_t i = 0; i < N * C * T; ++i) dx[i] = 0.0f;
+            for (int64_t k = 0; k < p->K; ++k)
+                for (int64_t s = 0; s < S; ++s) {
+                    const int64_t m = k * S + s;
+                    const int cnt = members_of(p, s, mem);
+                    float *restrict g = gm;
+                    build_mutant(p, xb, n, p->ops[k], s, mut, alpha);
+                    grad_block(mut, T, y, n, C, a[m], gamma + m * C, beta + m * C, e, d, g, T);
+                    switch (p->ops[k]) {
+                    case OP_ADD:
+                        for (int i = 0; i < cnt; ++i)
+                            for (int64_t c = 0; c < C; ++c) {
+                                float *restrict dxc = dx + (mem[i] * C + c) * T;
+                                for (int64_t t = 0; t < n; ++t) dxc[t] += g[c * T + t];
+                            }
+                        break;
+                    case OP_MUL:
+                        for (int i = 0; i < cnt; ++i)
+                            for (int64_t c = 0; c < C; ++c) {
+                                float other[T];
+                                for (int64_t t = 0; t < n; ++t) other[t] = g[c * T + t];
+                                for (int i2 = 0; i2 < cnt; ++i2) {
+                                    if (i2 == i) continue;
+                                    const float *xc = xb + mem[i2] * xs + c * cs;
+                                    for (int64_t t = 0; t < n; ++t) other[t] *= xc[t];
+                                }
+                                float *restrict dxc = dx + (mem[i] * C + c) * T;
+                                for (int64_t t = 0; t < n; ++t) dxc[t] += other[t];
+                            }
+                        break;
+                    case OP_CONCAT:
+                        for (int64_t o = 0; o < C; ++o) {
+                            float acc = 0.0f;
+                            for (int64_t t = 0; t < n; ++t) acc += g[o * T + t];
+                            d_cb[s * C + o] += acc;
+                        }
+                        for (int i = 0; i < cnt; ++i)
+                            for (int64_t c = 0; c < C; ++c) {
+                                const float *xc = xb + mem[i] * xs + c * cs;
+                                float *restrict dxc = dx + (mem[i] * C + c) * T;
+                                for (int64_t o = 0; o < C; ++o) {
+                                    const int64_t w = ((s * N + mem[i]) * C + o) * C + c;
+                                    const float cw = p->cw[w], *go = g + o * T;
+                                    float acc = 0.0f;
+                                    for (int64_t t = 0; t < n; ++t) {
+                                        dxc[t] += cw * go[t];
+                                        acc += go[t] * xc[t];
+                                    }
+                                    d_cw[w] += acc;
+                                }
+                            }
+                        break;
+                    case OP_WF: {
+                        /* In double: the scores' gradients s_j = α_j (d_j - Σ_i α_i d_i) cancel (they sum to 0
+                         * over the members), and their sums over pixels are the scorers' gradients. */
+                        double da[16][T], u[T];
+                        for (int64_t t = 0; t < n; ++t) u[t] = 0.0;
+                        for (int i = 0; i < cnt; ++i) {
+                            const float *aj = alpha + mem[i] * T;
+                            for (int64_t t = 0; t < n; ++t) da[i][t] = 0.0;
+                            for (int64_t c = 0; c < C; ++c) {
+                                const float *xc = xb + mem[i] * xs + c * cs, *gc = g + c * T;
+                                for (int64_t t = 0; t < n; ++t) da[i][t] += (double)gc[t] * xc[t];
+                            }
+                            for (int64_t t = 0; t < n; ++t) u[t] += aj[t] * da[i][t];
+                        }
+                        for (int i = 0; i < cnt; ++i) {
+                            const int64_t j = mem[i];
+                            const float *aj = alpha + j * T;
+                            double ds[T], acc = 0.0;
+                            for (int64_t t = 0; t < n; ++t) {
+                                ds[t] = aj[t] * (da[i][t] - u[t]);
+                                acc += ds[t];
+                            }
+                            d_wb[s * N + j] += acc;
+                            for (int64_t c = 0; c < C; ++c) {
+                                const float *xc = xb + j * xs + c * cs, *gc = g + c * T, w = p->ww[(s * N + j) * C + c];
+                                float *restrict dxc = dx + (j * C + c) * T;
+                                double accw = 0.0;
+                                for (int64_t t = 0; t < n; ++t) {
+                                    accw += ds[t] * xc[t];
+                                    dxc[t] += aj[t] * gc[t] + (float)ds[t] * w;
+                                }
+                                d_ww[(s * N + j) * C + c] += accw;
+                            }
+                        }
+                        break;
+                    }
+                    }
+                }
+            for (int64_t j = 0; j < N; ++j)
+                for (int64_t c = 0; c < C; ++c) {
+                    float *restrict out = d_x + b * C * HW + h0 + j * xs + c * cs;
+                    const float *restrict src = dx + (j * C + c) * T;
+                    for (int64_t t = 0; t < n; ++t) out[t] = src[t];
+                }
+        }
+    free(mut);
+    free(alpha);
+    free(e);
+    free(d);
+    free(dx);
+    free(gm);
+    return status;
 }
 
 /* wf's fused maps out[s] = Σ_{n in s} α[s,n] x[n], per pixel: α [S, N, B, HW], x [N, B, C, HW],

@@ -4,6 +4,10 @@
   dozen passes over the stack (log-softmax, gather, exp, the sums, and as many backwards), each
   reading and writing all of it. The kernel reads each block of pixels once forward and once
   backward and keeps its softmax in a small buffer.
+* The mutants' CE + soft-Dice statistics and gradient, fused (:mod:`lomix_core.fused_mutants`):
+  every add/mul/concat/wf mutant of a block of pixels is built in a small buffer, its statistics
+  taken, and backward its gradient pushed through the operator to the decoder maps and the
+  operators' parameters, so no mutant is ever written to memory.
 * wf's attention-weighted sums ``Σ_n α[s,n] x[n]`` for every subset at once, forward and
   backward, over members only. In PyTorch each is a broadcast product per map whose backward
   reduces over the broadcast dimensions, the slowest part of the mutants on a CPU.
@@ -86,6 +90,8 @@ def load() -> ctypes.CDLL | None:
     library.lomix_ce_dice_backward.argtypes = [ptr, ptr] + [i64] * 8 + [ptr, ptr, ptr, ptr]
     for name in ("forward", "backward_alpha", "backward_x"):
         getattr(library, f"lomix_weighted_sum_{name}").argtypes = [ptr, ptr, ptr] + [i64] * 7 + [ptr]
+    library.lomix_mutants_forward.argtypes = [ctypes.POINTER(MutantLayout), ptr, ptr, i64, i64, ptr, ptr, ptr]
+    library.lomix_mutants_backward.argtypes = [ctypes.POINTER(MutantLayout), ptr, ptr, i64, i64] + [ptr] * 8
     return library
 
 
@@ -106,6 +112,21 @@ def _split(count: int, call) -> None:
             status = list(pool.map(call, bounds[:-1], bounds[1:]))
     if any(status):
         raise MemoryError("a C kernel of the loss could not allocate its block buffer")
+
+
+def _split_with_slots(count: int, call) -> int:
+    """Like :func:`_split`, for kernels that add to per-thread accumulators: ``call(slot, i0, i1)``
+    with slot = 0 .. threads - 1. Returns the number of slots used."""
+    threads = max(1, min(torch.get_num_threads(), count))
+    bounds = [count * i // threads for i in range(threads + 1)]
+    if threads == 1:
+        status = [call(0, 0, count)]
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            status = list(pool.map(call, range(threads), bounds[:-1], bounds[1:]))
+    if any(status):
+        raise MemoryError("a C kernel of the loss could not allocate its block buffers")
+    return threads
 
 
 def _pixels_contiguous(maps: torch.Tensor) -> torch.Tensor:
@@ -177,3 +198,62 @@ class WeightedSum(torch.autograd.Function):
         _split(maps, lambda n0, n1: load().lomix_weighted_sum_backward_x(
             grad.data_ptr(), alpha.data_ptr(), member.data_ptr(), *shape, n0, n1, d_x.data_ptr()))
         return d_alpha, d_x, None
+
+
+# ---- the fused mutants ---------------------------------------------------------------------------
+OPERATOR_CODES = {"add": 0, "mul": 1, "concat": 2, "wf": 3}  # as cpu_kernels.c numbers them
+MAX_MAPS = 16  # the kernel's member lists are fixed arrays of this size
+
+
+class MutantLayout(ctypes.Structure):
+    """``lomix_mutants`` of cpu_kernels.c: the shapes, the operators and their parameters."""
+    _fields_ = [(name, ctypes.c_int64) for name in ("N", "B", "C", "HW", "S", "K")] + [
+        (name, ctypes.c_void_p) for name in ("ops", "member", "cw", "cb", "ww", "wb")]
+
+
+def _mutant_layout(x, operators, member, concat, wf):
+    """The C struct for sources ``x [N,B,C,H,W]`` (contiguous), and the tensors it points into
+    (kept alive by the caller while the kernel runs)."""
+    ops = torch.tensor([OPERATOR_CODES[op] for op in operators], dtype=torch.int32)
+    member = member.to(torch.uint8).contiguous()
+    concat = [t.contiguous() for t in concat] if concat is not None else [None, None]
+    wf = [t.contiguous() for t in wf] if wf is not None else [None, None]
+    pointer = (lambda t: t.data_ptr() if t is not None else None)
+    layout = MutantLayout(x.shape[0], x.shape[1], x.shape[2], x.shape[3] * x.shape[4], member.shape[0],
+                          len(operators), ops.data_ptr(), member.data_ptr(), *map(pointer, concat), *map(pointer, wf))
+    return layout, (ops, member, *concat, *wf)
+
+
+def mutant_statistics(x, target, operators, member, concat=None, wf=None):
+    """``(Σ -log p_y [M], I [M,C], P [M,C])`` in fp64 of the ``M = len(operators) · S`` mutants of
+    ``x [N,B,C,H,W]``, without building them. ``member [S,N]`` bool; ``concat`` = (weight
+    ``[S,N,C,C]``, bias ``[S,C]``) and ``wf`` = (weight ``[S,N,C]``, bias ``[S,N]``) as
+    :meth:`~lomix_core.fusion.MutantGenerator.concat_parameters` and ``wf_parameters`` give them."""
+    x, labels = x.contiguous(), target.to(torch.int32).contiguous()
+    layout, alive = _mutant_layout(x, operators, member, concat, wf)
+    num_mutants, threads = len(operators) * member.shape[0], max(1, min(torch.get_num_threads(), x.shape[1]))
+    ce = torch.zeros(threads, num_mutants, dtype=torch.float64)
+    inter, prob_sq = torch.zeros(2, threads, num_mutants, x.shape[2], dtype=torch.float64)
+    _split_with_slots(x.shape[1], lambda slot, b0, b1: load().lomix_mutants_forward(
+        ctypes.byref(layout), x.data_ptr(), labels.data_ptr(), b0, b1, ce[slot].data_ptr(), inter[slot].data_ptr(),
+        prob_sq[slot].data_ptr()))
+    return ce.sum(0), inter.sum(0), prob_sq.sum(0)
+
+
+def mutant_gradient(x, target, operators, member, concat, wf, a, gamma, beta):
+    """The gradient of ``Σ g_m L_m`` over the mutants (``g`` folded into ``a [M]``, ``γ, β [M,C]``):
+    ``(d_x, (d_concat_weight, d_concat_bias) or None, (d_wf_weight, d_wf_bias) or None)``."""
+    x, labels = x.contiguous(), target.to(torch.int32).contiguous()
+    layout, alive = _mutant_layout(x, operators, member, concat, wf)
+    a, gamma, beta = (t.to(torch.float32).contiguous() for t in (a, gamma, beta))
+    threads = max(1, min(torch.get_num_threads(), x.shape[1]))
+    d_x = torch.empty_like(x)
+    sums = [torch.zeros(threads, *t.shape, dtype=torch.float64) if t is not None else None
+            for t in [*(concat or (None, None)), *(wf or (None, None))]]
+    pointer = (lambda t, slot: t[slot].data_ptr() if t is not None else None)
+    _split_with_slots(x.shape[1], lambda slot, b0, b1: load().lomix_mutants_backward(
+        ctypes.byref(layout), x.data_ptr(), labels.data_ptr(), b0, b1, a.data_ptr(), gamma.data_ptr(),
+        beta.data_ptr(), d_x.data_ptr(), *(pointer(t, slot) for t in sums)))
+    d_concat, d_wf = ([t.sum(0).to(x.dtype) for t in pair] if pair[0] is not None else None
+                      for pair in (sums[:2], sums[2:]))
+    return d_x, d_concat, d_wf

@@ -251,18 +251,26 @@ class MutantGenerator(nn.Module):
         full = values.new_zeros(rows * self.num_maps, *shape).index_copy(0, self.member_positions, values)
         return full.view(rows, self.num_maps, *shape)
 
-    def _concat(self, x: torch.Tensor) -> torch.Tensor:
+    def concat_parameters(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every subset's concat conv as weight ``[s, n, C_out, C_in]`` (zeros for non-members) and
+        bias ``[s, C_out]``; differentiable, so gradients reach each subset's module."""
         modules = [self.concat[_key(s)] for s in self.subsets]
-        weight = self._scatter([m.member_weights() for m in modules]).to(x.dtype)  # [s, n, O, C]
-        bias = torch.stack([m.conv.bias for m in modules]).to(x.dtype)  # [s, O]
+        weight = self._scatter([m.member_weights() for m in modules]).to(dtype)
+        return weight, torch.stack([m.conv.bias for m in modules]).to(dtype)
+
+    def wf_parameters(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every subset's wf scorers as weight ``[s, n, C]`` and bias ``[s, n]`` (zeros for non-members).
+        A shared module is gathered once per subset of its size, so its scorers get the gradient
+        of every one of those subsets."""
+        params = [self.wf[self._wf_key(s)].member_weights() for s in self.subsets]
+        return self._scatter([w for w, _ in params]).to(dtype), self._scatter([b for _, b in params]).to(dtype)
+
+    def _concat(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.concat_parameters(x.dtype)
         return torch.einsum("snoc,nbchw->sbohw", weight, x) + bias[:, None, :, None, None]
 
     def _wf(self, x: torch.Tensor) -> torch.Tensor:
-        # A shared module is gathered once per subset of its size, so its scorers get the
-        # gradient of every one of those subsets.
-        params = [self.wf[self._wf_key(s)].member_weights() for s in self.subsets]
-        weight = self._scatter([w for w, _ in params]).to(x.dtype)  # [s, n, C]
-        bias = self._scatter([b for _, b in params]).to(x.dtype)  # [s, n]
+        weight, bias = self.wf_parameters(x.dtype)
         scores = torch.einsum("snc,nbchw->snbhw", weight, x) + bias[:, :, None, None, None]
         scores = scores.masked_fill(~self.membership[:, :, None, None, None], float("-inf"))
         attention = scores.softmax(dim=1)  # non-members get exactly 0

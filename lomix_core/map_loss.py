@@ -50,32 +50,43 @@ class _StackedCEDice(torch.autograd.Function):
         if cpu_kernels.applies(maps):
             ce_sum, intersection, prob_sq = (t.to(maps.dtype) for t in cpu_kernels.statistics(maps, target))
             ce = ce_sum / target.numel()
-            label_sum = _label_sum(target, maps)
+            label_sum = class_pixels(target, maps)
         else:
             ce, intersection, prob_sq, label_sum = _statistics(maps, target)
-        denominator = prob_sq + label_sum + DICE_SMOOTH
-        dice = (2 * intersection + DICE_SMOOTH) / denominator
+        losses, denominator = losses_from_statistics(ce, intersection, prob_sq, label_sum, ce_weight, dice_weight)
         ctx.save_for_backward(maps, target, intersection, denominator)
         ctx.weights = (ce_weight, dice_weight)
-        return ce_weight * ce + dice_weight * (1 - dice.mean(dim=1))
+        return losses
 
     @staticmethod
     def backward(ctx, grad_losses):
         maps, target, intersection, denominator = ctx.saved_tensors
-        ce_weight, dice_weight = ctx.weights
-        num_classes = maps.shape[2]
-        # Fold each map's upstream gradient into its coefficients: one multiply per [M,C] entry
-        # instead of one per pixel.
-        a = (ce_weight / target.numel()) * grad_losses  # [M]
-        b = dice_weight * grad_losses[:, None]  # [M,1]
-        gamma = b * 2 * (2 * intersection + DICE_SMOOTH) / (num_classes * denominator ** 2)  # [M,C]
-        beta = b * 2 / (num_classes * denominator)  # [M,C]
+        a, gamma, beta = gradient_coefficients(grad_losses, intersection, denominator, target.numel(), *ctx.weights)
         if cpu_kernels.applies(maps):
             return cpu_kernels.gradient(maps, target, a, gamma, beta), None, None, None
         return _gradient(maps, target, a, gamma, beta), None, None, None
 
 
-def _label_sum(target: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def losses_from_statistics(ce, intersection, prob_sq, label_sum, ce_weight: float, dice_weight: float):
+    """``a·CE + b·Dice`` per map ``[M]`` from the mean CE ``[M]`` and the sums I, P ``[M,C]``, Y ``[C]``;
+    also the Dice denominators ``D [M,C]`` the backward needs."""
+    denominator = prob_sq + label_sum + DICE_SMOOTH
+    dice = (2 * intersection + DICE_SMOOTH) / denominator
+    return ce_weight * ce + dice_weight * (1 - dice.mean(dim=1)), denominator
+
+
+def gradient_coefficients(grad_losses, intersection, denominator, pixels: int, ce_weight: float, dice_weight: float):
+    """The gradient's coefficients ``a [M]``, ``γ, β [M,C]`` (module docstring), each map's upstream
+    gradient folded in: one multiply per [M,C] entry instead of one per pixel."""
+    num_classes = intersection.shape[1]
+    a = (ce_weight / pixels) * grad_losses  # [M]
+    b = dice_weight * grad_losses[:, None]  # [M,1]
+    gamma = b * 2 * (2 * intersection + DICE_SMOOTH) / (num_classes * denominator ** 2)  # [M,C]
+    beta = b * 2 / (num_classes * denominator)  # [M,C]
+    return a, gamma, beta
+
+
+def class_pixels(target: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Y_c, the pixels of each class. A scatter, not torch.bincount: on CUDA bincount reads the
     maximum back to the host."""
     flat = target.reshape(-1)
@@ -92,7 +103,7 @@ def _statistics(maps: torch.Tensor, target: torch.Tensor):
     labels = target.reshape(1, -1).expand(num_maps, -1)
     intersection = maps.new_zeros(num_maps, maps.shape[2]).scatter_add_(1, labels, log_p_true.exp().reshape(num_maps, -1))
     prob_sq = torch.linalg.vector_norm(probs, dim=(1, 3, 4)).square()
-    return -log_p_true.mean(dim=(1, 2, 3, 4)), intersection, prob_sq, _label_sum(target, maps)
+    return -log_p_true.mean(dim=(1, 2, 3, 4)), intersection, prob_sq, class_pixels(target, maps)
 
 
 def _gradient(maps, target, a, gamma, beta):

@@ -15,7 +15,8 @@ lomix               decoder maps + add/mul/concat/wf mutants       softplus    4
 
 The loss is computed for all maps at once on a ``[M, B, C, H, W]`` stack by
 :func:`lomix_core.map_loss.ce_dice_losses`: one softmax, one gather for the cross-entropy and one
-set of per-class sums for the Dice, with a closed-form backward (on a CPU, in C). No Python loop
+set of per-class sums for the Dice, with a closed-form backward (on a CPU, in C, where the
+mutants are never built: :mod:`lomix_core.fused_mutants`). No Python loop
 over maps or classes and no host synchronisation (the official code makes 432 ``.item()`` calls per step).
 The per-map loop is the readable reference, :mod:`lomix_core.reference`.
 """
@@ -27,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fused_mutants
 from .foundations.arguments import is_int
 from .fusion import OPERATORS, MutantGenerator, check_operators, check_wf_sharing, original_names
 from .map_loss import ce_dice_losses
@@ -239,6 +241,13 @@ class LoMixLoss(nn.Module):
         """Unweighted ``ce_weight·CE + dice_weight·Dice`` of every supervised map, shape ``[M]``."""
         sources = self._sources(logits)
         target = self._check_target(target, sources)
+        generator = self.mutant_generator
+        if generator is not None and fused_mutants.applies(generator, sources):
+            # On a CPU the mutants are never built: one kernel takes their losses from the sources.
+            originals = sources if len(self.original_indices) == self.num_maps else sources[-1:]
+            return torch.cat([ce_dice_losses(originals, target, self.ce_weight, self.dice_weight),
+                              fused_mutants.mutant_losses(generator, sources, target, self.ce_weight,
+                                                          self.dice_weight)])
         return torch.cat([ce_dice_losses(group, target, self.ce_weight, self.dice_weight)
                           for group in self._supervised_groups(sources)])
 

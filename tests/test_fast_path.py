@@ -1,4 +1,4 @@
-"""The loss's fast path (vectorised mutants, C kernels on a CPU) against the readable loop of
+"""The loss's fast path (on a CPU: the fused mutant kernel and the C CE + Dice kernel) against the readable loop of
 ``lomix_core.reference``, in fp32: the loss and the gradient of every input and parameter agree
 to 1e-6, relative (as a norm: ``‖fast - loop‖ / ‖loop‖``, per tensor).
 
@@ -14,14 +14,15 @@ import pytest
 import torch
 
 import lomix_core as lx
-from lomix_core import reference
+from lomix_core import cpu_kernels, fused_mutants, reference
 from lomix_core.fusion import OPERATORS
 
 REL = 1e-6
 OPERATOR_SETS = [ops for k in range(1, len(OPERATORS) + 1) for ops in combinations(OPERATORS, k)]
 CASES = ([(preset, None, None) for preset in lx.PRESETS]
          + [("lomix", ops, None) for ops in OPERATOR_SETS]
-         + [("lomix", None, weighting) for weighting in ("equal", "softmax", "uncertainty", [0.5] * 48)])
+         + [("lomix", None, weighting) for weighting in ("equal", "softmax", "uncertainty", [0.5] * 48)]
+         + [("lomix", ("wf", "concat", "mul"), "softmax")])  # operators out of their usual order
 
 
 @pytest.fixture(autouse=True)
@@ -38,18 +39,17 @@ def loss_and_gradients(loss_fn, logits, target, fn):
     return [value, *torch.autograd.grad(value, inputs, allow_unused=True)]
 
 
-@pytest.mark.parametrize("preset, operators, weighting", CASES, ids=str)
-def test_fast_path_equals_the_readable_loop_to_1e6(preset, operators, weighting):
+def randomised_loss(num_maps, num_classes, **kwargs):
     torch.manual_seed(0)
-    loss_fn = lx.LoMixLoss(4, 8, supervision=preset, operators=operators, weighting=weighting)
+    loss_fn = lx.LoMixLoss(num_maps, num_classes, **kwargs)
     with torch.no_grad():  # learned parameters off their initial values, so each one matters
         for p in loss_fn.parameters():
             p.add_(0.5 * torch.randn_like(p))
-    g = torch.Generator().manual_seed(1)
-    logits = [(2 * torch.randn(2, 8, 16, 12, generator=g)).requires_grad_() for _ in range(4)]
-    target = torch.randint(0, 8, (2, 16, 12), generator=g)
-    names = ["loss"] + [f"logits[{i}]" for i in range(4)] + [name for name, _ in loss_fn.named_parameters()]
+    return loss_fn
 
+
+def assert_fast_path_equals_the_loop(loss_fn, logits, target):
+    names = ["loss"] + [f"logits[{i}]" for i in range(len(logits))] + [name for name, _ in loss_fn.named_parameters()]
     fast = dict(zip(names, loss_and_gradients(loss_fn, logits, target, lambda f, x, t: f(x, t))))
     loop = dict(zip(names, loss_and_gradients(loss_fn, logits, target, reference.total)))
     checked = 0
@@ -71,3 +71,44 @@ def test_fast_path_equals_the_readable_loop_to_1e6(preset, operators, weighting)
         assert error <= REL, f"{name}: {error:.2e}"
         checked += 1
     assert checked >= 1 + 1 + len(list(loss_fn.parameters()))
+
+
+@pytest.mark.parametrize("preset, operators, weighting", CASES, ids=str)
+def test_fast_path_equals_the_readable_loop_to_1e6(preset, operators, weighting):
+    loss_fn = randomised_loss(4, 8, supervision=preset, operators=operators, weighting=weighting)
+    g = torch.Generator().manual_seed(1)
+    logits = [(2 * torch.randn(2, 8, 16, 12, generator=g)).requires_grad_() for _ in range(4)]
+    target = torch.randint(0, 8, (2, 16, 12), generator=g)
+    assert_fast_path_equals_the_loop(loss_fn, logits, target)
+
+
+@pytest.mark.parametrize("num_maps, wf_sharing, threads", [(4, "subset", 2), (5, "size", 1), (3, "subset", 3)])
+def test_fused_kernel_across_blocks_threads_and_map_counts(num_maps, wf_sharing, threads):
+    """480 pixels per image: one full block of the kernel and a cut one; images split over threads
+    (each with its own accumulators); 3 and 5 maps; wf shared by subset size."""
+    torch.set_num_threads(threads)
+    loss_fn = randomised_loss(num_maps, 5, wf_sharing=wf_sharing)
+    g = torch.Generator().manual_seed(num_maps)
+    logits = [(2 * torch.randn(3, 5, 24, 20, generator=g)).requires_grad_() for _ in range(num_maps)]
+    target = torch.randint(0, 5, (3, 24, 20), generator=g)
+    assert fused_mutants.applies(loss_fn.mutant_generator, torch.stack(logits))
+    assert_fast_path_equals_the_loop(loss_fn, logits, target)
+
+
+def test_without_the_kernels_the_loss_is_the_same(monkeypatch):
+    """The fallback (``LOMIX_CPU_KERNELS=0``: mutants built in PyTorch) gives the fused path's values."""
+    loss_fn = randomised_loss(4, 8)
+    g = torch.Generator().manual_seed(2)
+    logits = [(2 * torch.randn(2, 8, 16, 12, generator=g)).requires_grad_() for _ in range(4)]
+    target = torch.randint(0, 8, (2, 16, 12), generator=g)
+    fused = loss_and_gradients(loss_fn, logits, target, lambda f, x, t: f(x, t))
+    monkeypatch.setenv(cpu_kernels.SWITCH, "0")
+    cpu_kernels.load.cache_clear()
+    try:
+        assert not fused_mutants.applies(loss_fn.mutant_generator, torch.stack(logits))
+        plain = loss_and_gradients(loss_fn, logits, target, lambda f, x, t: f(x, t))
+    finally:
+        monkeypatch.delenv(cpu_kernels.SWITCH)
+        cpu_kernels.load.cache_clear()
+    for got, want in zip(fused, plain):
+        torch.testing.assert_close(got, want, rtol=2e-5, atol=1e-6)

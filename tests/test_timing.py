@@ -10,12 +10,14 @@ TINY = dict(size=32, classes=4, steps=1, warmup=0)
 
 
 def test_step_times_table():
-    table = step_times("unet_small", ["lomix", "mutation"], "cpu", batch=2, official=True, **TINY)
+    table = step_times("unet_small", ["lomix", "mutation"], "cpu", batch=2, official=True, floor=True, **TINY)
     assert list(table["preset"]) == ["last_layer", "lomix", "mutation"]  # last_layer added and first
     assert list(table["maps"]) == [1, 48, 15]
     assert table["step_vs_last_layer"].iloc[0] == 1.0
     assert (table[["step_ms", "loss_ms"]] > 0).all().all()
     assert table.loc[table.preset == "lomix", "official_loss_ms"].iloc[0] > 0
+    floors = table.set_index("preset")[["floor_ce_ms", "floor_stats_ms"]]
+    assert (floors.loc["lomix"] > 0).all() and floors.drop(index="lomix").isna().all().all()  # the LoMix row only
     assert (table[["step_peak_mib", "loss_peak_mib"]] > 0).all().all()  # CPU: from the profiler's memory events
     lomix = table.set_index("preset").loc["lomix"]
     assert lomix.loss_extra_mib > 0  # 48 maps take more than one
@@ -98,3 +100,23 @@ def test_profile_hours_counts_the_chapters_runs_and_steps():
     assert len(shown) == 6 and shown == counted  # 00, 02, 03, 04, 05 and the series
     # full: 5 presets x 5 seeds + 1 at 300 x 369 steps on Synapse
     assert "| 03 | 26 | 2878200 |" in full
+
+
+def test_loss_page_faults_measures_both_paths_and_restores_the_fused_one():
+    import importlib.util
+
+    import torch
+
+    from lomix_core import fused_mutants
+
+    path = Path(__file__).parents[1] / "benchmarks/loss_page_faults.py"
+    spec = importlib.util.spec_from_file_location("loss_page_faults", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    applies = fused_mutants.applies
+    images, target = torch.randn(2, 1, 32, 32), torch.randint(0, 8, (2, 32, 32))
+    for fused in (True, False):
+        result = script.measure(fused, images, target, calls=1)
+        assert set(result) == {"loss", "step"}
+        assert all(faults >= 0 and ms > 0 for faults, ms in result.values())
+        assert fused_mutants.applies is applies  # the built path's switch is undone

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from .. import models
+from ..map_loss import ce_dice_losses
 from ..official_style import OfficialStyleLoMixLoss
 from ..supervision import PRESETS, LoMixLoss
 from .training import Stepper, TrainConfig
@@ -75,7 +76,7 @@ def peak_memory_mib(fn: Callable[[], None], device: torch.device) -> float:
 def step_times(model: str = "unet_small", presets: Sequence[str] = tuple(PRESETS), device: str | torch.device = "cpu",
                batch: int = 2, size: int = 96, classes: int = 9, in_channels: int = 1, amp: bool = False,
                steps: int = 10, warmup: int = 3, official: bool = False, compile_loss: bool = False,
-               model_kwargs: dict | None = None, clock: str = "wall") -> pd.DataFrame:
+               model_kwargs: dict | None = None, clock: str = "wall", floor: bool = False) -> pd.DataFrame:
     """One row per preset: training-step and loss times, peak memory, and ratios to last_layer.
 
     The training step is :class:`lomix_core.pipeline.training.Stepper`, the step training takes (forward,
@@ -86,6 +87,10 @@ def step_times(model: str = "unet_small", presets: Sequence[str] = tuple(PRESETS
     ``torch.compile`` (value checks off: their host sync would split the graph); where
     compilation fails the error propagates, so a table never silently mixes compiled and eager rows.
     ``clock="cpu"``: see :func:`_time_once_ms`.
+    With ``floor``, two more columns time, in the LoMix row, what its loss cannot go below, forward + backward over
+    as many logits as its maps hold (``M·B·C·H·W``), given as one stack: ``floor_ce_ms``, PyTorch's
+    softmax + cross-entropy (one fused op); ``floor_stats_ms``, the CE + Dice statistics alone
+    (:func:`lomix_core.map_loss.ce_dice_losses`, the C kernel on a CPU), no mutant built.
     """
     device = torch.device(device)
     if clock not in ("wall", "cpu"):
@@ -106,6 +111,8 @@ def step_times(model: str = "unet_small", presets: Sequence[str] = tuple(PRESETS
         loss_steps[preset] = _loss_step(loss, logits, target, autocast)
         if official and preset == "lomix":
             loss_steps["official"] = _loss_step(OfficialStyleLoMixLoss(loss_fn), logits, target, autocast)
+        if floor and preset == "lomix":
+            loss_steps.update(_floor_steps(loss_fn.num_supervised, logits[-1], target))
         maps[preset] = loss_fn.num_supervised
     step_ms = interleaved_median_ms(train_steps, device, steps, warmup, clock)
     loss_ms = interleaved_median_ms(loss_steps, device, steps, warmup, clock)
@@ -113,6 +120,8 @@ def step_times(model: str = "unet_small", presets: Sequence[str] = tuple(PRESETS
         "preset": presets, "maps": [maps[p] for p in presets],
         "step_ms": [step_ms[p] for p in presets], "loss_ms": [loss_ms[p] for p in presets],
         "official_loss_ms": [loss_ms["official"] if p == "lomix" and official else None for p in presets],
+        **{f"{name}_ms": [loss_ms[name] if p == "lomix" else None for p in presets]
+           for name in ("floor_ce", "floor_stats") if floor},
         "step_peak_mib": [peak_memory_mib(train_steps[p], device) for p in presets],
         "loss_peak_mib": [peak_memory_mib(loss_steps[p], device) for p in presets],
     })
@@ -142,6 +151,19 @@ def _loss_step(loss_fn, logits, target, autocast: Callable) -> Callable[[], None
             loss = loss_fn(logits, target)
         loss.backward()
     return step
+
+
+def _floor_steps(num_maps: int, like: torch.Tensor, target: torch.Tensor) -> dict[str, Callable[[], None]]:
+    """The loss-only floors of :func:`step_times`: a ``[num_maps, B, C, H, W]`` stack of logits."""
+    stack = torch.randn(num_maps, *like.shape, device=like.device, requires_grad=True)
+    flat_target = target.repeat(num_maps, 1, 1)
+
+    def softmax_ce():
+        torch.nn.functional.cross_entropy(stack.flatten(0, 1), flat_target).backward()
+
+    def statistics():
+        ce_dice_losses(stack, target, 0.3, 0.7).sum().backward()
+    return {"floor_ce": softmax_ce, "floor_stats": statistics}
 
 
 def inference_overhead(model: str = "unet_small", presets: Sequence[str] = tuple(PRESETS),

@@ -158,7 +158,7 @@ def ablation_statement(comparison: Comparison, label: str, tests: TestFamily | N
 
 def plateau_statement(comparison: Comparison, label: str) -> str:
     """Whether the runs of ``comparison`` had stopped improving when their budget ran out, from each
-    run's plateau test (:func:`~lomix_core.statistics.plateau_test`: the slope of validation Dice over
+    run's plateau test (:func:`~lomix_core.studies.statistics.plateau_test`: the slope of validation Dice over
     its last third of epochs, with a 95 % interval). One test per run, uncorrected: a flag, not a verdict."""
     runs = comparison.runs
     readings = runs["plateau_reading"]
