@@ -16,7 +16,7 @@ backwards it builds them again, forms each mutant's gradient from the closed for
   ``∂/∂b_j = Σ_pixels s_j``.
 
 Nothing of the size of the mutants is allocated, forward or backward. Values and gradients equal
-the readable loop's (:mod:`lomix_core.reference`) to 1e-6 (``tests/test_fast_path.py``).
+the readable loop's (:mod:`lomix_core.reference`) to 1e-6 (``tests/test_fused_mutants.py``).
 """
 from __future__ import annotations
 
