@@ -7,6 +7,7 @@ The functions ``lx.train``, ``lx.evaluate`` and ``lx.predict`` live in the modul
 """
 from . import config, data, fusion, machine, models, supervision
 from . import benchmark, chapter, claims, comparisons, executors, findings, profiles, report, runs, runtime, statistics
+from . import weight_movement
 from .evaluation import CONVENTION, evaluate, mean_dice, mean_hd95
 from .inference import TrainedModel, load_checkpoint, predict
 from .supervision import PRESETS, LoMixLoss
@@ -26,4 +27,4 @@ def __getattr__(name: str):
 __all__ = ["CONVENTION", "LoMixLoss", "PRESETS", "Run", "TrainConfig", "TrainedModel", "benchmark", "chapter", "claims",
            "comparisons", "config", "data", "evaluate", "executors", "findings", "fusion", "load_checkpoint", "machine",
            "mean_dice", "mean_hd95", "models", "predict", "profiles", "report", "runs", "runtime", "statistics",
-           "supervision", "train", "viz", "widgets"]
+           "supervision", "train", "viz", "weight_movement", "widgets"]
