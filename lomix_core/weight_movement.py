@@ -244,3 +244,28 @@ def fall_statement(table: pd.DataFrame, lr: float, steps: int) -> str:
         verdict = (f"{which[0].upper() + which[1:]} agree{'s' * (len(agree) == 1)} {within} and the loss-size (SGD) "
                    f"control does not: Adam's normalised step, not the loss's size, set the fall.")
     return f"{head} " + "; ".join(parts) + f". {verdict}"
+
+
+SAME_BOUND = 1.25  # runs moved alike when the largest of their values is within 25 % of the smallest
+
+
+def same_bound_statement(paths: Mapping[str, pd.DataFrame]) -> str:
+    """Whether runs at different lr and steps moved alike at the same lr × steps, from their
+    :func:`movement` tables: the mean θ move and the weights' spread beyond equal (max/min − 1) of
+    every run at the largest lr × steps all of them reached, compared by their max/min ratio."""
+    if len(paths) < 2:
+        raise ValueError(f"need the movement tables of at least 2 runs to compare, got {len(paths)}")
+    bound = min(float(path["lr_steps"].iloc[-1]) for path in paths.values())
+    at = {name: {column: float(np.interp(bound, path["lr_steps"], path[column]))
+                 for column in ("mean_theta_move", "spread")} for name, path in paths.items()}
+    moves = np.array([v["mean_theta_move"] for v in at.values()])
+    beyond = np.array([v["spread"] - 1 for v in at.values()])
+    listed = "; ".join(f"{name}: mean θ move {v['mean_theta_move']:.3g}, spread {v['spread']:.4f}×"
+                       for name, v in at.items())
+    alike = moves.min() > 0 and beyond.min() > 0 and moves.max() / moves.min() <= SAME_BOUND \
+        and beyond.max() / beyond.min() <= SAME_BOUND
+    verdict = ("they moved alike (within 25 % on both): lr × steps, not the lr or the step count alone, set how far "
+               "the weights got" if alike else
+               "they did not move alike (more than 25 % apart on at least one): lr × steps bounds how far the weights "
+               "can get, but it did not alone set how far they got")
+    return f"At the same lr × steps ({bound:.3g}): {listed}. So {verdict}."

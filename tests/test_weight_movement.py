@@ -12,10 +12,10 @@ from lomix_core import weight_movement as wm
 from lomix_core.config import epoch_steps
 
 
-def trained_history(optimizer_cls, mean_losses, steps=200, lr=1e-2, noise=0.05, seed=0, **options):
+def trained_history(optimizer_cls, mean_losses, steps=200, lr=1e-2, noise=0.05, seed=0, decay_to=0.5, **options):
     """A run's history (w: and L: columns) of softplus weights trained alone on noisy, falling map losses."""
     rng = np.random.default_rng(seed)
-    decay = np.linspace(1.0, 0.5, steps)[:, None]  # the losses fall during training, as real ones do
+    decay = np.linspace(1.0, decay_to, steps)[:, None]  # the losses fall during training, as real ones do
     losses = np.maximum(mean_losses * decay + noise * rng.standard_normal((steps, len(mean_losses))), 1e-3)
     theta = torch.zeros(len(mean_losses), dtype=torch.float64, requires_grad=True)
     optimizer = optimizer_cls([theta], lr=lr, **options)
@@ -115,3 +115,22 @@ def test_rooms_statement_follows_the_table():
     table = table.assign(steps=100_000, theta_bound=10.0, ratio_cap=wm.ratio_cap(10.0), room=wm.room(10.0))
     text = wm.rooms_statement(table)
     assert "learned: a on d" in text and "equal weights in practice: a" not in text
+
+
+def test_same_bound_statement_compares_runs_at_the_same_lr_steps():
+    # Steady losses with a different noise per map: each θ falls at its own constant rate lr·r_i,
+    # so at the same lr × steps both runs have moved alike.
+    noise = np.array([0.05, 0.2, 0.5, 1.0])
+    slow = trained_history(torch.optim.AdamW, MEAN_LOSSES, steps=2000, lr=1e-4, noise=noise, decay_to=1.0)
+    fast = trained_history(torch.optim.AdamW, MEAN_LOSSES, steps=400, lr=5e-4, noise=noise, decay_to=1.0)
+    paths = {"slow": wm.movement(slow, 1e-4), "fast": wm.movement(fast, 5e-4)}
+    text = wm.same_bound_statement(paths)
+    assert "At the same lr × steps (0.2)" in text and "they moved alike" in text
+    # the same run against one whose weights moved twice as far: the wording flips
+    twice = slow.copy()
+    columns = [c for c in slow.columns if c.startswith("w:")]
+    twice[columns] = wm.softplus(2 * wm.softplus_inverse(slow[columns].to_numpy()))
+    text = wm.same_bound_statement({"slow": paths["slow"], "twice": wm.movement(twice, 1e-4)})
+    assert "they did not move alike" in text and "they moved alike" not in text
+    with pytest.raises(ValueError, match="at least 2 runs"):
+        wm.same_bound_statement({"slow": paths["slow"]})
