@@ -75,6 +75,13 @@ def test_adam_replay_reproduces_torch_adamw_and_the_statement_credits_adam():
     text = wm.fall_statement(table, lr=1e-2, steps=len(history))
     assert "the loss-size (SGD) control does not: Adam's normalised step" in text
     assert "looks like plain gradient descent" not in text
+    assert "the gradients fell during the run" in text and "rule overestimates" in text
+
+
+def test_the_trend_sentence_follows_the_gradients_direction():
+    rising = trained_history(torch.optim.AdamW, MEAN_LOSSES, lr=1e-2, decay_to=20.0, weight_decay=0.0)  # growing losses
+    text = wm.fall_statement(wm.fall_predictions(rising, lr=1e-2), lr=1e-2, steps=len(rising))
+    assert "the gradients rose during the run" in text and "rule underestimates" in text
 
 
 def test_the_statement_flips_when_the_weights_were_trained_by_plain_sgd():
