@@ -13,7 +13,7 @@ import importlib
 from . import data, fusion, map_loss, models, supervision
 from .foundations import machine
 from .pipeline import checkpoints, config, evaluation, inference, profiles, timing, training
-from .studies import comparisons, executors, runs, runtime, statistics
+from .studies import comparisons, executors, runs, runtime, statistics, weight_movement
 from .teaching import chapter, claims, findings, report
 from .pipeline.evaluation import CONVENTION, evaluate, mean_dice, mean_hd95
 from .pipeline.inference import TrainedModel, load_checkpoint, predict

@@ -58,7 +58,7 @@ def test_a_training_state_resumes_only_a_run_with_the_same_config(tmp_path):
     optimizer = torch.optim.AdamW([*model.parameters(), *loss_fn.parameters()])
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     state = checkpoints.training_state(1, config, model, loss_fn, {}, optimizer, scaler, rng={}, best={},
-                                       step_losses=[], step_weights=[], epochs=[])
+                                       step_losses=[], step_weights=[], step_map_losses=[], epochs=[])
     checkpoints.save(state, tmp_path / checkpoints.LAST)
     assert checkpoints.read_training_state(tmp_path / checkpoints.LAST, config)["epoch"] == 1
     # where the run writes (a resumable change) may differ; its learning rate may not

@@ -42,6 +42,18 @@ def test_history_records_loss_and_every_map_weight_per_step(lomix_run):
     assert history["w:p1"].iloc[0] < math.log(2) and history["w:p1"].iloc[-1] < history["w:p1"].iloc[0]
 
 
+def test_history_records_every_maps_unweighted_loss_per_step(lomix_run):
+    """The L: columns are the losses the weights multiplied: their weighted sum is the step's loss
+    (weights before the step: softplus(0) on step 1, then the w: row of the step before)."""
+    history = lomix_run.history
+    names = lomix_run.loss_fn.map_names
+    map_losses = history[[f"L:{n}" for n in names]].to_numpy(dtype=float)
+    weights = history[[f"w:{n}" for n in names]].to_numpy(dtype=float)
+    before = [[math.log(2)] * len(names)] + weights[:-1].tolist()
+    assert (map_losses > 0).all()
+    assert ((before * map_losses).sum(axis=1) == pytest.approx(history["loss"].to_numpy(), rel=1e-4))
+
+
 def test_loss_parameters_are_trained(lomix_run):
     fresh = lx.LoMixLoss(4, 9, supervision="lomix")
     trained = lomix_run.loss_fn.state_dict()

@@ -83,12 +83,13 @@ def selected_state(model: nn.Module, loss_fn: LoMixLoss, epoch: int, val_dice: f
 def training_state(epoch: int, config: TrainConfig, model: nn.Module, loss_fn: LoMixLoss,
                    preprocessing: dict[str, Any], optimizer: torch.optim.Optimizer, scaler: Any,
                    rng: dict[str, Any], best: dict[str, Any], step_losses: list, step_weights: list,
-                   epochs: list[dict[str, Any]]) -> dict[str, Any]:
+                   step_map_losses: list, epochs: list[dict[str, Any]]) -> dict[str, Any]:
     """What ``last.pt`` holds: everything the next epoch depends on."""
     return {"epoch": epoch, "config": dataclasses.asdict(config), "model": model.state_dict(),
             "preprocessing": preprocessing, "loss_fn": loss_fn.state_dict(), "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(), "rng": rng, "best": best,
-            "step_losses": step_losses, "step_weights": step_weights, "epochs": epochs}
+            "step_losses": step_losses, "step_weights": step_weights, "step_map_losses": step_map_losses,
+            "epochs": epochs}
 
 
 def save(state: dict[str, Any], path: Path) -> None:

@@ -49,7 +49,7 @@ class Run:
     config: TrainConfig
     model: nn.Module
     loss_fn: LoMixLoss
-    history: pd.DataFrame  # one row per step: loss and every map weight
+    history: pd.DataFrame  # one row per step: loss, every map weight (w:) and every map's unweighted loss (L:)
     epochs: pd.DataFrame  # one row per epoch: train loss, validation Dice, time
     test: pd.DataFrame | None  # tidy test results of the selected model; None without a test split
     record: dict[str, Any]
@@ -76,7 +76,12 @@ def seed_everything(seed: int) -> None:
 class Stepper:
     """One optimiser step of ``model`` and ``loss_fn`` as ``config`` sets it: AdamW over both (the
     loss's learnable weights and fusion convs train in the same group as the network), and on CUDA
-    with ``amp`` autocast with a gradient scaler where the dtype is fp16."""
+    with ``amp`` autocast with a gradient scaler where the dtype is fp16.
+
+    After a call, :attr:`map_losses` holds that step's unweighted loss of every supervised map
+    (``[M]``, detached, on the device): the gradient each learned weight's parameter saw is
+    computed from them, which is what chapter 05 predicts the weights' fall from. (None when
+    ``loss_fn`` is a wrapper, such as ``torch.compile``'s, rather than a :class:`LoMixLoss`.)"""
 
     def __init__(self, model: nn.Module, loss_fn: LoMixLoss, config: TrainConfig):
         self.model, self.loss_fn = model, loss_fn
@@ -90,7 +95,13 @@ class Stepper:
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         with torch.autocast(self.device_type, dtype=self.amp_dtype, enabled=self.amp):
-            loss = self.loss_fn(self.model(images), labels)
+            if isinstance(self.loss_fn, LoMixLoss):
+                # Its forward in two halves, to keep the per-map losses the weights multiply.
+                map_losses = self.loss_fn.per_map_losses(self.model(images), labels)
+                loss = self.loss_fn.weighting(map_losses)
+            else:  # a wrapped loss (torch.compile's, in the benchmarks): its own forward, nothing kept per map
+                loss, map_losses = self.loss_fn(self.model(images), labels), None
+        self.map_losses = None if map_losses is None else map_losses.detach()
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -126,8 +137,8 @@ def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_
         loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler)
     steps_per_epoch = epoch_steps(config, len(train_set))
 
-    # Per finished epoch: the step losses [S], the step map weights [S, M] (CPU) and a table row.
-    step_losses, step_weights, epoch_rows = [], [], []
+    # Per finished epoch: the step losses [S], the step map weights and map losses [S, M] (CPU) and a table row.
+    step_losses, step_weights, step_map_losses, epoch_rows = [], [], [], []
     best_dice, best_state, first_epoch = -1.0, None, 1
     if resume and last_path is not None and last_path.exists():
         last = checkpoints.read_training_state(last_path, config)
@@ -136,6 +147,7 @@ def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_
         scaler.load_state_dict(last["scaler"])
         _set_rng_states(last["rng"], generator)
         step_losses, step_weights, epoch_rows = last["step_losses"], last["step_weights"], last["epochs"]
+        step_map_losses = last["step_map_losses"]
         best_state, first_epoch = last["best"], last["epoch"] + 1
         best_dice = best_state["val_dice"]
         if checkpoint_path is not None:
@@ -151,7 +163,7 @@ def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_
         frozen = config.official_eval_mode_bug and epoch > 1
         model.train(not frozen)
         loss_fn.train()
-        start, epoch_losses, epoch_weights = time.perf_counter(), [], []
+        start, epoch_losses, epoch_weights, epoch_map_losses = time.perf_counter(), [], [], []
         for step, (images, labels) in enumerate(loader):
             if step == steps_per_epoch:
                 break
@@ -160,9 +172,11 @@ def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_
             # Kept on the device: reading them back every step would sync the GPU.
             epoch_losses.append(loss.detach())
             epoch_weights.append(loss_fn.weighting.weights().detach())
+            epoch_map_losses.append(step_once.map_losses)
             progress.update()
         step_losses.append(torch.stack(epoch_losses).float().cpu())
         step_weights.append(torch.stack(epoch_weights).float().cpu())
+        step_map_losses.append(torch.stack(epoch_map_losses).float().cpu())
         train_time = time.perf_counter() - start
 
         # Selection needs Dice only; HD95's distance transforms are kept for the final test.
@@ -186,13 +200,15 @@ def fit(model: nn.Module, loss_fn: LoMixLoss, train_set: data.SliceDataset, val_
         if last_path is not None:
             checkpoints.save(checkpoints.training_state(
                 epoch, config, model, loss_fn, train_set.preprocessing.to_dict(), optimizer, scaler,
-                _rng_states(generator), best_state, step_losses, step_weights, epoch_rows), last_path)
+                _rng_states(generator), best_state, step_losses, step_weights, step_map_losses, epoch_rows), last_path)
         progress.set_postfix(loss=f"{float(step_losses[-1][-1]):.3f}", val_dice=f"{val_dice:.3f}")
     progress.close()
 
     checkpoints.restore(model, loss_fn, best_state)
     losses = torch.cat(step_losses)
-    history = pd.DataFrame(torch.cat(step_weights).numpy(), columns=[f"w:{n}" for n in loss_fn.map_names])
+    history = pd.concat([pd.DataFrame(torch.cat(step_weights).numpy(), columns=[f"w:{n}" for n in loss_fn.map_names]),
+                         pd.DataFrame(torch.cat(step_map_losses).numpy(), columns=[f"L:{n}" for n in loss_fn.map_names])],
+                        axis=1)
     history.insert(0, "loss", losses.numpy())
     history.insert(0, "epoch", np.repeat(np.arange(1, config.epochs + 1), [len(x) for x in step_losses]))
     history.insert(0, "step", np.arange(1, len(losses) + 1))
