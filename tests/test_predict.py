@@ -13,10 +13,17 @@ import torch
 
 import lomix_core as lx
 from lomix_core.__main__ import main
+from lomix_core.data import nifti_folder
 from lomix_core.evaluation import volume_metrics
 
 CLASSES = {"background": 0, "liver": 1, "spleen": 2}
 SPACING = (0.8, 0.9, 2.5)
+
+
+@pytest.fixture(autouse=True)
+def notes_unsaid():
+    """The NIfTI loader says each note once per process; every test starts as a fresh process would."""
+    nifti_folder._SAID.clear()
 
 
 def affine():
