@@ -308,6 +308,8 @@ def test_a_scan_in_any_voxel_orientation_gets_the_same_labels_written_in_its_own
         assert (labels == reference).mean() >= 0.99, codes
         note = f"predict: as_{codes}: note: stored {codes}, reoriented to ALS as the training data were"
         assert (note in printed) == (codes != "ALS")
+        sidecar = json.loads((tmp_path / "labels" / f"as_{codes}.json").read_text())
+        assert sidecar["reoriented"] == (None if codes == "ALS" else {"stored": codes, "predicted_in": "ALS"})
     truth = np.asarray(nib.load(str(test_root / "labelsTs" / "new_a.nii.gz")).dataobj)
     assert (reference == truth).mean() > 0.8  # a model that segments, not one class everywhere
 
