@@ -57,7 +57,7 @@ def trained(arm: dict, preset: str, seed: int, root: str | None, out: Path):
                             progress=False, out_dir=str(out), run_name=f"{preset}_{arm_name(arm)}_s{seed}")
     done = Path(config.out_dir) / config.name / "record.json"
     # resume: a run stopped half-way continues from its last epoch
-    return (lx.load_run(done.parent) if done.is_file() else lx.train(config, resume=True)).model
+    return (lx.training.load_run(done.parent) if done.is_file() else lx.train(config, resume=True)).model
 
 
 def split(arm: dict, name: str, root: str | None):

@@ -90,7 +90,7 @@ def main(argv=None) -> int:
             config = dataclasses.replace(base, seed=seed, augment=augment, run_name=f"{arm}_{seed}",
                                          data_kwargs={"root": str(folders["stored"]), "num_val": 1, **reading})
             done = Path(config.out_dir) / config.name / "record.json"
-            model = lx.load_run(done.parent).model if done.is_file() else lx.train(config).model
+            model = lx.training.load_run(done.parent).model if done.is_file() else lx.train(config).model
             row = {"arm": arm, "seed": seed}
             for condition, root in folders.items():
                 test = lx.data.load("nifti", split="test", root=root, **reading)
