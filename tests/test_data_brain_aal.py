@@ -178,3 +178,14 @@ def test_script_help_and_end_to_end(tmp_path, capsys):
     assert done.returncode == 0 and out.is_file(), done.stderr
     assert "neither a folder nor a .deb" in script_error("build_brain_aal", capsys, "--source", tmp_path / "none",
                                                          "--out", out, "--force")
+
+
+def test_checkpoints_record_the_atlas_s_ras_order_and_1_mm_pixels():
+    steps = lx.data.load("brain_aal", split="val", size=48).preprocessing
+    assert steps.axcodes == "RAS" and steps.spacing == (1.0, 1.0)
+    # predict turns a scan stored LAS (x flipped) to RAS before slicing, and says so
+    volume, las = np.zeros((20, 24, 3), np.float32), np.diag([-1.0, 1.0, 1.0, 1.0])
+    turn = lx.inference._reorientation(steps, volume, las, "head")
+    assert (turn.source, turn.target) == ("LAS", "RAS")
+    np.testing.assert_array_equal(turn.apply(np.arange(20.0)[:, None, None] * np.ones((20, 24, 3))),
+                                  np.arange(19.0, -1, -1)[:, None, None] * np.ones((20, 24, 3)))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import lomix_core as lx
+from lomix_core.data import nifti_folder
 from lomix_core.data.nifti_folder import check_folder, split_train_val
 
 CLASSES = {"background": 0, "liver": 1, "spleen": 2}
@@ -28,6 +29,12 @@ def phantom(shape, seed):
     image = np.choose(label, [-100, 60, 45]) + rng.normal(0, 20, shape)
     image[0, 0, 0] = -1000  # air, outside the CT window
     return image.astype(np.int16), label
+
+
+@pytest.fixture(autouse=True)
+def notes_unsaid():
+    """The loader says each note once per process; every test starts as a fresh process would."""
+    nifti_folder._SAID.clear()
 
 
 def make_folder(root, modality="CT", labels=CLASSES, train=TRAIN_SHAPES, test=TEST_SHAPES, **meta):
@@ -363,6 +370,20 @@ def test_one_case_validates_on_a_slab_of_its_own_slices_behind_a_gap(tmp_path, c
     val = lx.data.load("nifti", split="val", root=root, size=48)
     np.testing.assert_array_equal(val.native_grid("scan_val").labels.numpy(), np.transpose(label, (2, 0, 1))[:2])
     assert len(lx.data.load("nifti", split="train", root=root, size=48)) == 11
+
+
+def test_a_run_s_three_loads_say_each_note_once(tmp_path, capsys):
+    root = make_folder(tmp_path / "one", train={"scan": (40, 48, 16)}, test={"other": (40, 48, 16)})
+    flipped = np.diag([-1.0, 1.0, 1.0, 1.0])  # stored LAS: the loader turns it to the training cases' RAS
+    save_affine(root / "imagesTs" / "other_0000.nii.gz", phantom((40, 48, 16), 1)[0], flipped)
+    save_affine(root / "labelsTs" / "other.nii.gz", phantom((40, 48, 16), 1)[1], flipped)
+    for split in ("train", "val", "test", "test"):
+        lx.data.load("nifti", split=split, root=root, size=32)
+    printed = capsys.readouterr().out.splitlines()
+    assert [line for line in printed if "too few to hold whole cases out" in line] == [printed[0]]
+    assert [line for line in printed if "note: stored LAS, reoriented to RAS" in line] == [
+        f"nifti: {root / 'labelsTs' / 'other.nii.gz'}: note: stored LAS, reoriented to RAS as every case is"]
+    assert len(printed) == 2
 
 
 def test_num_val_0_trains_on_every_slice_and_has_no_val_split(tmp_path, capsys):

@@ -13,10 +13,17 @@ import torch
 
 import lomix_core as lx
 from lomix_core.__main__ import main
+from lomix_core.data import nifti_folder
 from lomix_core.pipeline.evaluation import volume_metrics
 
 CLASSES = {"background": 0, "liver": 1, "spleen": 2}
 SPACING = (0.8, 0.9, 2.5)
+
+
+@pytest.fixture(autouse=True)
+def notes_unsaid():
+    """The NIfTI loader says each note once per process; every test starts as a fresh process would."""
+    nifti_folder._SAID.clear()
 
 
 def affine():
@@ -301,6 +308,8 @@ def test_a_scan_in_any_voxel_orientation_gets_the_same_labels_written_in_its_own
         assert (labels == reference).mean() >= 0.99, codes
         note = f"predict: as_{codes}: note: stored {codes}, reoriented to ALS as the training data were"
         assert (note in printed) == (codes != "ALS")
+        sidecar = json.loads((tmp_path / "labels" / f"as_{codes}.json").read_text())
+        assert sidecar["reoriented"] == (None if codes == "ALS" else {"stored": codes, "predicted_in": "ALS"})
     truth = np.asarray(nib.load(str(test_root / "labelsTs" / "new_a.nii.gz")).dataobj)
     assert (reference == truth).mean() > 0.8  # a model that segments, not one class everywhere
 

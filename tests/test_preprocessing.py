@@ -231,6 +231,17 @@ def test_unknown_intensity_kind_is_one_line():
                    "unknown intensity kind 'z_score'; expected one of")
 
 
+def test_a_chained_spec_applies_its_second_step_to_the_first_ones_result():
+    hu = np.random.default_rng(0).normal(40, 300, size=(6, 8, 8)).astype(np.float32)
+    window = {"kind": "ct_window", "window": [-125, 275]}
+    chained = scale_intensity(hu, {**window, "then": {"kind": "zscore", "clip": 3}})
+    assert np.array_equal(chained, scale_intensity(scale_intensity(hu, window), {"kind": "zscore", "clip": 3}))
+    assert not np.allclose(chained, scale_intensity(hu, window))
+    one_line_error(ValueError, lambda: Preprocessing(size=8, class_names=["b", "f"],
+                                                     intensity=({**window, "then": {"kind": "z"}},)),
+                   "unknown intensity kind 'z'")
+
+
 # ---------------------------------------------------------------- the recipe
 
 @pytest.mark.parametrize("size", [64, (48, 64)])

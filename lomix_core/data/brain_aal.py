@@ -86,7 +86,9 @@ SIZE = 224
 PLANE = (217, 181)  # the axial plane of the 181×217×181 MNI grid, radiological: rows y, columns x
 SPACING = (1.0, 1.0, 1.0)  # mm
 # How a raw T1 volume became the stored slices (build_arrays): predict treats a new scan the same way.
-PREPROCESSING = {"intensity": ({"kind": "max"},), "axis": 2, "orientation": "radiological", "eight_bit": True}
+# The atlas files are stored RAS (MNI space): the checkpoint records it, so predict turns a new scan to RAS first.
+PREPROCESSING = {"intensity": ({"kind": "max"},), "axis": 2, "orientation": "radiological", "eight_bit": True,
+                 "axcodes": "RAS"}
 
 ASSETS = Path(__file__).parent / "assets"
 DATASET_FILE = ASSETS / "brain_aal.npz"
@@ -294,7 +296,8 @@ def load_brain_aal(split: str, augment: bool = False, size: int = SIZE, num_trai
     # The file pads the 217×181 plane to 224×224; the scan's own grid is the plane without the padding.
     subjects = ((name, unpad(arrays["image"][rows]), unpad(arrays["label"][rows]), SPACING)
                 for name, rows in chosen.items())
-    preprocessing = Preprocessing(size=size, class_names=CLASS_NAMES, aspect=aspect, **PREPROCESSING)
+    preprocessing = Preprocessing(size=size, class_names=CLASS_NAMES, aspect=aspect, spacing=SPACING[:2],
+                                  **PREPROCESSING)
     return stack_subjects(subjects, preprocessing, name="brain_aal", split=split, augment=augment)
 
 

@@ -343,7 +343,7 @@ def _slices(case: Case, spec: FolderSpec, steps: Preprocessing,
         read.notes.append(f"{case.label}: note: stored {turn.source}, "
                           f"reoriented to {turn.target} as every case is")
     for note in read.notes:
-        print(f"nifti: {note}")
+        say(f"nifti: {note}")
     image = np.stack([scale_intensity(turn.apply(volume), intensity)
                       for volume, intensity in zip(read.channels, steps.intensity)])
     return (steps.slices(image), steps.slices(turn.apply(read.label).astype(np.uint8)),
@@ -423,13 +423,24 @@ def hold_out_slab(label: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray
     return rows[size + GAP:], rows[:size]
 
 
+_SAID: set[str] = set()
+
+
+def say(line: str) -> None:
+    """Print ``line`` the first time this process says it: a run loads the train, val and test
+    splits (and evaluation may load one again), and each load would repeat the same notes."""
+    if line not in _SAID:
+        _SAID.add(line)
+        print(line)
+
+
 def _announce(kind: str, num_cases: int, axis: int) -> None:
     if kind == "slabs":
-        print(f"nifti: {num_cases} training case(s), too few to hold whole cases out: validation is one eighth of "
+        say(f"nifti: {num_cases} training case(s), too few to hold whole cases out: validation is one eighth of "
               f"each case's slices along axis {axis}, {GAP} slices from its training slices (num_val=N holds out "
               f"N whole cases)")
     elif kind == "none":
-        print("nifti: num_val=0: no validation split, so training keeps its last epoch")
+        say("nifti: num_val=0: no validation split, so training keeps its last epoch")
 
 
 @register("nifti")

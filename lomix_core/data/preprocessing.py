@@ -49,7 +49,14 @@ def scale_intensity(volume: np.ndarray, spec: dict) -> np.ndarray:
     * ``{"kind": "max"}``: divide by the volume's maximum;
     * ``{"kind": "divide", "by": 255}``: a fixed divisor (8-bit photos);
     * ``{"kind": "unit"}``: already in [0, 1] (the phantom).
+
+    A spec may carry ``"then": {...}``, a second spec applied to the first one's result: a CT window
+    followed by a z-score (``abdomen_ct``'s ``intensity="zscore"``) keeps the HU clip and then takes
+    each scan's own contrast, and ``predict`` repeats both from the checkpoint.
     """
+    if "then" in spec:
+        first = {key: value for key, value in spec.items() if key != "then"}
+        return scale_intensity(scale_intensity(volume, first), spec["then"])
     kind = spec.get("kind")
     volume = np.asarray(volume, dtype=np.float32)
     if kind == "ct_window":
@@ -231,7 +238,8 @@ class Preprocessing:
             raise ValueError(f"orientation must be one of {ORIENTATIONS}, got {self.orientation!r}")
         if self.axis not in (0, 1, 2):
             raise ValueError(f"axis must be 0, 1 or 2 (the voxel axis slices are cut along), got {self.axis}")
-        unknown = [spec.get("kind") for spec in self.intensity if spec.get("kind") not in INTENSITY_KINDS]
+        chained = [step for spec in self.intensity for step in (spec, spec.get("then") or {"kind": "unit"})]
+        unknown = [spec.get("kind") for spec in chained if spec.get("kind") not in INTENSITY_KINDS]
         if unknown:
             raise ValueError(f"unknown intensity kind {unknown[0]!r}; expected one of {INTENSITY_KINDS}")
         object.__setattr__(self, "class_names", tuple(self.class_names))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .. import data, models
+from ..data.augment import AUGMENTS
 from ..supervision import PRESETS, WEIGHTINGS
 
 
@@ -134,6 +135,9 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {self.protocol!r}; expected one of {tuple(PROTOCOLS)}")
+        # bool or one of the names, checked by type too: 1 == True would pass a plain membership test
+        if not (isinstance(self.augment, bool) or (isinstance(self.augment, str) and self.augment in AUGMENTS)):
+            raise ValueError(f"augment must be one of {AUGMENTS}, got {self.augment!r}")
 
     @property
     def name(self) -> str:

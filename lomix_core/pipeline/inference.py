@@ -9,9 +9,9 @@ gives the same Dice as ``evaluate`` on those cases (``tests/test_inference.py`` 
 Inputs: one NIfTI file, a folder of NIfTI files (nnU-Net's ``<case>_0000.nii.gz`` channel
 files are grouped by case), or a folder of 2-D images (PNG, JPEG, ...). For each case the output
 folder gets ``<case>.nii.gz`` (or ``<case>.png``: class index per pixel) and ``<case>.json``, a
-sidecar with the class names and what made the file. Both are written atomically and the sidecar
-last, so an interrupted run leaves whole files only, and a rerun skips the cases already done
-with the same checkpoint and options.
+sidecar with the class names, what made the file and whether the scan was reoriented to predict it
+(``"reoriented"``). Both are written atomically and the sidecar last, so an interrupted run leaves
+whole files only, and a rerun skips the cases already done with the same checkpoint and options.
 """
 from __future__ import annotations
 
@@ -128,6 +128,15 @@ def _reorientation(preprocessing: Preprocessing, volume: np.ndarray, affine: np.
     return turn
 
 
+def _reorientation_done(preprocessing: Preprocessing, volume: np.ndarray, affine: np.ndarray) -> dict | None:
+    """What a sidecar says of the turn :func:`predict` made: ``{"stored": "LPS", "predicted_in": "RAS"}``,
+    or None where the scan was predicted as stored."""
+    if preprocessing.axcodes is None:
+        return None
+    stored = Geometry.of(volume.shape[-3:], affine).orientation
+    return None if stored == preprocessing.axcodes else {"stored": stored, "predicted_in": preprocessing.axcodes}
+
+
 # ---------------------------------------------------------------- files
 
 def find_cases(source: str | Path, in_channels: int) -> tuple[str, dict[str, list[Path]]]:
@@ -233,10 +242,13 @@ def predict_files(checkpoint: str | Path | TrainedModel, source: str | Path, out
         if kind == "image":
             labels = predict(trained, _read_picture(files[0], trained.preprocessing.in_channels), tta=tta)
             _save_png(labels[..., 0], target)
+            turned = None
         else:
             volume, like = _read_scan(files)
             _save_nifti(predict(trained, volume, tta=tta, affine=like.affine, name=case), like, target)
-        save_json({**sidecar_base, "source": [str(f) for f in files], "label_map": target.name}, sidecar)
+            turned = _reorientation_done(trained.preprocessing, volume, like.affine)
+        save_json({**sidecar_base, "source": [str(f) for f in files], "label_map": target.name,
+                   "reoriented": turned}, sidecar)
         written.append(target)
     return written
 

@@ -60,7 +60,7 @@ class Profile:
     ablation_seeds: tuple[int, ...] | None = None  # chapters 04 and 05's seeds (None: ``seeds``)
     # A GPU profile's plan: the chapters each session runs (one Colab runtime each; later sessions read
     # earlier sessions' runs back from Drive), and each chapter's hours on ``planned_on`` as estimated
-    # by benchmarks/profile_hours.py from an assumed step time (tests/test_benchmark.py keeps them equal).
+    # by benchmarks/profile_hours.py from an assumed step time (tests/test_timing.py keeps them equal).
     sessions: tuple[tuple[str, ...], ...] = ()
     estimated_h: Mapping[str, float] = field(default_factory=dict)
     planned_on: str = ""  # the card estimated_h is for, and the step time it assumes
