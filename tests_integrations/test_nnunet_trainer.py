@@ -41,8 +41,9 @@ def trained(tmp_path_factory):
            "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[1]),
                                                                              os.environ.get("PYTHONPATH")]))}
     raw = nnunet_raw.export("brain_aal", root / "raw", dataset_id=DATASET_ID, size=SIZE)
+    # planning sets torch's threads to nnUNet_n_proc_DA, so 0 (no augmentation workers) only for training
     nnunet("nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "2d", "-npfp", "1", "-np", "1",
-           "--verify_dataset_integrity", env=env)
+           "--verify_dataset_integrity", env={**env, "nnUNet_n_proc_DA": "1"})
     nnunet_raw.use_kit_split(raw, root / "preprocessed" / raw.name)
     had_shim = nnunet_shim.installed()
     nnunet_shim.install_trainers()
