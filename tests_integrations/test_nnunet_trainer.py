@@ -5,8 +5,10 @@ with `nnUNetv2_predict`. nnU-Net's worker pools are kept to one process (or none
 48 px so that all of it takes a few minutes on two cores."""
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import nibabel as nib
@@ -34,8 +36,17 @@ def nnunet(command: str, *args: str, env: dict) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("nnunet")
+def trained():
+    # its own folder, not pytest's tmp_path: pytest prunes old basetemps, and another pytest on the
+    # machine may do so while nnU-Net is still writing here
+    root = Path(tempfile.mkdtemp(prefix="lomix-nnunet-"))
+    try:
+        yield train_and_predict(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def train_and_predict(root: Path) -> dict:
     env = {**os.environ, "nnUNet_raw": str(root / "raw"), "nnUNet_preprocessed": str(root / "preprocessed"),
            "nnUNet_results": str(root / "results"), "nnUNet_n_proc_DA": "0", "nnUNet_def_n_proc": "1",
            "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[1]),
@@ -59,17 +70,22 @@ def trained(tmp_path_factory):
     return {"root": root, "raw": raw, "folder": folder, "env": env}
 
 
-def fresh_trainer(trained, cls=nnUNetTrainerLoMix):
+def fresh_trainer(trained, monkeypatch, cls=nnUNetTrainerLoMix):
+    """A trainer built in this process from the study's plans; its log goes to a scratch results folder."""
+    import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as trainer_module
+
     preprocessed = trained["root"] / "preprocessed" / trained["raw"].name
-    plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())
+    plans = {**json.loads((preprocessed / "nnUNetPlans.json").read_text()), "continue_training": False}
     dataset_json = json.loads((preprocessed / "dataset.json").read_text())
-    os.environ.update({k: trained["env"][k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
+    # nnU-Net reads its folders from the environment once, when nnunetv2.paths is imported
+    monkeypatch.setattr(trainer_module, "nnUNet_preprocessed", str(trained["root"] / "preprocessed"))
+    monkeypatch.setattr(trainer_module, "nnUNet_results", str(trained["root"] / "scratch_results"))
     trainer = cls(plans, "2d", 0, dataset_json, device=torch.device("cpu"))
     trainer.initialize()
     return trainer
 
 
-def test_checkpoint_holds_the_trained_loss_parameters(trained):
+def test_checkpoint_holds_the_trained_loss_parameters(trained, monkeypatch):
     checkpoint = torch.load(trained["folder"] / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     assert checkpoint["trainer_name"] == TRAINER
     state = checkpoint[LOSS_STATE_KEY]
@@ -78,14 +94,14 @@ def test_checkpoint_holds_the_trained_loss_parameters(trained):
     assert bool((state["lomix.weighting.theta"] != 0).all())
     # SGD keeps a momentum buffer only for parameters that had a gradient; the loss's come after the network's
     optimizer = checkpoint["optimizer_state"]
-    num_network = len(list(fresh_trainer(trained).network.parameters()))
+    num_network = len(list(fresh_trainer(trained, monkeypatch).network.parameters()))
     loss_indices = range(num_network, len(optimizer["param_groups"][0]["params"]))
     assert len(loss_indices) == len(state)
     assert all(optimizer["state"][i]["momentum_buffer"].abs().sum() > 0 for i in loss_indices)
 
 
-def test_load_checkpoint_restores_the_loss(trained):
-    trainer = fresh_trainer(trained, TRAINERS[TRAINER])
+def test_load_checkpoint_restores_the_loss(trained, monkeypatch):
+    trainer = fresh_trainer(trained, monkeypatch, TRAINERS[TRAINER])
     assert bool((trainer.lomix_loss.lomix.weighting.theta == 0).all())
     trainer.load_checkpoint(str(trained["folder"] / "checkpoint_final.pth"))
     saved = torch.load(trained["folder"] / "checkpoint_final.pth", map_location="cpu", weights_only=False)[LOSS_STATE_KEY]
@@ -95,8 +111,8 @@ def test_load_checkpoint_restores_the_loss(trained):
     assert all(id(p) in in_optimizer for p in trainer.lomix_loss.parameters())
 
 
-def test_trainer_loss_equals_lomixloss_on_the_same_outputs(trained):
-    trainer = fresh_trainer(trained)
+def test_trainer_loss_equals_lomixloss_on_the_same_outputs(trained, monkeypatch):
+    trainer = fresh_trainer(trained, monkeypatch)
     torch.manual_seed(0)
     with torch.no_grad():  # the loss's learned modules away from their initial values
         for p in trainer.lomix_loss.parameters():
