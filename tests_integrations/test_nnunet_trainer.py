@@ -72,14 +72,11 @@ def train_and_predict(root: Path) -> dict:
 
 def fresh_trainer(trained, monkeypatch, cls=nnUNetTrainerLoMix):
     """A trainer built in this process from the study's plans; its log goes to a scratch results folder."""
-    import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as trainer_module
-
     preprocessed = trained["root"] / "preprocessed" / trained["raw"].name
     plans = {**json.loads((preprocessed / "nnUNetPlans.json").read_text()), "continue_training": False}
     dataset_json = json.loads((preprocessed / "dataset.json").read_text())
-    # nnU-Net reads its folders from the environment once, when nnunetv2.paths is imported
-    monkeypatch.setattr(trainer_module, "nnUNet_preprocessed", str(trained["root"] / "preprocessed"))
-    monkeypatch.setattr(trainer_module, "nnUNet_results", str(trained["root"] / "scratch_results"))
+    monkeypatch.setenv("nnUNet_preprocessed", str(trained["root"] / "preprocessed"))  # nnU-Net 2.8 reads them lazily
+    monkeypatch.setenv("nnUNet_results", str(trained["root"] / "scratch_results"))
     trainer = cls(plans, "2d", 0, dataset_json, device=torch.device("cpu"))
     trainer.initialize()
     return trainer
