@@ -110,7 +110,7 @@ class NnUNetStudy:
         start = time.perf_counter()
         result = subprocess.run([_bin(command[0]), *command[1:]], env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - start
-        self.log.append(f"{' '.join(command)}: {seconds:.0f} s")
+        self.log.append(f"{' '.join(command).replace(str(self.root), '<study>')}: {seconds:.0f} s")
         if result.returncode != 0:
             tail = " | ".join((result.stderr or result.stdout).strip().splitlines()[-3:])
             raise RuntimeError(f"{command[0]} failed (exit {result.returncode}): {tail}")
@@ -167,7 +167,8 @@ class NnUNetStudy:
         return pd.concat(frames, ignore_index=True)
 
     def run(self, trainers: dict[str, str], replicates, progress=print) -> Comparison:
-        """Every trainer (label → class name) once per replicate, scored on the test scans."""
+        """Every trainer (label → class name) once per replicate, scored on the test scans. The
+        nnU-Net commands it ran, with their times, are in :attr:`log` (``<study>`` is :attr:`root`)."""
         from . import nnunet_shim
 
         nnunet_shim.install_trainers()  # nnU-Net's commands find the kit's trainers by name only
