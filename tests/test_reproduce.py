@@ -1,5 +1,6 @@
 """The papermill runner: ordering, parameters, a failing notebook named with its cell, exit code."""
 import json
+from pathlib import Path
 
 import nbformat
 import pytest
