@@ -69,7 +69,7 @@ def test_nnunet_preset_equals_monai_with_nnunets_weights(outputs_and_target):
     assert torch.allclose(LoMixDeepSupervisionLoss(3, CLASSES, supervision="nnunet")(out, target), reference, rtol=1e-5)
 
 
-def test_list_of_maps_is_upsampled_like_monai_downsamples_nothing():
+def test_a_list_of_maps_goes_up_to_the_finest_size():
     """A list of maps of different sizes: each coarse map goes up to the finest map's size (bilinear)."""
     torch.manual_seed(2)
     fine, coarse = torch.randn(2, CLASSES, 16, 16), torch.randn(2, CLASSES, 8, 8)
