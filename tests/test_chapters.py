@@ -22,8 +22,8 @@ def section(chapter: list[dict], heading: str) -> int:
     return found[0]
 
 
-def test_there_are_eight_chapters():
-    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(8)]
+def test_there_are_nine_chapters():
+    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(9)]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -23,7 +23,7 @@ def first_code_cell(path: Path) -> str:
 # ---- one repository ----------------------------------------------------------------------------
 def test_every_badge_and_install_line_uses_the_one_repository():
     home = colab.repository(CHECKOUT)
-    assert home == "lomix-kit/lomix-kit" and len(NOTEBOOKS) == 8
+    assert home == "lomix-kit/lomix-kit" and len(NOTEBOOKS) == 9
     assert colab.link_problems(CHECKOUT) == []  # each notebook: a badge to itself and an install line, all to home
     readme = (CHECKOUT / "README.md").read_text()
     assert [m["repo"] for m in colab.INSTALL.finditer(readme)] and {m["repo"] for m in colab.INSTALL.finditer(readme)} == {home}

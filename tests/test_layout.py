@@ -9,8 +9,9 @@ PACKAGE = Path(lomix_core.__file__).parent
 TESTS = Path(__file__).parent
 # The method is every module at the package's top level; the other layers are its folders.
 METHOD = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "__main__"}
-LAYERS = ["foundations", "method", "data", "models", "pipeline", "studies", "teaching", "entry"]
-RANK = {"foundations": 0, "method": 1, "data": 2, "models": 2, "pipeline": 3, "studies": 4, "teaching": 5, "entry": 6}
+# integrations/ (nnU-Net, MONAI) sit beside the teaching layer: they use the method and the studies.
+RANK = {"foundations": 0, "method": 1, "data": 2, "models": 2, "pipeline": 3, "studies": 4, "teaching": 5,
+        "integrations": 5, "entry": 6}
 
 
 def layer_of(module: str) -> str:

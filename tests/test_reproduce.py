@@ -1,5 +1,6 @@
 """The papermill runner: ordering, parameters, a failing notebook named with its cell, exit code."""
 import json
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -7,7 +8,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 import lomix_core as lx
 from lomix_core.__main__ import main
-from lomix_core.teaching.reproduce import find_notebooks, reproduce
+from lomix_core.teaching.reproduce import find_notebooks, in_series, reproduce
 
 
 def write_notebook(path, *sources):
@@ -88,3 +89,10 @@ def test_a_hung_cell_is_reported_and_the_series_goes_on(tmp_path):
     assert "| [01_hangs](01_hangs.ipynb) | FAILED: cell 3 (index 2): CellTimeoutError: still running after 2 s |" \
         in summary
     assert "| [02_after](02_after.ipynb) | ok |" in summary
+
+
+def test_a_chapter_that_needs_extras_runs_only_when_named():
+    paths = [Path("07_benchmarks.ipynb"), Path("08_lomix_in_your_pipeline.ipynb")]
+    kept, notes = in_series(paths, None)
+    assert kept == paths[:1] and len(notes) == 1 and "needs the [nnunet,monai] extras" in notes[0]
+    assert in_series(paths[1:], ["08"]) == (paths[1:], [])
