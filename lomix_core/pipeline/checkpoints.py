@@ -116,7 +116,7 @@ def read_bytes(blob: bytes, path: Path) -> dict[str, Any]:
     """:func:`read` for a file already in memory."""
     try:
         checkpoint = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False)
-        checkpoint["config"], checkpoint["model"]
+        checkpoint["config"], checkpoint["model"]  # a torch file train did not write lacks them: KeyError
     except Exception as error:  # torch raises many types for a truncated or foreign file
         raise ValueError(f"cannot read checkpoint {path}: {type(error).__name__}: {one_line(error)} "
                          f"(expected a {BEST} or {LAST} written by train)") from None
