@@ -26,7 +26,7 @@ __version__ = machine.kit_version()
 # training, the CLI and the tests' subprocesses start faster without them.
 _LAZY = {"viz": "teaching", "widgets": "teaching", "reproduce": "teaching", "colab": "teaching",
          "official": "studies", "run_lock": "studies", "records": "foundations", "arguments": "foundations",
-         "reference": "", "official_style": "", "cpu_kernels": ""}
+         "reference": "", "official_style": "", "cpu_kernels": "", "fused_mutants": ""}
 
 
 def __getattr__(name: str):
@@ -39,4 +39,5 @@ __all__ = ["CONVENTION", "LoMixLoss", "PRESETS", "Run", "TrainConfig", "TrainedM
            "claims", "comparisons", "config", "data", "evaluate", "evaluation", "executors", "findings", "fusion",
            "inference", "load_checkpoint", "machine", "map_loss", "mean_dice", "mean_hd95", "models", "predict",
            "profiles", "report", "runs", "runtime", "statistics", "supervision", "timing", "train", "training",
+           "weight_movement",
            *_LAZY]
