@@ -35,7 +35,10 @@ def test_estimate_skips_finished_runs_and_counts_the_steps_train_makes(finished)
     assert estimate.device in estimate.text and estimate.device.startswith(("CPU", "GPU"))
     # the lomix run (3 steps at lr 3e-3) learns its weights, the last-layer one does not: the bound is lr x steps
     assert estimate.weight_bound == pytest.approx(3e-3 * 3)
-    assert "can move about lr x steps = 0.009 at most" in estimate.text
+    assert "can move about θ's lr x steps = 0.009 at most" in estimate.text
+    # with a rate of their own for the map weights, the bound is theirs
+    own = runtime.estimate([dataclasses.replace(todo[1], map_weight_lr=0.1)], jobs=1)
+    assert own.weight_bound == pytest.approx(0.1 * 3)
 
     val, test = (lx.data.load("synthetic", split=s, **TINY["data_kwargs"]) for s in ("val", "test"))
     expected_slices = [2 * (len(val) + len(test)) + len(test), len(val) + len(test)]  # track_test scores test per epoch

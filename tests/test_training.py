@@ -200,3 +200,26 @@ def test_profile_configs_do_not_share_mutable_settings():
     second, _ = lx.profiles.comparison("smoke")
     assert second.data_kwargs["size"] == 32 and second.model_kwargs["width"] == 8
     assert lx.profiles.demo("smoke").data_kwargs["size"] == 32
+
+
+@pytest.mark.parametrize("map_weight_lr", [None, 0.05])
+def test_map_weight_lr_moves_the_map_weights_theta_at_its_own_rate(tmp_path, map_weight_lr):
+    # Adam's first step moves every parameter by its lr exactly (m/sqrt(v) = ±1): θ by map_weight_lr
+    # where it is set, the network's parameters by lr either way.
+    config = tiny_config(tmp_path, supervision="lomix", lr=1e-3, weight_decay=0.0, map_weight_lr=map_weight_lr)
+    torch.manual_seed(0)
+    model = lx.models.build("unet_small", in_channels=1, num_classes=3, width=8)
+    loss_fn = lx.LoMixLoss(num_maps=4, num_classes=3, supervision="lomix")
+    stepper = lx.training.Stepper(model, loss_fn, config)
+    before_net = [p.detach().clone() for p in model.parameters()]
+    stepper(torch.randn(2, 1, 32, 32), torch.randint(0, 3, (2, 32, 32)))
+    theta_move = loss_fn.weighting.theta.detach().abs()
+    torch.testing.assert_close(theta_move, torch.full_like(theta_move, config.theta_lr), rtol=1e-4, atol=0)
+    net_moves = torch.cat([(p.detach() - b).abs().flatten() for p, b in zip(model.parameters(), before_net)])
+    assert net_moves.max() == pytest.approx(1e-3, rel=1e-3)  # the network keeps lr
+    assert config.theta_lr == (map_weight_lr or 1e-3)
+
+
+def test_map_weight_lr_must_be_positive():
+    with pytest.raises(ValueError, match="map_weight_lr must be > 0"):
+        lx.TrainConfig(map_weight_lr=0.0)

@@ -106,13 +106,27 @@ def test_fall_predictions_need_the_per_map_losses():
 
 def test_profile_rooms_reads_lr_and_steps_from_the_profiles_records():
     sizes = {"train": 100, "val": 10}
-    rooms = wm.profile_rooms(("smoke", "full"), count_slices=lambda config: sizes)
+    rooms = wm.profile_rooms(("smoke", "colab", "full"), count_slices=lambda config: sizes)
     for row in rooms.itertuples():
         config, _ = lx.profiles.comparison(row.profile, dataset=row.dataset, supervision="lomix")
         trained = lx.config.slices_used(config, sizes["train"], sizes["val"])[0]
-        assert row.steps == config.epochs * epoch_steps(config, trained) and row.lr == config.lr
+        assert row.steps == config.epochs * epoch_steps(config, trained) and row.lr == config.theta_lr
         assert row.theta_bound == pytest.approx(row.lr * row.steps) and row.room == wm.room(row.theta_bound)
-    assert set(rooms["profile"]) == {"smoke", "full"}
+    assert set(rooms["profile"]) == {"smoke", "colab", "full"}
+    colab = rooms.set_index("profile").loc["colab"]
+    assert colab["lr"] == lx.profiles.comparison("colab", dataset="brain_aal")[0].map_weight_lr != \
+        lx.profiles.comparison("colab", dataset="brain_aal")[0].lr
+
+
+def test_colab_gives_the_map_weights_room_to_learn_on_brain_aal():
+    # brain_aal's 83 training slices in batches of 6 (the last partial one dropped): 13 steps an epoch. At
+    # the network's lr the 150 epochs would keep the weights equal in practice; at their own rate they learn.
+    config, _ = lx.profiles.comparison("colab", dataset="brain_aal", supervision="lomix")
+    steps = config.epochs * epoch_steps(config, 83)
+    assert steps == 1950
+    assert wm.room(config.lr * steps) == wm.ROOM_EQUAL
+    assert wm.room(config.theta_lr * steps) == wm.ROOM_LEARNED
+    assert lx.profiles.comparison("full", dataset="synapse")[0].map_weight_lr is None  # the paper's one rate
 
 
 def test_rooms_statement_follows_the_table():

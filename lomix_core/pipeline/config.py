@@ -98,6 +98,10 @@ class TrainConfig:
     batch_size: int = setting(8, step_cost=True, help="batch size", cli={})
     lr: float = setting(1e-4, help="learning rate (AdamW, constant)", cli={})
     weight_decay: float = setting(1e-4, help="AdamW weight decay", cli={})
+    map_weight_lr: float | None = setting(
+        None, cli={}, help="learning rate of the learned map weights' θ alone (default: lr, as the paper): AdamW "
+                           "moves θ about this much per step at most, so a short run needs a larger one for its "
+                           "weights to become unequal")
     seed: int = setting(0, help="seed of the network's initialisation, the data order and augmentation", cli={})
     device: str = setting("auto", help="auto | cpu | cuda | cuda:N", cli={})
     amp: bool = setting(False, eval_cost=True, help="mixed precision on CUDA", cli={})
@@ -133,6 +137,8 @@ class TrainConfig:
                 raise ValueError(f"{field_name} must be >= 1 or None, got {getattr(self, field_name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.map_weight_lr is not None and not self.map_weight_lr > 0:
+            raise ValueError(f"map_weight_lr must be > 0 or None (the network's lr), got {self.map_weight_lr}")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {self.protocol!r}; expected one of {tuple(PROTOCOLS)}")
         # bool or one of the names, checked by type too: 1 == True would pass a plain membership test
@@ -142,6 +148,11 @@ class TrainConfig:
     @property
     def name(self) -> str:
         return self.run_name or f"{self.dataset}-{self.model}-{self.supervision}-seed{self.seed}"
+
+    @property
+    def theta_lr(self) -> float:
+        """The learning rate of the learned map weights' θ: ``map_weight_lr``, else ``lr``."""
+        return self.lr if self.map_weight_lr is None else self.map_weight_lr
 
     @property
     def rules(self) -> Protocol:

@@ -75,7 +75,8 @@ def seed_everything(seed: int) -> None:
 
 class Stepper:
     """One optimiser step of ``model`` and ``loss_fn`` as ``config`` sets it: AdamW over both (the
-    loss's learnable weights and fusion convs train in the same group as the network), and on CUDA
+    loss's learnable weights and fusion convs train in the same group as the network, unless
+    ``map_weight_lr`` gives the weights' θ a rate of their own), and on CUDA
     with ``amp`` autocast with a gradient scaler where the dtype is fp16.
 
     After a call, :attr:`map_losses` holds that step's unweighted loss of every supervised map
@@ -90,8 +91,13 @@ class Stepper:
         self.amp = config.amp and device.type == "cuda"
         self.amp_dtype = autocast_dtype(device) if self.amp else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
-        self.optimizer = torch.optim.AdamW(list(model.parameters()) + list(loss_fn.parameters()),
-                                           lr=config.lr, weight_decay=config.weight_decay)
+        parameters = list(model.parameters()) + list(loss_fn.parameters())
+        thetas = list(loss_fn.weighting.parameters()) if isinstance(loss_fn, LoMixLoss) else []
+        if config.map_weight_lr is not None and thetas:
+            # The map weights' θ in a group of their own, at their own rate; everything else as before.
+            rest = [p for p in parameters if all(p is not t for t in thetas)]
+            parameters = [{"params": rest}, {"params": thetas, "lr": config.map_weight_lr}]
+        self.optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         with torch.autocast(self.device_type, dtype=self.amp_dtype, enabled=self.amp):

@@ -57,7 +57,7 @@ class RunTime:
     steps: int  # steps measured per setting
     jobs: int = 1  # runs training at once
     # The most a learned loss weight's parameter can move in the runs left to train: Adam moves a
-    # parameter by about lr per step at most, so lr x steps (None: no run learns its weights).
+    # parameter by about its lr per step at most, so θ's lr x steps (None: no run learns its weights).
     weight_bound: float | None = None
 
     @property
@@ -70,7 +70,7 @@ class RunTime:
         settings += f", ... ({len(rows)} settings)" if len(rows) > 4 else ""
         at_once = f", {self.jobs} runs at a time" if self.jobs > 1 else ""
         bound = "" if self.weight_bound is None else (
-            f"\nlearned loss weights: each parameter (softplus θ from 0, w = 0.693) can move about lr x steps = "
+            f"\nlearned loss weights: each parameter (softplus θ from 0, w = 0.693) can move about θ's lr x steps = "
             f"{self.weight_bound:.3g} at most in these runs")
         return (f"{self.to_train} of {total} runs to train ({self.read_back} read back): about "
                 f"{duration(self.seconds)} on {self.device}{at_once}, from {self.steps} measured steps per "
@@ -129,7 +129,7 @@ def estimate(configs: Sequence[TrainConfig], steps: int = 3, warmup: int = 1, jo
         seconds=("seconds", "sum")).reset_index()
     table.insert(3, "s_per_step", table["setting"].map(lambda n: measured[n][0]))
     table.insert(5, "s_per_eval_slice", table["setting"].map(lambda n: measured[n][1]))
-    learning = [c.lr * steps for c, steps in zip(todo, per_run["steps"]) if _learns_weights(c)]
+    learning = [c.theta_lr * steps for c, steps in zip(todo, per_run["steps"]) if _learns_weights(c)]
     return RunTime(_schedule(per_run["seconds"], jobs if parallel else 1), table, per_run, len(todo),
                    len(configs) - len(todo), devices_in_words, steps, min(jobs, len(todo)) if parallel else 1,
                    max(learning, default=None))

@@ -124,8 +124,8 @@ def _count_slices(config: TrainConfig) -> dict[str, int]:
 
 def profile_rooms(names: Sequence[str] = ("smoke", "cpu", "colab", "full"),
                   count_slices: Callable[[TrainConfig], Mapping[str, int]] = _count_slices) -> pd.DataFrame:
-    """One row per profile and dataset that chapters 03–06 train LoMix on: lr, steps per run, the θ
-    bound lr × steps, :func:`ratio_cap` and :func:`room`, read from the profiles' records now.
+    """One row per profile and dataset that chapters 03–06 train LoMix on: θ's lr (``map_weight_lr``,
+    else the network's), steps per run, the θ bound lr × steps, :func:`ratio_cap` and :func:`room`, read from the profiles' records now.
     ``count_slices(config)`` gives ``{"train": n, "val": n}`` slices of the config's dataset."""
     rows = []
     for name in names:
@@ -133,8 +133,8 @@ def profile_rooms(names: Sequence[str] = ("smoke", "cpu", "colab", "full"),
             config, seeds = profiles.comparison(name, dataset=dataset, supervision="lomix")
             sizes = count_slices(config)
             steps = config.epochs * epoch_steps(config, slices_used(config, sizes["train"], sizes["val"])[0])
-            bound = config.lr * steps
-            rows.append({"profile": name, "dataset": dataset, "lr": config.lr, "epochs": config.epochs,
+            bound = config.theta_lr * steps
+            rows.append({"profile": name, "dataset": dataset, "lr": config.theta_lr, "epochs": config.epochs,
                          "steps": steps, "theta_bound": bound, "ratio_cap": ratio_cap(bound), "room": room(bound)})
     return pd.DataFrame(rows)
 
