@@ -114,7 +114,8 @@ def test_low_data_statement_calls_a_loss_a_loss_and_flips_with_the_sign():
         low.register(tests)
         text = findings.low_data_statement(low, "the phantom", tests)
         dice = low.runs.groupby("train_subjects")["test_dice"].mean()
-        assert f"Less data cost {dice[12] - dice[1]:+.3f} Dice (95 % CI " in text
+        assert (f"Less data cost Dice: the mean test Dice over the presets with 12 subjects minus with 1, per seed: "
+                f"{dice[12] - dice[1]:+.3f} (95 % CI ") in text
         assert "so the sweep can test the paper's claim." in text
         word = "worse" if flip else "better"
         assert f"lomix was {word} than last_layer with 1 subject(s)" in text
@@ -127,14 +128,15 @@ def test_low_data_statement_says_untestable_when_less_data_does_not_cost_dice():
     low = low_data({1: [0.10, 0.08, 0.12, 0.09], 12: [0.01, 0.02, 0.0, 0.01]}, {1: +0.04, 12: 0.0})
     text = findings.low_data_statement(low, "the phantom")
     dice = low.runs.groupby("train_subjects")["test_dice"].mean()
-    assert f"Less data cost {dice[12] - dice[1]:+.3f} Dice (95 % CI" in text and dice[12] < dice[1]
+    assert f"Less data cost no Dice beyond seed noise: the mean test Dice over the presets with 12 subjects minus with " \
+           f"1, per seed: {dice[12] - dice[1]:+.3f} (95 % CI" in text and dice[12] < dice[1]
     assert "cannot test the paper's low-data claim" in text
     # a small cost within seed noise (the cpu run's phantom: 0.008) cannot test it either
     noisy = low_data({1: [0.10, 0.08, 0.12, 0.09], 12: [0.01, 0.02, 0.0, 0.01]}, {1: 0.0, 12: 0.0})
     noisy.comparisons[12].runs["test_dice"] += [0.05, -0.04, 0.03, -0.02, 0.05, -0.04, 0.03, -0.02, 0.05, -0.04,
                                                 0.03, -0.02][:len(noisy.comparisons[12].runs)]
     text = findings.low_data_statement(noisy, "the phantom")
-    assert "no cost beyond seed noise" in text and "cannot test the paper's low-data claim" in text
+    assert "no Dice beyond seed noise" in text and "cannot test the paper's low-data claim" in text
     one = findings.low_data_statement(low_data({3: [0.01, 0.02, 0.03]}, {3: 0.0}), "x")
     assert "One training-set size only" in one
 

@@ -77,7 +77,7 @@ def test_low_data_sweep(low, base):
         comparisons.low_data(base, ["lomix"], [5], seeds=[0])
     text = findings.low_data_statement(low, "the phantom")
     assert "- vs last_layer: " in text and " with 1 subject(s): " in text and " with 4: " in text
-    assert "Less data cost " in text and " Dice (95 % CI " in text  # two seeds: the cost has an interval
+    assert "Less data cost " in text and " subjects minus with " in text and " (95 % CI " in text  # two seeds: an interval
     assert "so the sweep can test the paper's claim" in text or "cannot test the paper's low-data claim" in text
     assert f"mean test Dice over all presets was {runs[runs.train_subjects == 1]['test_dice'].mean():.3f}" in text
 

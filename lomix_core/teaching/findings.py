@@ -116,14 +116,16 @@ def _data_cost(low: LowData, smallest: int, largest: int) -> str:
     cost Dice first; a cost within seed noise cannot show that data is what limits the sweep."""
     per_seed = low.runs.groupby(["train_subjects", "seed"])["test_dice"].mean().unstack("train_subjects")
     cost = paired_test(per_seed[largest] - per_seed[smallest])
+    difference = (f"mean test Dice over the presets with {largest} subjects minus with {smallest}, per seed: "
+                  f"{cost['mean_difference']:+.3f}")
     if cost["seeds"] < 2:
-        return (f"Less data cost {cost['mean_difference']:+.3f} Dice with one seed, which cannot tell a cost from "
-                f"seed noise, so the sweep cannot test the paper's low-data claim.")
-    interval = f"{cost['mean_difference']:+.3f} Dice (95 % CI {cost['ci95_low']:+.3f} to {cost['ci95_high']:+.3f} over seeds)"
+        return (f"The {difference} with one seed, which cannot tell a cost from seed noise, so the sweep cannot "
+                f"test the paper's low-data claim.")
+    difference += f" (95 % CI {cost['ci95_low']:+.3f} to {cost['ci95_high']:+.3f} over seeds)"
     if cost["ci95_low"] > 0:
-        return f"Less data cost {interval}, so the sweep can test the paper's claim."
-    return (f"Less data cost {interval}, no cost beyond seed noise: the sweep is limited by its budget or network, "
-            f"not shown to be limited by data, and cannot test the paper's low-data claim either way.")
+        return f"Less data cost Dice: the {difference}, so the sweep can test the paper's claim."
+    return (f"Less data cost no Dice beyond seed noise: the {difference}. The sweep is limited by its budget or "
+            f"network, not shown to be limited by data, and cannot test the paper's low-data claim either way.")
 
 
 def ablation_statement(comparison: Comparison, label: str, tests: TestFamily | None = None, scope: str | None = None,
