@@ -49,6 +49,21 @@ def test_cpu_peak_memory_counts_what_is_alive_at_once():
     assert lx.timing.peak_memory_mib(two_then_one, torch.device("cpu")) == 12.0
 
 
+def test_cpu_peak_memory_keeps_the_profilers_native_chatter_out_of_stderr(capfd):
+    import os
+
+    import torch
+
+    def noisy():
+        os.write(2, b"profiler_start\n")  # what the profiler's native library writes to fd 2
+        torch.ones(8)
+
+    lx.timing.peak_memory_mib(noisy, torch.device("cpu"))
+    os.write(2, b"after\n")  # and fd 2 works again afterwards
+    err = capfd.readouterr().err
+    assert "profiler_start" not in err and "gpuGetDeviceCount" not in err and "after" in err
+
+
 def test_inference_overhead_compares_against_last_layer_even_if_not_asked():
     table = inference_overhead("unet_small", ["lomix"], "cpu", **TINY)
     assert list(table["preset"]) == ["last_layer", "lomix"] and table["inference_vs_last_layer"].iloc[0] == 1.0

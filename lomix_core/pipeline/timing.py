@@ -7,8 +7,11 @@ hits them alike; compare them as ratios within one run. Timing uses CUDA events 
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import statistics
+import sys
 import time
 from typing import Callable, Sequence
 
@@ -53,6 +56,23 @@ def interleaved_median_ms(fns: dict[str, Callable[[], None]], device: torch.devi
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """File descriptor 2 pointed at /dev/null for a while. The CPU profiler's native library writes
+    its start and stop lines, a failed GPU probe ("ERROR ... gpuGetDeviceCount") and an allocator
+    warning straight to it, past Python's ``sys.stderr``: noise under every table that measures
+    memory, saying nothing about the measurement."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def peak_memory_mib(fn: Callable[[], None], device: torch.device) -> float:
     """Memory ``fn`` allocates at its peak on top of what was already allocated (weights,
     optimiser state). CUDA: the allocator's peak. CPU: PyTorch's allocations and frees as the
@@ -65,7 +85,8 @@ def peak_memory_mib(fn: Callable[[], None], device: torch.device) -> float:
         fn()
         torch.cuda.synchronize(device)
         return (torch.cuda.max_memory_allocated(device) - resident) / 2 ** 20
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as profile:
+    with _native_stderr_silenced(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                                           profile_memory=True) as profile:
         fn()
     events = sorted(profile.events(), key=lambda event: event.time_range.start)
     # An op's own allocations net of its own frees; "[memory]" events are frees outside any op.
