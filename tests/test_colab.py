@@ -72,6 +72,15 @@ def test_a_stale_link_and_a_bad_repository_name_are_named(copy_of_checkout):
     assert colab.link_problems(copy_of_checkout)[1:] == [
         "04_low_data_ablation.ipynb: its badge opens notebooks/04_old.ipynb, which is not in the checkout",
         "04_low_data_ablation.ipynb: no Colab badge that opens notebooks/04_low_data_ablation.ipynb"]
+    chapter = copy_of_checkout / "notebooks" / "07_benchmarks.ipynb"
+    page = "https://github.com/lomix-kit/lomix-kit/blob/main/README.md#profiles-and-parameters"
+    assert page in chapter.read_text()  # the chapters link the README's parameters where Colab can open it
+    chapter.write_text(chapter.read_text().replace(page, "../README.md#profiles-and-parameters")
+                       .replace("## What next", "## What next [old](https://github.com/lomix-kit/lomix-kit/blob/main/OLD.md)"))
+    assert colab.link_problems(copy_of_checkout)[3:] == [
+        "07_benchmarks.ipynb: its link opens OLD.md, which is not in the checkout",
+        "07_benchmarks.ipynb: the relative link ../README.md#profiles-and-parameters opens nothing on Colab; link "
+        f"{page} instead"]
     with pytest.raises(ValueError, match=r"repository 'my-lomix' is not OWNER/REPO \(e.g. my-name/lomix-kit\)"):
         colab.set_repository("my-lomix", copy_of_checkout)
     with pytest.raises(FileNotFoundError, match="no pyproject.toml in"):

@@ -24,12 +24,16 @@ from ..foundations.records import save_text
 
 CHECKOUT = Path(__file__).resolve().parents[2]  # the folder that holds pyproject.toml, in a checkout
 
-# The one place that names the repository, and the two kinds of link made from it: a badge
-# (colab.research.google.com/github/OWNER/REPO/blob/main/notebooks/NN_name.ipynb) and a pip install
-# line (lomix-kit @ git+https://github.com/OWNER/REPO).
+# The one place that names the repository, and the three kinds of link made from it: a badge
+# (colab.research.google.com/github/OWNER/REPO/blob/main/notebooks/NN_name.ipynb), a pip install
+# line (lomix-kit @ git+https://github.com/OWNER/REPO) and a page of the repository
+# (https://github.com/OWNER/REPO/blob/main/README.md#anchor), which a notebook uses where a relative
+# link (../README.md) would open nothing on Colab.
 HOME = re.compile(r'^Repository = "https://github\.com/(?P<repo>[\w.-]+/[\w.-]+)"$', re.MULTILINE)
 BADGE = re.compile(r"https://colab\.research\.google\.com/github/(?P<repo>[\w.-]+/[\w.-]+)/blob/main/(?P<path>[\w./-]+)")
 INSTALL = re.compile(r"git\+https://github\.com/(?P<repo>[\w.-]+/[\w.-]+)")
+PAGE = re.compile(r"(?<![\w+])https://github\.com/(?P<repo>[\w.-]+/[\w.-]+)/blob/main/(?P<path>[\w./-]+)")
+RELATIVE = re.compile(r"\]\((?P<target>\.\./[^)\s]+)\)")
 REPOSITORY_NAME = re.compile(r"[A-Za-z0-9-]+/[\w.-]+")
 
 DRIVE = Path("/content/drive")  # where Colab mounts Google Drive
@@ -57,17 +61,22 @@ def linked_files(checkout: str | Path = CHECKOUT) -> list[Path]:
 
 def link_problems(checkout: str | Path = CHECKOUT) -> list[str]:
     """One line per link that disagrees with pyproject.toml's repository, per notebook without its
-    badge (to itself) or its install line, and per badge to a file that is not there; none if all agree."""
+    badge (to itself) or its install line, per badge or page link to a file that is not there, and per
+    relative link out of a notebook's folder (it opens nothing on Colab); none if all agree."""
     checkout, home = Path(checkout), repository(checkout)
     problems = []
     for path in linked_files(checkout):
         text = path.read_text()
-        badges, installs = list(BADGE.finditer(text)), list(INSTALL.finditer(text))
-        problems += [f"{path.name}: {link[0]} names {link['repo']}, not {home}" for link in badges + installs
+        badges, installs, pages = (list(kind.finditer(text)) for kind in (BADGE, INSTALL, PAGE))
+        problems += [f"{path.name}: {link[0]} names {link['repo']}, not {home}" for link in badges + installs + pages
                      if link["repo"] != home]
-        problems += [f"{path.name}: its badge opens {link['path']}, which is not in the checkout" for link in badges
+        problems += [f"{path.name}: its {kind} opens {link['path']}, which is not in the checkout"
+                     for kind, links in (("badge", badges), ("link", pages)) for link in links
                      if not (checkout / link["path"]).is_file()]
         if path.suffix == ".ipynb":
+            problems += [f"{path.name}: the relative link {link['target']} opens nothing on Colab; link "
+                         f"https://github.com/{home}/blob/main/{link['target'].removeprefix('../')} instead"
+                         for link in RELATIVE.finditer(text)]
             if not any(link["path"] == f"notebooks/{path.name}" for link in badges):
                 problems.append(f"{path.name}: no Colab badge that opens notebooks/{path.name}")
             if not installs:
@@ -76,7 +85,7 @@ def link_problems(checkout: str | Path = CHECKOUT) -> list[str]:
 
 
 def set_repository(repo: str, checkout: str | Path = CHECKOUT) -> list[Path]:
-    """Point pyproject.toml, every badge and every install line at ``repo`` (``OWNER/REPO``), for
+    """Point pyproject.toml, every badge, install line and page link at ``repo`` (``OWNER/REPO``), for
     publishing a fork; returns the files that changed."""
     if not isinstance(repo, str) or not REPOSITORY_NAME.fullmatch(repo):
         raise ValueError(f"repository {repo!r} is not OWNER/REPO (e.g. my-name/lomix-kit)")
@@ -86,6 +95,7 @@ def set_repository(repo: str, checkout: str | Path = CHECKOUT) -> list[Path]:
         new = HOME.sub(f'Repository = "https://github.com/{repo}"', text)
         new = BADGE.sub(lambda link: link[0].replace(f"/github/{link['repo']}/", f"/github/{repo}/"), new)
         new = INSTALL.sub(f"git+https://github.com/{repo}", new)
+        new = PAGE.sub(lambda link: link[0].replace(f"github.com/{link['repo']}/", f"github.com/{repo}/"), new)
         if new != text:
             save_text(new, path)
             changed.append(path)
