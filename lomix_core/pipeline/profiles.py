@@ -119,7 +119,7 @@ PROFILE_RECORDS: Mapping[str, Profile] = _frozen({profile.name: profile for prof
                          "abdomen_ct": dict(epochs=60, lr=2e-3)},
         # Several times the slowest cell measured (chapter 03's comparison: 9.8 min on 2 Intel Xeon cores).
         cell_timeout=3600,
-        measured_s={"00": 33, "01": 9, "02": 28, "03": 630, "04": 464, "05": 390, "06": 20, "07": 27}),
+        measured_s={"00": 21, "01": 22, "02": 15, "03": 326, "04": 375, "05": 188, "06": 13, "07": 17}),
     Profile(
         # Sized from the kit's own measurements rather than to a total. On CPU (brain_aal, unet_small,
         # 3 seeds) 300 steps left every preset 0.04-0.14 Dice below its plateau and the ranking changed

@@ -10,10 +10,10 @@ from ..foundations.machine import device_name
 from ..models import spec
 
 OUTPUT_ENV = "LOMIX_OUTPUT_DIR"
-# The machine profiles.Profile.measured_s was measured on, with no runs cached (the whole cpu series:
-# 26.7 min). No GPU has run the colab or full series yet: before it trains, each chapter prints an
+# The machine profiles.Profile.measured_s was measured on, with no runs cached (the cpu series at
+# c66b591, chapter 03 again alone at 33f66f7 on idle cores: 16.3 min in all). No GPU has run the colab or full series yet: before it trains, each chapter prints an
 # estimate from steps it times on the device at hand (lx.runtime.estimate).
-REFERENCE_MACHINE = "2 cores of an Intel Xeon CPU, no GPU"
+REFERENCE_MACHINE = "2 cores of an AMD EPYC CPU, no GPU"
 
 
 def estimate(chapter: str, profile: str) -> str:
