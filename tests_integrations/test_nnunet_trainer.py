@@ -21,7 +21,7 @@ from integration_extras import need
 need("nnunetv2", "nnunet")
 from lomix_core import LoMixLoss  # noqa: E402
 from lomix_core.integrations import nnunet_raw, nnunet_shim  # noqa: E402
-from lomix_core.integrations.nnunet import (LOSS_STATE_KEY, NnUNetLoMixLoss, TRAINERS,  # noqa: E402
+from lomix_core.integrations.nnunet import (LOSS_OPTIMIZER_KEY, LOSS_STATE_KEY, NnUNetLoMixLoss, TRAINERS,  # noqa: E402
                                             nnUNetTrainerLoMix)
 
 DATASET_ID, SIZE, TRAINER = 931, 48, "nnUNetTrainerLoMix_1epoch_2its"
@@ -87,14 +87,18 @@ def test_checkpoint_holds_the_trained_loss_parameters(trained, monkeypatch):
     assert checkpoint["trainer_name"] == TRAINER
     state = checkpoint[LOSS_STATE_KEY]
     assert "lomix.weighting.theta" in state and any(k.startswith("lomix.mutant_generator.") for k in state)
-    # θ starts at 0: every entry moved, so every map weight got a gradient and an SGD step
-    assert bool((state["lomix.weighting.theta"] != 0).all())
-    # SGD keeps a momentum buffer only for parameters that had a gradient; the loss's come after the network's
-    optimizer = checkpoint["optimizer_state"]
-    num_network = len(list(fresh_trainer(trained, monkeypatch).network.parameters()))
-    loss_indices = range(num_network, len(optimizer["param_groups"][0]["params"]))
-    assert len(loss_indices) == len(state)
-    assert all(optimizer["state"][i]["momentum_buffer"].abs().sum() > 0 for i in loss_indices)
+    # θ starts at 0: every entry moved, so every map weight got a gradient and a step of the loss's own
+    # AdamW, which moves a parameter by about its lr per step at most: 2 iterations at 1e-4. (In nnU-Net's
+    # SGD, lr 0.01 and momentum 0.99, θ fell by units within an epoch and every map weight went to 0.)
+    theta = state["lomix.weighting.theta"]
+    iterations = nnUNetTrainerLoMix.lomix_loss_lr * 2
+    assert bool((theta != 0).all()) and bool((theta.abs() <= 1.01 * iterations).all()), theta
+    # nnU-Net's SGD holds the network alone; the loss's AdamW has moments for every loss parameter
+    network = checkpoint["optimizer_state"]
+    assert len(network["param_groups"][0]["params"]) == len(list(fresh_trainer(trained, monkeypatch).network.parameters()))
+    adamw = checkpoint[LOSS_OPTIMIZER_KEY]
+    assert len(adamw["param_groups"][0]["params"]) == len(state) == len(adamw["state"])
+    assert all(moments["exp_avg"].abs().sum() > 0 and int(moments["step"]) == 2 for moments in adamw["state"].values())
 
 
 def test_load_checkpoint_restores_the_loss(trained, monkeypatch):
@@ -104,8 +108,11 @@ def test_load_checkpoint_restores_the_loss(trained, monkeypatch):
     saved = torch.load(trained["folder"] / "checkpoint_final.pth", map_location="cpu", weights_only=False)[LOSS_STATE_KEY]
     for name, value in trainer.lomix_loss.state_dict().items():
         assert torch.equal(value, saved[name]), name
-    in_optimizer = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
-    assert all(id(p) in in_optimizer for p in trainer.lomix_loss.parameters())
+    in_adamw = {id(p) for group in trainer.lomix_optimizer.param_groups for p in group["params"]}
+    in_sgd = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert all(id(p) in in_adamw and id(p) not in in_sgd for p in trainer.lomix_loss.parameters())
+    restored = trainer.lomix_optimizer.state_dict()["state"]  # the AdamW moments come back too, for --c
+    assert restored and all(int(moments["step"]) == 2 for moments in restored.values())
 
 
 def test_trainer_loss_equals_lomixloss_on_the_same_outputs(trained, monkeypatch):

@@ -28,11 +28,18 @@ levels would cost much more for maps that carry little.
 Learnable parameters
 --------------------
 nnU-Net builds its optimiser (:meth:`configure_optimizers`) before its loss, so the loss is built
-there and its parameters (map weights, concat and wf modules) join the network's in the same SGD
-parameter group, as the kit trains them in one AdamW group with the network. The checkpoint
-(``checkpoint_final.pth``, ``checkpoint_best.pth``, ``checkpoint_latest.pth``) gets one more key,
-``lomix_loss_state``, restored by :meth:`load_checkpoint` (``--c`` continues a run with its learned
-weights); the optimiser's state already covers them. Inference reads ``network_weights`` only, so
+there. Its parameters (map weights, concat and wf modules) do **not** join nnU-Net's SGD: they get an
+AdamW of their own at the paper's lr and weight decay (1e-4 each; the paper trains everything with
+AdamW), stepped after every SGD step and left alone by nnU-Net's poly schedule. In SGD with
+nnU-Net's lr 0.01 and momentum 0.99, each softplus weight's θ, whose gradient σ(θ)·L is positive
+and as large as its map's loss, fell by several units within the first epoch: every map weight went
+to about 0, the training loss to 0.01, and the network learned nothing (validation Dice 0 after 250
+iterations, where nnU-Net's own trainer reached 0.40 on one class). Under AdamW θ moves at most about
+its lr per step, as in the paper. With a gradient scaler (CUDA), the loss's gradients are unscaled
+here and its step skipped when they are not finite, as the scaler does for nnU-Net's.
+The checkpoint (``checkpoint_final.pth``, ``checkpoint_best.pth``, ``checkpoint_latest.pth``) gets
+two more keys, ``lomix_loss_state`` and ``lomix_loss_optimizer_state``, restored by
+:meth:`load_checkpoint` (``--c`` continues a run with its learned weights and their AdamW moments). Inference reads ``network_weights`` only, so
 ``nnUNetv2_predict`` works unchanged (it finds the trainer class by name: install the shim, see
 :mod:`lomix_core.integrations.nnunet_shim`).
 
@@ -60,12 +67,14 @@ require("nnunetv2", "nnunet", NNUNET_SUPPORTED)
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer  # noqa: E402
 
 LOSS_STATE_KEY = "lomix_loss_state"
+LOSS_OPTIMIZER_KEY = "lomix_loss_optimizer_state"
 # name suffix → (epochs, iterations per epoch, validation iterations per epoch); None keeps nnU-Net's
 BUDGETS = {
     "5epochs": (5, None, None),
     "1epoch_2its": (1, 2, 1),      # the unit tests and the smoke profile: seconds
     "4epochs_10its": (4, 10, 2),
     "10epochs_25its": (10, 25, 5),
+    "20epochs_50its": (20, 50, 5),  # the cpu profile's chapter 08: 1,000 iterations
 }
 
 
@@ -116,11 +125,13 @@ class nnUNetTrainerLoMix(nnUNetTrainer):
     lomix_supervision = "lomix"
     lomix_num_maps = 4
     lomix_ce_weight, lomix_dice_weight = 0.3, 0.7  # the kit's (and the paper's) per-map loss
+    lomix_loss_lr, lomix_loss_weight_decay = 1e-4, 1e-4  # the paper's AdamW, for the loss's own parameters
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.lomix_loss: NnUNetLoMixLoss | None = None
+        self.lomix_optimizer: torch.optim.Optimizer | None = None
 
     # ---- the loss ------------------------------------------------------------------------------
     def build_lomix_loss(self) -> NnUNetLoMixLoss:
@@ -140,15 +151,25 @@ class nnUNetTrainerLoMix(nnUNetTrainer):
                                check_values=False).to(self.device)
 
     def configure_optimizers(self):
-        # nnU-Net builds the optimiser before the loss: the loss is made here, so that its
-        # parameters are trained with the network's (same group, as in the kit).
+        # nnU-Net builds the optimiser before the loss: the loss is made here, with an AdamW of its own
+        # (the module docstring says why not nnU-Net's SGD); the network keeps nnU-Net's SGD and schedule.
         if self.lomix_loss is None:
             self.lomix_loss = self.build_lomix_loss()
-        optimizer = torch.optim.SGD(list(self.network.parameters()) + list(self.lomix_loss.parameters()),
-                                    self.initial_lr, weight_decay=self.weight_decay, momentum=0.99, nesterov=True)
-        from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+        self.lomix_optimizer = torch.optim.AdamW(self.lomix_loss.parameters(), lr=self.lomix_loss_lr,
+                                                 weight_decay=self.lomix_loss_weight_decay)
+        return super().configure_optimizers()
 
-        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
+    def train_step(self, batch: dict) -> dict:
+        scale = self.grad_scaler.get_scale() if self.grad_scaler is not None else 1.0  # the one backward uses
+        result = super().train_step(batch)  # nnU-Net's step: the loss's parameters get gradients, not a step
+        gradients = [p.grad for p in self.lomix_loss.parameters() if p.grad is not None]
+        if scale != 1.0:
+            for g in gradients:
+                g.div_(scale)
+        if all(bool(torch.isfinite(g).all()) for g in gradients):
+            self.lomix_optimizer.step()
+        self.lomix_optimizer.zero_grad(set_to_none=True)
+        return result
 
     def _build_loss(self):
         if self.lomix_loss is None:
@@ -170,6 +191,7 @@ class nnUNetTrainerLoMix(nnUNetTrainer):
         # file replaced atomically, so a crash leaves nnU-Net's checkpoint or the complete one.
         checkpoint = torch.load(filename, map_location="cpu", weights_only=False)
         checkpoint[LOSS_STATE_KEY] = {k: v.detach().cpu() for k, v in self.lomix_loss.state_dict().items()}
+        checkpoint[LOSS_OPTIMIZER_KEY] = self.lomix_optimizer.state_dict()
         folder = os.path.dirname(os.path.abspath(filename))
         handle, temporary = tempfile.mkstemp(dir=folder, prefix=".lomix-", suffix=".pth")
         os.close(handle)
@@ -189,6 +211,8 @@ class nnUNetTrainerLoMix(nnUNetTrainer):
             raise ValueError(f"checkpoint has no {LOSS_STATE_KEY!r}: it was not written by {type(self).__name__}; "
                              f"expected one of this trainer's checkpoints")
         self.lomix_loss.load_state_dict(checkpoint[LOSS_STATE_KEY])
+        if LOSS_OPTIMIZER_KEY in checkpoint:  # absent from checkpoints written before the loss had its own AdamW
+            self.lomix_optimizer.load_state_dict(checkpoint[LOSS_OPTIMIZER_KEY])
 
 
 class nnUNetTrainerLoMix_mutation(nnUNetTrainerLoMix):

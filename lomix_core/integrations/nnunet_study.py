@@ -40,7 +40,7 @@ DEFAULT_TRAINER, LOMIX_TRAINER = "nnUNetTrainer", "nnUNetTrainerLoMix"
 # own 1000 epochs of 250 iterations) and the replicates
 SETTINGS = {
     "smoke": dict(size=48, budget="1epoch_2its", replicates=(0,)),
-    "cpu": dict(size=64, budget="4epochs_10its", replicates=(0, 1, 2)),
+    "cpu": dict(size=64, budget="20epochs_50its", replicates=(0, 1, 2)),
     "colab": dict(size=224, budget="5epochs", replicates=(0, 1, 2)),
     "full": dict(size=224, budget=None, replicates=(0, 1, 2, 3, 4)),
 }
