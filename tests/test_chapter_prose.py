@@ -41,6 +41,8 @@ ALLOWED_NUMBERS = {
     "3.5": "tied ranks",
     # geometry of the embedded data: brain_aal's 217-pixel square on the cpu profile's 48-pixel grid
     "4.5": "217 / 48 mm per model pixel",
+    # nnU-Net's SGD (chapter 08 says why the LoMix trainer keeps the loss's parameters out of it)
+    "0.01": "nnU-Net's initial learning rate", "0.99": "nnU-Net's SGD momentum",
 }
 _MATH = re.compile(r"\$\$.*?\$\$|\$[^$]+\$", re.S)
 _CODE = re.compile(r"```.*?```|`[^`\n]+`", re.S)
