@@ -39,9 +39,9 @@ its lr per step, as in the paper. With a gradient scaler (CUDA), the loss's grad
 here and its step skipped when they are not finite, as the scaler does for nnU-Net's.
 The checkpoint (``checkpoint_final.pth``, ``checkpoint_best.pth``, ``checkpoint_latest.pth``) gets
 two more keys, ``lomix_loss_state`` and ``lomix_loss_optimizer_state``, restored by
-:meth:`load_checkpoint` (``--c`` continues a run with its learned weights and their AdamW moments). Inference reads ``network_weights`` only, so
-``nnUNetv2_predict`` works unchanged (it finds the trainer class by name: install the shim, see
-:mod:`lomix_core.integrations.nnunet_shim`).
+:meth:`load_checkpoint` (``--c`` continues a run with its learned weights and their AdamW moments).
+Inference reads ``network_weights`` only, so ``nnUNetv2_predict`` works unchanged (it finds the trainer
+class by name: install the shim, see :mod:`lomix_core.integrations.nnunet_shim`).
 
 Budgets
 -------
