@@ -172,3 +172,9 @@ def test_the_plateau_statement_names_the_runs_still_improving():
     assert "lomix seeds 0, 2" in text and "(3 of 15 had under 3 epochs: untested)" in text
     c.runs["plateau_reading"] = "no validation curve"
     assert "validated on nothing" in findings.plateau_statement(c, "full")
+
+
+def test_statement_names_what_the_runs_pair_by():
+    c = comparison(README_BRAIN_AAL)
+    assert " with 3 seeds, lomix scored " in findings.statement(c, "brain_aal")
+    assert " with 3 replicates, lomix scored " in findings.statement(c, "brain_aal", unit="replicate")

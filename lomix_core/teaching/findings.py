@@ -56,14 +56,15 @@ def _who(words: dict[str, str], method: str, where: str, correction: str) -> str
 
 
 def statement(comparison: Comparison, label: str, tests: TestFamily | None = None, scope: str | None = None,
-              method: str = "lomix") -> str:
+              method: str = "lomix", unit: str = "seed") -> str:
     """A plain-language answer to "was ``method`` better than the baselines?" with mean ± sd, the
     paired differences, their intervals and p-values, whatever the answer is. ``tests``: the
-    chapter's family, in which ``comparison.register(tests, scope, method)`` was called."""
+    chapter's family, in which ``comparison.register(tests, scope, method)`` was called. ``unit``
+    names what the runs pair by ("replicate" for nnU-Net's unseeded runs)."""
     tests, scope, correction = _family(tests, scope, lambda family, s: comparison.register(family, s, method))
     summary = comparison.summary()
     own = summary.loc[method]
-    seeds = f"{own.seeds:.0f} seed" + ("" if own.seeds == 1 else "s")
+    seeds = f"{own.seeds:.0f} {unit}" + ("" if own.seeds == 1 else "s")
     words, lines = {}, []
     for baseline in summary.index.drop(method):
         test = tests.result(scope, paired_name(method, baseline))
