@@ -125,7 +125,7 @@ PROFILE_RECORDS: Mapping[str, Profile] = _frozen({profile.name: profile for prof
         # 3 seeds) 300 steps left every preset 0.04-0.14 Dice below its plateau and the ranking changed
         # between 300, 1,320 and 5,280 steps: a run here is 150 epochs of brain_aal's 13 batches of 6,
         # 1,950 steps, at the paper's lr 1e-4. At that lr a learned weight's θ could move lr x steps =
-        # 0.195 at most, which keeps every weight within 1.16x of every other (weight_movement.room:
+        # 0.195 at most, which keeps every weight within 1.15x of every other (weight_movement.room:
         # equal weights in practice; the paper's 110,700 steps allow 11). So the map weights get a rate of
         # their own, 1e-3: a θ bound of 1.95, room for one weight to reach 5.2x another, while their
         # common fall shrinks the loss at most 5.2x over a run (at the paper's bound it could shrink it

@@ -125,7 +125,8 @@ def _count_slices(config: TrainConfig) -> dict[str, int]:
 def profile_rooms(names: Sequence[str] = ("smoke", "cpu", "colab", "full"),
                   count_slices: Callable[[TrainConfig], Mapping[str, int]] = _count_slices) -> pd.DataFrame:
     """One row per profile and dataset that chapters 03–06 train LoMix on: θ's lr (``map_weight_lr``,
-    else the network's), steps per run, the θ bound lr × steps, :func:`ratio_cap` and :func:`room`, read from the profiles' records now.
+    else the network's), steps per run, the θ bound lr × steps, :func:`ratio_cap` and :func:`room`,
+    read from the profiles' records now.
     ``count_slices(config)`` gives ``{"train": n, "val": n}`` slices of the config's dataset."""
     rows = []
     for name in names:
