@@ -214,6 +214,17 @@ def test_bad_input_gives_a_clear_error(case):
         lx.LoMixLoss(4, C, supervision="lomix")(logits, target)
 
 
+def test_large_finite_logits_pass_the_value_check():
+    """The check sums the logits first; finite logits whose sum overflows are not called NaN or inf."""
+    logits, target = make_inputs()
+    large = [torch.full_like(m, 3e38) for m in logits]  # every sum over two of them is inf in fp32
+    assert not torch.isfinite(torch.stack(large).sum())
+    lx.LoMixLoss(4, C, supervision="deep_supervision")(large, target)  # no error
+    large[1][0, 0, 0, 0] = float("-inf")
+    with pytest.raises(ValueError, match="p3 has 0 NaN and 1 inf"):
+        lx.LoMixLoss(4, C, supervision="deep_supervision")(large, target)
+
+
 def test_value_checks_can_be_switched_off():
     logits, target = make_inputs()
     nan = [m.detach().clone() for m in logits]
