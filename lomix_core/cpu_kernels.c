@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define T 256
 
@@ -154,20 +155,28 @@ int lomix_ce_dice_backward(const float *z, const int32_t *target, int64_t B, int
     return restored(csr, 0);
 }
 
-/* ---- The mutants, fused: their CE + Dice statistics and gradient without writing any mutant. ----
+/* ---- Every supervised map, fused: CE + Dice statistics and gradient without writing a mutant. ----
  *
- * The sources x are [N, B, C, HW]; subset s has the maps with member[s,n] = 1 (in increasing n).
- * Mutant m = k S + s is operator ops[k] (0 add, 1 mul, 2 concat, 3 wf) on subset s. For one block
- * of T pixels of one image, each mutant in turn is built in a [C, T] buffer that stays in cache, its
- * statistics taken (forward) or its gradient formed and pushed back through the operator to the
- * sources and the operators' parameters (backward). Formulas: lomix_core/fusion.py (operators),
- * lomix_core/map_loss.py (CE + Dice and their gradient); names as there. */
+ * The N decoder maps are separate tensors x[n], each [B, C, HW]; the R maps originals[] are
+ * supervised as they are and come first in the loss order. Subset s has the maps with
+ * member[s,n] = 1 (in increasing n); mutant k S + s (loss R + k S + s) is operator ops[k] (0 add,
+ * 1 mul, 2 concat, 3 wf) on subset s. For one block of T pixels of one image, each original is
+ * read in place and each mutant in turn built in a [C, T] buffer that stays in cache; its
+ * statistics are taken (forward), or its gradient formed and pushed back through the operator to
+ * the maps and the operators' parameters (backward), into a block of the maps' gradient that is
+ * written out once. Formulas: lomix_core/fusion.py (operators), lomix_core/map_loss.py (CE + Dice
+ * and their gradient); names as there. */
+#define MAX_MAPS 16
+
 typedef struct {
-    int64_t N, B, C, HW, S, K;
-    const int32_t *ops;    /* [K] */
-    const uint8_t *member; /* [S, N] */
-    const float *cw, *cb;  /* concat: weight [S, N, C_out, C_in] (0 off the members), bias [S, C] */
-    const float *ww, *wb;  /* wf: scorer weight [S, N, C], bias [S, N] */
+    int64_t N, B, C, HW, S, K, R;
+    const float *x[MAX_MAPS]; /* map n: [B, C, HW] */
+    float *dx[MAX_MAPS];      /* its gradient, laid out alike (backward only) */
+    const int64_t *originals; /* [R] */
+    const int32_t *ops;       /* [K] */
+    const uint8_t *member;    /* [S, N] */
+    const float *cw, *cb;     /* concat: weight [S, N, C_out, C_in] (0 off the members), bias [S, C] */
+    const float *ww, *wb;     /* wf: scorer weight [S, N, C], bias [S, N] */
 } lomix_mutants;
 
 enum { OP_ADD = 0, OP_MUL = 1, OP_CONCAT = 2, OP_WF = 3 };
@@ -179,22 +188,93 @@ static int members_of(const lomix_mutants *p, int64_t s, int64_t *mem) {
     return k;
 }
 
+/* Eight floats: one 256-bit register (two 128-bit ones where AVX is missing). concat's loops keep
+ * the partial sums of a run of 8 pixels in these while each input row is read once; a loop over
+ * pixels alone loads and stores its output for every multiply-add. */
+typedef float v8 __attribute__((vector_size(32)));
+static inline v8 v8_load(const float *ptr) {
+    v8 v;
+    memcpy(&v, ptr, sizeof v);
+    return v;
+}
+static inline void v8_store(float *ptr, v8 v) { memcpy(ptr, &v, sizeof v); }
+static inline float v8_sum(v8 v) { return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7])); }
+#define ROWS 8 /* concat's output classes per register block */
+
+/* concat, output rows [o0, o0 + rows): out[o] = b[o] + Σ_i W_i[o, :] · x_i over the cnt members,
+ * W_i = w[i] ([C_out, C_in]), x_i = xm[i] (class planes HW apart). rows is a constant at each call,
+ * so the accumulators unroll into registers. */
+static inline __attribute__((always_inline)) void concat_rows(const float *const *w, const float *bias,
+                                                             const float *const *xm, int cnt, int64_t C,
+                                                             int64_t HW, int64_t n, int64_t o0, int rows,
+                                                             float *restrict out) {
+    int64_t t = 0;
+    for (; t + 8 <= n; t += 8) {
+        v8 acc[ROWS];
+        for (int q = 0; q < rows; ++q) acc[q] = (v8){0} + bias[o0 + q];
+        for (int i = 0; i < cnt; ++i)
+            for (int64_t c = 0; c < C; ++c) {
+                const v8 xv = v8_load(xm[i] + c * HW + t);
+                for (int q = 0; q < rows; ++q) acc[q] += w[i][(o0 + q) * C + c] * xv;
+            }
+        for (int q = 0; q < rows; ++q) v8_store(out + (o0 + q) * T + t, acc[q]);
+    }
+    for (; t < n; ++t)
+        for (int q = 0; q < rows; ++q) {
+            float acc = bias[o0 + q];
+            for (int i = 0; i < cnt; ++i)
+                for (int64_t c = 0; c < C; ++c) acc += w[i][(o0 + q) * C + c] * xm[i][c * HW + t];
+            out[(o0 + q) * T + t] = acc;
+        }
+}
+
+/* concat's backward through one member for the upstream rows [o0, o0 + rows) of g ([C, T]):
+ * dx[c] += Σ_o W[o, c] g[o] and dW[o, c] += Σ_t g[o] x[c] (W, dW: the member's [C_out, C_in]). */
+static inline __attribute__((always_inline)) void concat_rows_backward(const float *w, const float *x, int64_t C,
+                                                                      int64_t HW, const float *g, int64_t n,
+                                                                      int64_t o0, int rows, float *dx, double *dw) {
+    for (int64_t c = 0; c < C; ++c) {
+        const float *xc = x + c * HW;
+        float *restrict dxc = dx + c * T;
+        v8 acc[ROWS];
+        for (int q = 0; q < rows; ++q) acc[q] = (v8){0};
+        int64_t t = 0;
+        for (; t + 8 <= n; t += 8) {
+            const v8 xv = v8_load(xc + t);
+            v8 dv = v8_load(dxc + t);
+            for (int q = 0; q < rows; ++q) {
+                const v8 gv = v8_load(g + (o0 + q) * T + t);
+                dv += w[(o0 + q) * C + c] * gv;
+                acc[q] += gv * xv;
+            }
+            v8_store(dxc + t, dv);
+        }
+        float tail[ROWS] = {0};
+        for (; t < n; ++t)
+            for (int q = 0; q < rows; ++q) {
+                dxc[t] += w[(o0 + q) * C + c] * g[(o0 + q) * T + t];
+                tail[q] += g[(o0 + q) * T + t] * xc[t];
+            }
+        for (int q = 0; q < rows; ++q) dw[(o0 + q) * C + c] += v8_sum(acc[q]) + tail[q];
+    }
+}
+
 /* Builds one mutant (operator op, subset s) of one block into out [C, T]; a wf mutant's attention
- * goes to alpha [N, T] (member j's in row j). xb points at image b's pixel h0 of map 0, class 0. */
-static void build_mutant(const lomix_mutants *p, const float *xb, int64_t n, int32_t op, int64_t s,
+ * goes to alpha [N, T] (member j's in row j). xb[n] points at map n's block (image b, pixel h0). */
+static void build_mutant(const lomix_mutants *p, const float *const *xb, int64_t n, int32_t op, int64_t s,
                          float *restrict out, float *restrict alpha) {
-    const int64_t N = p->N, C = p->C, xs = p->B * C * p->HW, cs = p->HW; /* map, class strides */
-    int64_t mem[16];
+    const int64_t N = p->N, C = p->C, cs = p->HW; /* class stride */
+    int64_t mem[MAX_MAPS];
     const int cnt = members_of(p, s, mem);
     switch (op) {
     case OP_ADD:
     case OP_MUL:
         for (int64_t c = 0; c < C; ++c) {
             float *restrict o = out + c * T;
-            const float *x0 = xb + mem[0] * xs + c * cs;
+            const float *x0 = xb[mem[0]] + c * cs;
             for (int64_t t = 0; t < n; ++t) o[t] = x0[t];
             for (int i = 1; i < cnt; ++i) {
-                const float *xi = xb + mem[i] * xs + c * cs;
+                const float *xi = xb[mem[i]] + c * cs;
                 if (op == OP_ADD)
                     for (int64_t t = 0; t < n; ++t) o[t] += xi[t];
                 else
@@ -202,30 +282,28 @@ static void build_mutant(const lomix_mutants *p, const float *xb, int64_t n, int
             }
         }
         break;
-    case OP_CONCAT:
-        for (int64_t o = 0; o < C; ++o) {
-            float *restrict oo = out + o * T;
-            const float bias = p->cb[s * C + o];
-            for (int64_t t = 0; t < n; ++t) oo[t] = bias;
-            for (int i = 0; i < cnt; ++i)
-                for (int64_t c = 0; c < C; ++c) {
-                    const float w = p->cw[((s * N + mem[i]) * C + o) * C + c];
-                    const float *xc = xb + mem[i] * xs + c * cs;
-                    for (int64_t t = 0; t < n; ++t) oo[t] += w * xc[t];
-                }
+    case OP_CONCAT: {
+        const float *w[MAX_MAPS], *xm[MAX_MAPS];
+        for (int i = 0; i < cnt; ++i) {
+            w[i] = p->cw + (s * N + mem[i]) * C * C;
+            xm[i] = xb[mem[i]];
         }
+        int64_t o0 = 0;
+        for (; o0 + ROWS <= C; o0 += ROWS) concat_rows(w, p->cb + s * C, xm, cnt, C, cs, n, o0, ROWS, out);
+        for (; o0 < C; ++o0) concat_rows(w, p->cb + s * C, xm, cnt, C, cs, n, o0, 1, out);
         break;
+    }
     case OP_WF: {
         /* The attention in double: the scorers' gradients are sums over pixels of terms that cancel
          * (see lomix_core/fused_mutants.py), so they need α to better than fp32. */
-        double score[16][T], mx[T], sum[T];
+        double score[MAX_MAPS][T], mx[T], sum[T];
         for (int i = 0; i < cnt; ++i) {
             const int64_t j = mem[i];
             const float bias = p->wb[s * N + j];
             for (int64_t t = 0; t < n; ++t) score[i][t] = bias;
             for (int64_t c = 0; c < C; ++c) {
                 const float w = p->ww[(s * N + j) * C + c];
-                const float *xc = xb + j * xs + c * cs;
+                const float *xc = xb[j] + c * cs;
                 for (int64_t t = 0; t < n; ++t) score[i][t] += (double)w * xc[t];
             }
             for (int64_t t = 0; t < n; ++t) mx[t] = i ? fmax(mx[t], score[i][t]) : score[i][t];
@@ -244,7 +322,7 @@ static void build_mutant(const lomix_mutants *p, const float *xb, int64_t n, int
             float *restrict o = out + c * T;
             for (int64_t t = 0; t < n; ++t) o[t] = 0.0f;
             for (int i = 0; i < cnt; ++i) {
-                const float *aj = alpha + mem[i] * T, *xc = xb + mem[i] * xs + c * cs;
+                const float *aj = alpha + mem[i] * T, *xc = xb[mem[i]] + c * cs;
                 for (int64_t t = 0; t < n; ++t) o[t] += aj[t] * xc[t];
             }
         }
@@ -253,21 +331,26 @@ static void build_mutant(const lomix_mutants *p, const float *xb, int64_t n, int
     }
 }
 
-/* Images [b0, b1): adds each mutant's Σ -log p_y to ce [M], Σ p_c [y = c] to inter [M, C] and Σ p_c²
- * to psq [M, C] (the caller gives each thread its own, zeroed). */
-int lomix_mutants_forward(const lomix_mutants *p, const float *x, const int32_t *target, int64_t b0, int64_t b1,
-                          double *ce, double *inter, double *psq) {
+/* Images [b0, b1): adds each supervised map's Σ -log p_y to ce [R + K S], Σ p_c [y = c] to inter
+ * [R + K S, C] and Σ p_c² to psq (the caller gives each thread its own, zeroed). */
+int lomix_mutants_forward(const lomix_mutants *p, const int32_t *target, int64_t b0, int64_t b1, double *ce,
+                          double *inter, double *psq) {
     const unsigned csr = subnormals_off();
-    const int64_t C = p->C, M = p->K * p->S, HW = p->HW;
+    const int64_t C = p->C, R = p->R, HW = p->HW;
     float *mut = malloc(sizeof(float) * C * T), *alpha = malloc(sizeof(float) * p->N * T),
           *e = malloc(sizeof(float) * C * T);
     int status = !mut || !alpha || !e;
     for (int64_t b = b0; b < b1 && !status; ++b)
         for (int64_t h0 = 0; h0 < HW; h0 += T) {
             const int64_t n = HW - h0 < T ? HW - h0 : T;
-            for (int64_t m = 0; m < M; ++m) {
-                build_mutant(p, x + b * C * HW + h0, n, p->ops[m / p->S], m % p->S, mut, alpha);
-                stats_block(mut, T, target + b * HW + h0, n, C, e, ce + m, inter + m * C, psq + m * C);
+            const int32_t *y = target + b * HW + h0;
+            const float *xb[MAX_MAPS];
+            for (int64_t j = 0; j < p->N; ++j) xb[j] = p->x[j] + b * C * HW + h0;
+            for (int64_t r = 0; r < R; ++r)
+                stats_block(xb[p->originals[r]], HW, y, n, C, e, ce + r, inter + r * C, psq + r * C);
+            for (int64_t m = 0; m < p->K * p->S; ++m) {
+                build_mutant(p, xb, n, p->ops[m / p->S], m % p->S, mut, alpha);
+                stats_block(mut, T, y, n, C, e, ce + R + m, inter + (R + m) * C, psq + (R + m) * C);
             }
         }
     free(mut);
@@ -276,30 +359,37 @@ int lomix_mutants_forward(const lomix_mutants *p, const float *x, const int32_t 
     return restored(csr, status);
 }
 
-/* Images [b0, b1): writes d_x (the sources' gradient, [N, B, C, HW]) for these images and adds the
+/* Images [b0, b1): writes these images' blocks of every map's gradient p->dx and adds the
  * parameters' gradients to d_cw, d_cb, d_ww, d_wb (double, the caller gives each thread its own,
- * zeroed; unused operators' may be NULL). a [M], gamma, beta [M, C]: the folded coefficients. */
-int lomix_mutants_backward(const lomix_mutants *p, const float *x, const int32_t *target, int64_t b0, int64_t b1,
-                           const float *a, const float *gamma, const float *beta, float *d_x, double *d_cw,
-                           double *d_cb, double *d_ww, double *d_wb) {
+ * zeroed; unused operators' may be NULL). a [R + K S], gamma, beta [R + K S, C]: the folded
+ * coefficients. */
+int lomix_mutants_backward(const lomix_mutants *p, const int32_t *target, int64_t b0, int64_t b1, const float *a,
+                           const float *gamma, const float *beta, double *d_cw, double *d_cb, double *d_ww,
+                           double *d_wb) {
     const unsigned csr = subnormals_off();
-    const int64_t N = p->N, C = p->C, S = p->S, HW = p->HW, xs = p->B * C * HW, cs = HW;
+    const int64_t N = p->N, C = p->C, S = p->S, R = p->R, HW = p->HW, cs = HW;
     float *mut = malloc(sizeof(float) * C * T), *alpha = malloc(sizeof(float) * N * T),
           *e = malloc(sizeof(float) * C * T), *d = malloc(sizeof(float) * C * T), *dx = malloc(sizeof(float) * N * C * T),
           *gm = malloc(sizeof(float) * C * T);
     int status = !mut || !alpha || !e || !d || !dx || !gm;
-    int64_t mem[16];
+    int64_t mem[MAX_MAPS];
     for (int64_t b = b0; b < b1 && !status; ++b)
         for (int64_t h0 = 0; h0 < HW; h0 += T) {
             const int64_t n = HW - h0 < T ? HW - h0 : T;
-            const float *xb = x + b * C * HW + h0;
             const int32_t *y = target + b * HW + h0;
+            const float *xb[MAX_MAPS];
+            for (int64_t j = 0; j < N; ++j) xb[j] = p->x[j] + b * C * HW + h0;
             for (int64_t i = 0; i < N * C * T; ++i) dx[i] = 0.0f;
+            float *restrict g = gm;
+            for (int64_t r = 0; r < R; ++r) {
+                const int64_t j = p->originals[r];
+                grad_block(xb[j], cs, y, n, C, a[r], gamma + r * C, beta + r * C, e, d, g, T);
+                for (int64_t i = 0; i < C * T; ++i) dx[j * C * T + i] += g[i];
+            }
             for (int64_t k = 0; k < p->K; ++k)
                 for (int64_t s = 0; s < S; ++s) {
-                    const int64_t m = k * S + s;
+                    const int64_t m = R + k * S + s;
                     const int cnt = members_of(p, s, mem);
-                    float *restrict g = gm;
                     build_mutant(p, xb, n, p->ops[k], s, mut, alpha);
                     grad_block(mut, T, y, n, C, a[m], gamma + m * C, beta + m * C, e, d, g, T);
                     switch (p->ops[k]) {
@@ -317,7 +407,7 @@ int lomix_mutants_backward(const lomix_mutants *p, const float *x, const int32_t
                                 for (int64_t t = 0; t < n; ++t) other[t] = g[c * T + t];
                                 for (int i2 = 0; i2 < cnt; ++i2) {
                                     if (i2 == i) continue;
-                                    const float *xc = xb + mem[i2] * xs + c * cs;
+                                    const float *xc = xb[mem[i2]] + c * cs;
                                     for (int64_t t = 0; t < n; ++t) other[t] *= xc[t];
                                 }
                                 float *restrict dxc = dx + (mem[i] * C + c) * T;
@@ -330,32 +420,26 @@ int lomix_mutants_backward(const lomix_mutants *p, const float *x, const int32_t
                             for (int64_t t = 0; t < n; ++t) acc += g[o * T + t];
                             d_cb[s * C + o] += acc;
                         }
-                        for (int i = 0; i < cnt; ++i)
-                            for (int64_t c = 0; c < C; ++c) {
-                                const float *xc = xb + mem[i] * xs + c * cs;
-                                float *restrict dxc = dx + (mem[i] * C + c) * T;
-                                for (int64_t o = 0; o < C; ++o) {
-                                    const int64_t w = ((s * N + mem[i]) * C + o) * C + c;
-                                    const float cw = p->cw[w], *go = g + o * T;
-                                    float acc = 0.0f;
-                                    for (int64_t t = 0; t < n; ++t) {
-                                        dxc[t] += cw * go[t];
-                                        acc += go[t] * xc[t];
-                                    }
-                                    d_cw[w] += acc;
-                                }
-                            }
+                        for (int i = 0; i < cnt; ++i) {
+                            const int64_t block = (s * N + mem[i]) * C * C;
+                            const float *w = p->cw + block, *x = xb[mem[i]];
+                            float *dxm = dx + mem[i] * C * T;
+                            int64_t o0 = 0;
+                            for (; o0 + ROWS <= C; o0 += ROWS)
+                                concat_rows_backward(w, x, C, cs, g, n, o0, ROWS, dxm, d_cw + block);
+                            for (; o0 < C; ++o0) concat_rows_backward(w, x, C, cs, g, n, o0, 1, dxm, d_cw + block);
+                        }
                         break;
                     case OP_WF: {
                         /* In double: the scores' gradients s_j = α_j (d_j - Σ_i α_i d_i) cancel (they sum to 0
                          * over the members), and their sums over pixels are the scorers' gradients. */
-                        double da[16][T], u[T];
+                        double da[MAX_MAPS][T], u[T];
                         for (int64_t t = 0; t < n; ++t) u[t] = 0.0;
                         for (int i = 0; i < cnt; ++i) {
                             const float *aj = alpha + mem[i] * T;
                             for (int64_t t = 0; t < n; ++t) da[i][t] = 0.0;
                             for (int64_t c = 0; c < C; ++c) {
-                                const float *xc = xb + mem[i] * xs + c * cs, *gc = g + c * T;
+                                const float *xc = xb[mem[i]] + c * cs, *gc = g + c * T;
                                 for (int64_t t = 0; t < n; ++t) da[i][t] += (double)gc[t] * xc[t];
                             }
                             for (int64_t t = 0; t < n; ++t) u[t] += aj[t] * da[i][t];
@@ -370,7 +454,7 @@ int lomix_mutants_backward(const lomix_mutants *p, const float *x, const int32_t
                             }
                             d_wb[s * N + j] += acc;
                             for (int64_t c = 0; c < C; ++c) {
-                                const float *xc = xb + j * xs + c * cs, *gc = g + c * T, w = p->ww[(s * N + j) * C + c];
+                                const float *xc = xb[j] + c * cs, *gc = g + c * T, w = p->ww[(s * N + j) * C + c];
                                 float *restrict dxc = dx + (j * C + c) * T;
                                 double accw = 0.0;
                                 for (int64_t t = 0; t < n; ++t) {
@@ -386,7 +470,7 @@ int lomix_mutants_backward(const lomix_mutants *p, const float *x, const int32_t
                 }
             for (int64_t j = 0; j < N; ++j)
                 for (int64_t c = 0; c < C; ++c) {
-                    float *restrict out = d_x + b * C * HW + h0 + j * xs + c * cs;
+                    float *restrict out = p->dx[j] + b * C * HW + c * cs + h0;
                     const float *restrict src = dx + (j * C + c) * T;
                     for (int64_t t = 0; t < n; ++t) out[t] = src[t];
                 }

@@ -90,8 +90,8 @@ def load() -> ctypes.CDLL | None:
     library.lomix_ce_dice_backward.argtypes = [ptr, ptr] + [i64] * 8 + [ptr, ptr, ptr, ptr]
     for name in ("forward", "backward_alpha", "backward_x"):
         getattr(library, f"lomix_weighted_sum_{name}").argtypes = [ptr, ptr, ptr] + [i64] * 7 + [ptr]
-    library.lomix_mutants_forward.argtypes = [ctypes.POINTER(MutantLayout), ptr, ptr, i64, i64, ptr, ptr, ptr]
-    library.lomix_mutants_backward.argtypes = [ctypes.POINTER(MutantLayout), ptr, ptr, i64, i64] + [ptr] * 8
+    library.lomix_mutants_forward.argtypes = [ctypes.POINTER(MutantLayout), ptr, i64, i64, ptr, ptr, ptr]
+    library.lomix_mutants_backward.argtypes = [ctypes.POINTER(MutantLayout), ptr, i64, i64] + [ptr] * 7
     return library
 
 
@@ -200,60 +200,72 @@ class WeightedSum(torch.autograd.Function):
         return d_alpha, d_x, None
 
 
-# ---- the fused mutants ---------------------------------------------------------------------------
+# ---- every supervised map, fused ----------------------------------------------------------------
 OPERATOR_CODES = {"add": 0, "mul": 1, "concat": 2, "wf": 3}  # as cpu_kernels.c numbers them
-MAX_MAPS = 16  # the kernel's member lists are fixed arrays of this size
+MAX_MAPS = 16  # the kernel's map and member lists are fixed arrays of this size
 
 
 class MutantLayout(ctypes.Structure):
-    """``lomix_mutants`` of cpu_kernels.c: the shapes, the operators and their parameters."""
-    _fields_ = [(name, ctypes.c_int64) for name in ("N", "B", "C", "HW", "S", "K")] + [
-        (name, ctypes.c_void_p) for name in ("ops", "member", "cw", "cb", "ww", "wb")]
+    """``lomix_mutants`` of cpu_kernels.c: the shapes, the maps and their gradients, the originals,
+    the operators and their parameters."""
+    _fields_ = ([(name, ctypes.c_int64) for name in ("N", "B", "C", "HW", "S", "K", "R")]
+                + [("x", ctypes.c_void_p * MAX_MAPS), ("dx", ctypes.c_void_p * MAX_MAPS)]
+                + [(name, ctypes.c_void_p) for name in ("originals", "ops", "member", "cw", "cb", "ww", "wb")])
 
 
-def _mutant_layout(x, operators, member, concat, wf):
-    """The C struct for sources ``x [N,B,C,H,W]`` (contiguous), and the tensors it points into
-    (kept alive by the caller while the kernel runs)."""
-    ops = torch.tensor([OPERATOR_CODES[op] for op in operators], dtype=torch.int32)
+def _mutant_layout(maps, originals, operators, member, concat, wf, grads=()):
+    """The C struct for the maps (each ``[B,C,H,W]``, contiguous) and, backward, their gradients'
+    buffers; and the tensors it points into (kept alive by the caller while the kernel runs)."""
+    codes = torch.tensor([OPERATOR_CODES[op] for op in operators] + [0], dtype=torch.int32)  # never empty
+    indices = torch.tensor([*originals, 0], dtype=torch.int64)
     member = member.to(torch.uint8).contiguous()
     concat = [t.contiguous() for t in concat] if concat is not None else [None, None]
     wf = [t.contiguous() for t in wf] if wf is not None else [None, None]
     pointer = (lambda t: t.data_ptr() if t is not None else None)
-    layout = MutantLayout(x.shape[0], x.shape[1], x.shape[2], x.shape[3] * x.shape[4], member.shape[0],
-                          len(operators), ops.data_ptr(), member.data_ptr(), *map(pointer, concat), *map(pointer, wf))
-    return layout, (ops, member, *concat, *wf)
+    batch, classes, height, width = maps[0].shape
+    layout = MutantLayout(len(maps), batch, classes, height * width, member.shape[0], len(operators), len(originals),
+                          (ctypes.c_void_p * MAX_MAPS)(*map(pointer, maps)),
+                          (ctypes.c_void_p * MAX_MAPS)(*map(pointer, grads)),
+                          indices.data_ptr(), codes.data_ptr(), member.data_ptr(), *map(pointer, concat),
+                          *map(pointer, wf))
+    return layout, (codes, indices, member, *concat, *wf)
 
 
-def mutant_statistics(x, target, operators, member, concat=None, wf=None):
-    """``(Σ -log p_y [M], I [M,C], P [M,C])`` in fp64 of the ``M = len(operators) · S`` mutants of
-    ``x [N,B,C,H,W]``, without building them. ``member [S,N]`` bool; ``concat`` = (weight
-    ``[S,N,C,C]``, bias ``[S,C]``) and ``wf`` = (weight ``[S,N,C]``, bias ``[S,N]``) as
-    :meth:`~lomix_core.fusion.MutantGenerator.concat_parameters` and ``wf_parameters`` give them."""
-    x, labels = x.contiguous(), target.to(torch.int32).contiguous()
-    layout, alive = _mutant_layout(x, operators, member, concat, wf)
-    num_mutants, threads = len(operators) * member.shape[0], max(1, min(torch.get_num_threads(), x.shape[1]))
-    ce = torch.zeros(threads, num_mutants, dtype=torch.float64)
-    inter, prob_sq = torch.zeros(2, threads, num_mutants, x.shape[2], dtype=torch.float64)
-    _split_with_slots(x.shape[1], lambda slot, b0, b1: load().lomix_mutants_forward(
-        ctypes.byref(layout), x.data_ptr(), labels.data_ptr(), b0, b1, ce[slot].data_ptr(), inter[slot].data_ptr(),
+def mutant_statistics(maps, target, originals, operators, member, concat=None, wf=None):
+    """``(Σ -log p_y [M], I [M,C], P [M,C])`` in fp64 of the ``M = R + len(operators) · S`` supervised
+    maps: the R maps ``originals`` (indices into ``maps``) as they are, then the mutants of the N
+    ``maps`` (each ``[B,C,H,W]``, contiguous fp32), without building them. ``member [S,N]`` bool;
+    ``concat`` = (weight ``[S,N,C,C]``, bias ``[S,C]``) and ``wf`` = (weight ``[S,N,C]``, bias
+    ``[S,N]``) as :meth:`~lomix_core.fusion.MutantGenerator.concat_parameters` and ``wf_parameters``
+    give them."""
+    labels = target.to(torch.int32).contiguous()
+    layout, alive = _mutant_layout(maps, originals, operators, member, concat, wf)
+    batch, classes = maps[0].shape[:2]
+    supervised, threads = len(originals) + len(operators) * member.shape[0], max(1, min(torch.get_num_threads(), batch))
+    ce = torch.zeros(threads, supervised, dtype=torch.float64)
+    inter, prob_sq = torch.zeros(2, threads, supervised, classes, dtype=torch.float64)
+    _split_with_slots(batch, lambda slot, b0, b1: load().lomix_mutants_forward(
+        ctypes.byref(layout), labels.data_ptr(), b0, b1, ce[slot].data_ptr(), inter[slot].data_ptr(),
         prob_sq[slot].data_ptr()))
     return ce.sum(0), inter.sum(0), prob_sq.sum(0)
 
 
-def mutant_gradient(x, target, operators, member, concat, wf, a, gamma, beta):
-    """The gradient of ``Σ g_m L_m`` over the mutants (``g`` folded into ``a [M]``, ``γ, β [M,C]``):
-    ``(d_x, (d_concat_weight, d_concat_bias) or None, (d_wf_weight, d_wf_bias) or None)``."""
-    x, labels = x.contiguous(), target.to(torch.int32).contiguous()
-    layout, alive = _mutant_layout(x, operators, member, concat, wf)
+def mutant_gradient(maps, target, originals, operators, member, concat, wf, a, gamma, beta):
+    """The gradient of ``Σ g_m L_m`` over the supervised maps of :func:`mutant_statistics` (``g``
+    folded into ``a [M]``, ``γ, β [M,C]``): ``(d_maps, (d_concat_weight, d_concat_bias) or None,
+    (d_wf_weight, d_wf_bias) or None)``, ``d_maps`` one tensor per map."""
+    labels = target.to(torch.int32).contiguous()
+    d_maps = [torch.empty_like(m) for m in maps]
+    layout, alive = _mutant_layout(maps, originals, operators, member, concat, wf, d_maps)
     a, gamma, beta = (t.to(torch.float32).contiguous() for t in (a, gamma, beta))
-    threads = max(1, min(torch.get_num_threads(), x.shape[1]))
-    d_x = torch.empty_like(x)
+    batch = maps[0].shape[0]
+    threads = max(1, min(torch.get_num_threads(), batch))
     sums = [torch.zeros(threads, *t.shape, dtype=torch.float64) if t is not None else None
             for t in [*(concat or (None, None)), *(wf or (None, None))]]
     pointer = (lambda t, slot: t[slot].data_ptr() if t is not None else None)
-    _split_with_slots(x.shape[1], lambda slot, b0, b1: load().lomix_mutants_backward(
-        ctypes.byref(layout), x.data_ptr(), labels.data_ptr(), b0, b1, a.data_ptr(), gamma.data_ptr(),
-        beta.data_ptr(), d_x.data_ptr(), *(pointer(t, slot) for t in sums)))
-    d_concat, d_wf = ([t.sum(0).to(x.dtype) for t in pair] if pair[0] is not None else None
+    _split_with_slots(batch, lambda slot, b0, b1: load().lomix_mutants_backward(
+        ctypes.byref(layout), labels.data_ptr(), b0, b1, a.data_ptr(), gamma.data_ptr(), beta.data_ptr(),
+        *(pointer(t, slot) for t in sums)))
+    d_concat, d_wf = ([t.sum(0).to(maps[0].dtype) for t in pair] if pair[0] is not None else None
                       for pair in (sums[:2], sums[2:]))
-    return d_x, d_concat, d_wf
+    return d_maps, d_concat, d_wf

@@ -20,6 +20,8 @@ the readable loop's (:mod:`lomix_core.reference`) to 1e-6 (``tests/test_fused_mu
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
 from . import cpu_kernels
@@ -27,46 +29,48 @@ from .fusion import MutantGenerator
 from .map_loss import class_pixels, gradient_coefficients, losses_from_statistics
 
 
-def applies(generator: MutantGenerator, sources: torch.Tensor) -> bool:
-    """Whether the fused kernel can take these sources: fp32 on a CPU with the kernels built, and
-    no more maps than the kernel's member lists hold."""
-    return sources.shape[0] <= cpu_kernels.MAX_MAPS and cpu_kernels.applies(sources)
+def applies(generator: MutantGenerator, maps: Sequence[torch.Tensor]) -> bool:
+    """Whether the fused kernel can take these maps: fp32 on a CPU with the kernels built, and no
+    more maps than the kernel's lists hold."""
+    return len(maps) <= cpu_kernels.MAX_MAPS and cpu_kernels.applies(*maps)
 
 
-def mutant_losses(generator: MutantGenerator, sources: torch.Tensor, target: torch.Tensor, ce_weight: float,
-                  dice_weight: float) -> torch.Tensor:
-    """``a·CE + b·Dice`` of every mutant of ``sources [N,B,C,H,W]`` in ``generator.names`` order, ``[M]``:
-    the same values as ``ce_dice_losses(torch.cat(generator.per_operator(sources)), ...)``."""
-    concat = generator.concat_parameters(sources.dtype) if "concat" in generator.operators else (None, None)
-    wf = generator.wf_parameters(sources.dtype) if "wf" in generator.operators else (None, None)
-    return _FusedMutantLosses.apply(sources, target, *concat, *wf, generator.operators, generator.membership,
-                                    ce_weight, dice_weight)
+def supervised_losses(generator: MutantGenerator, maps: Sequence[torch.Tensor], target: torch.Tensor,
+                      originals: Sequence[int], ce_weight: float, dice_weight: float) -> torch.Tensor:
+    """``a·CE + b·Dice`` of the decoder maps ``originals`` (indices into ``maps``), then of every
+    mutant of ``maps`` (N tensors ``[B,C,H,W]``) in ``generator.names`` order, ``[M]``: the same values
+    as ``ce_dice_losses(torch.cat([stack[originals], *generator.per_operator(stack)]), ...)`` with
+    ``stack = torch.stack(maps)``, and no stack built."""
+    concat = generator.concat_parameters(maps[0].dtype) if "concat" in generator.operators else (None, None)
+    wf = generator.wf_parameters(maps[0].dtype) if "wf" in generator.operators else (None, None)
+    return _FusedLosses.apply(target, *concat, *wf, generator.operators, generator.membership, tuple(originals),
+                              ce_weight, dice_weight, *(m.contiguous() for m in maps))
 
 
-class _FusedMutantLosses(torch.autograd.Function):
+class _FusedLosses(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, sources, target, concat_weight, concat_bias, wf_weight, wf_bias, operators, member,
-                ce_weight, dice_weight):
+    def forward(ctx, target, concat_weight, concat_bias, wf_weight, wf_bias, operators, member, originals,
+                ce_weight, dice_weight, *maps):
         concat = (concat_weight, concat_bias) if concat_weight is not None else None
         wf = (wf_weight, wf_bias) if wf_weight is not None else None
-        ce_sum, intersection, prob_sq = (t.to(sources.dtype) for t in cpu_kernels.mutant_statistics(
-            sources, target, operators, member, concat, wf))
+        ce_sum, intersection, prob_sq = (t.to(maps[0].dtype) for t in cpu_kernels.mutant_statistics(
+            maps, target, originals, operators, member, concat, wf))
         losses, denominator = losses_from_statistics(ce_sum / target.numel(), intersection, prob_sq,
-                                                     class_pixels(target, sources), ce_weight, dice_weight)
-        ctx.save_for_backward(sources, target, concat_weight, concat_bias, wf_weight, wf_bias, member,
-                              intersection, denominator)
-        ctx.settings = (operators, ce_weight, dice_weight)
+                                                     class_pixels(target, maps[0][None]), ce_weight, dice_weight)
+        ctx.save_for_backward(target, concat_weight, concat_bias, wf_weight, wf_bias, member, intersection,
+                              denominator, *maps)
+        ctx.settings = (operators, originals, ce_weight, dice_weight)
         return losses
 
     @staticmethod
     def backward(ctx, grad_losses):
-        sources, target, concat_weight, concat_bias, wf_weight, wf_bias, member, intersection, denominator = \
+        target, concat_weight, concat_bias, wf_weight, wf_bias, member, intersection, denominator, *maps = \
             ctx.saved_tensors
-        operators, ce_weight, dice_weight = ctx.settings
+        operators, originals, ce_weight, dice_weight = ctx.settings
         a, gamma, beta = gradient_coefficients(grad_losses, intersection, denominator, target.numel(), ce_weight,
                                                dice_weight)
         concat = (concat_weight, concat_bias) if concat_weight is not None else None
         wf = (wf_weight, wf_bias) if wf_weight is not None else None
-        d_sources, d_concat, d_wf = cpu_kernels.mutant_gradient(sources, target, operators, member, concat, wf,
-                                                                a, gamma, beta)
-        return (d_sources, None, *(d_concat or (None, None)), *(d_wf or (None, None)), None, None, None, None)
+        d_maps, d_concat, d_wf = cpu_kernels.mutant_gradient(maps, target, originals, operators, member, concat, wf,
+                                                             a, gamma, beta)
+        return (None, *(d_concat or (None, None)), *(d_wf or (None, None)), None, None, None, None, None, *d_maps)

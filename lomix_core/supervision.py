@@ -211,11 +211,13 @@ class LoMixLoss(nn.Module):
 
     def _sources(self, logits: Sequence[torch.Tensor]) -> torch.Tensor:
         """The stack the loss reads: every map when mutants are built, else the supervised ones."""
+        return torch.stack(self._source_maps(logits))
+
+    def _source_maps(self, logits: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         logits = self._check_logits(logits)
         # Half precision goes up to fp32 here: under fp16 autocast a product of four maps overflows
         # once |logit| > 16 (16^4 > 65504), and the losses are accumulated in fp32 anyway.
-        sources = torch.stack([logits[i] for i in self._source_indices])
-        return sources.to(torch.promote_types(sources.dtype, torch.float32))
+        return [logits[i].to(torch.promote_types(logits[i].dtype, torch.float32)) for i in self._source_indices]
 
     @property
     def _source_indices(self) -> list[int]:
@@ -239,17 +241,15 @@ class LoMixLoss(nn.Module):
     # ---- losses -------------------------------------------------------------------------------
     def per_map_losses(self, logits: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         """Unweighted ``ce_weight·CE + dice_weight·Dice`` of every supervised map, shape ``[M]``."""
-        sources = self._sources(logits)
-        target = self._check_target(target, sources)
+        maps = self._source_maps(logits)
+        target = self._check_target(target, maps)
         generator = self.mutant_generator
-        if generator is not None and fused_mutants.applies(generator, sources):
-            # On a CPU the mutants are never built: one kernel takes their losses from the sources.
-            originals = sources if len(self.original_indices) == self.num_maps else sources[-1:]
-            return torch.cat([ce_dice_losses(originals, target, self.ce_weight, self.dice_weight),
-                              fused_mutants.mutant_losses(generator, sources, target, self.ce_weight,
-                                                          self.dice_weight)])
+        if generator is not None and fused_mutants.applies(generator, maps):
+            # On a CPU the mutants are never built: one kernel takes every map's loss from the maps.
+            return fused_mutants.supervised_losses(generator, maps, target, self.original_indices, self.ce_weight,
+                                                   self.dice_weight)
         return torch.cat([ce_dice_losses(group, target, self.ce_weight, self.dice_weight)
-                          for group in self._supervised_groups(sources)])
+                          for group in self._supervised_groups(torch.stack(maps))])
 
     def forward(self, logits: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         return self.weighting(self.per_map_losses(logits, target))
@@ -274,24 +274,24 @@ class LoMixLoss(nn.Module):
                                  "upsample every map to the target size first")
         return logits
 
-    def _check_target(self, target: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
+    def _check_target(self, target: torch.Tensor, maps: Sequence[torch.Tensor]) -> torch.Tensor:
         if not isinstance(target, torch.Tensor) or target.dtype.is_floating_point or target.dtype == torch.bool \
                 or target.is_complex():
             raise TypeError(f"target must be an integer tensor of class indices, got {getattr(target, 'dtype', type(target))}")
-        expected = (sources.shape[1], *sources.shape[3:])
+        expected = (maps[0].shape[0], *maps[0].shape[2:])
         if tuple(target.shape) != expected:
             raise ValueError(f"target has shape {tuple(target.shape)}, expected [B,H,W] = {expected} to match the logits")
         if self.check_values:
-            self._check_values(target, sources)
+            self._check_values(target, maps)
         return target.long()
 
-    def _check_values(self, target: torch.Tensor, sources: torch.Tensor) -> None:
+    def _check_values(self, target: torch.Tensor, maps: Sequence[torch.Tensor]) -> None:
         # One host sync for all three checks. The source maps are enough to check: every
         # mutant is computed from them. A NaN or inf logit makes their sum NaN or inf, and the sum
         # costs a thirtieth of isfinite(...).all() on a CPU; the exact check below runs only when
         # the sum is not finite, which finite logits can also cause by overflowing it.
         flags = torch.stack([(target < 0).any(), (target >= self.num_classes).any(),
-                             ~torch.isfinite(sources.sum())]).tolist()
+                             ~torch.isfinite(sum(m.sum() for m in maps))]).tolist()
         if flags[0] or flags[1]:
             lo, hi = int(target.min()), int(target.max())
             raise ValueError(f"target values must be in [0, {self.num_classes}) for num_classes={self.num_classes}, "
@@ -299,7 +299,7 @@ class LoMixLoss(nn.Module):
         if flags[2]:
             # The error path only: find which map, for a message that says where to look.
             names = original_names(self.num_maps)
-            bad = [(names[i], m) for i, m in zip(self._source_indices, sources) if not torch.isfinite(m).all()]
+            bad = [(names[i], m) for i, m in zip(self._source_indices, maps) if not torch.isfinite(m).all()]
             if not bad:  # finite logits whose sum overflowed
                 return
             name, first = bad[0]
