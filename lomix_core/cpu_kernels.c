@@ -43,33 +43,76 @@ static int restored(unsigned saved, int status) { (void)saved; return status; }
  * 1.6e-38 to a probability, nothing next to the sum of e_c, which is at least 1. */
 #define EXP_FLOOR (-87.0f)
 
-/* Per pixel t of the block: the row maximum, and e_c = exp(z_c - max) with their sum. */
-static void softmax_block(const float *zb, int64_t C, int64_t sc, int64_t h0, int64_t n,
-                          float *e, float *mx, float *sum) {
+/* -ffast-math lets the compiler assume no NaN or inf, so a NaN logit could vanish in a max. The
+ * kernels look for them in the exponent bits instead (integer arithmetic, which no flag changes),
+ * and a block that holds one makes the loss and its gradient NaN. The loss's value checks reject
+ * such logits first; with the checks off, a NaN must still not vanish. */
+static inline uint32_t is_nonfinite(float z) {
+    uint32_t bits;
+    memcpy(&bits, &z, sizeof bits);
+    return (bits & 0x7f800000u) == 0x7f800000u;
+}
+static inline double not_a_number(void) {
+    const uint64_t bits = 0x7ff8000000000000ull;
+    double nan;
+    memcpy(&nan, &bits, sizeof nan);
+    return nan;
+}
+
+/* exp(x) for x in [EXP_FLOOR, 0]: x = n ln2 + r with |r| <= ln2 / 2, exp(r) by Cephes' expf
+ * polynomial (relative error 1.5e-7, about 1 ulp), 2^n put straight into the exponent bits. Plain
+ * arithmetic, so the compiler inlines and vectorises it with the loop around it, where libm's
+ * vectorised expf is a call per 8 or 16 values. */
+static inline float exp_nonpositive(float x) {
+    const float n = floorf(x * 1.44269504088896341f + 0.5f);
+    const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f; /* ln 2 in two parts, exact product first */
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* Per pixel t of the block: the row maximum, and e_c = exp(z_c - max) with their sum. Returns
+ * whether the block holds a NaN or inf logit. */
+static uint32_t softmax_block(const float *zb, int64_t C, int64_t sc, int64_t h0, int64_t n,
+                              float *e, float *mx, float *sum) {
+    uint32_t nonfinite = 0;
     for (int64_t t = 0; t < n; ++t) mx[t] = zb[h0 + t];
-    for (int64_t c = 1; c < C; ++c)
-        for (int64_t t = 0; t < n; ++t) mx[t] = fmaxf(mx[t], zb[c * sc + h0 + t]);
+    for (int64_t c = 0; c < C; ++c)
+        for (int64_t t = 0; t < n; ++t) {
+            const float z = zb[c * sc + h0 + t];
+            mx[t] = fmaxf(mx[t], z);
+            nonfinite |= is_nonfinite(z);
+        }
     for (int64_t t = 0; t < n; ++t) sum[t] = 0.0f;
     for (int64_t c = 0; c < C; ++c)
         for (int64_t t = 0; t < n; ++t) {
-            float v = expf(fmaxf(zb[c * sc + h0 + t] - mx[t], EXP_FLOOR));
+            float v = exp_nonpositive(fmaxf(zb[c * sc + h0 + t] - mx[t], EXP_FLOOR));
             e[c * T + t] = v;
             sum[t] += v;
         }
+    return nonfinite;
 }
 
 /* One block of n pixels of one map: adds Σ -log p_y to *ce, Σ p_c [y = c] to I[c] and Σ p_c² to
  * Q[c]. zb points at the block's first pixel of class 0, class planes sc apart; y at its labels. */
 static void stats_block(const float *zb, int64_t sc, const int32_t *y, int64_t n, int64_t C, float *e,
                         double *ce, double *I, double *Q) {
-    float mx[T], sum[T], zy[T];
-    softmax_block(zb, C, sc, 0, n, e, mx, sum);
+    float mx[T], sum[T], zy[T]; /* zy: z_y - max, taken before anything is added to the large max */
+    if (softmax_block(zb, C, sc, 0, n, e, mx, sum)) *ce += not_a_number();
     for (int64_t t = 0; t < n; ++t) zy[t] = 0.0f;
     for (int64_t c = 0; c < C; ++c)
-        for (int64_t t = 0; t < n; ++t) zy[t] += y[t] == (int32_t)c ? zb[c * sc + t] : 0.0f;
+        for (int64_t t = 0; t < n; ++t) zy[t] += y[t] == (int32_t)c ? zb[c * sc + t] - mx[t] : 0.0f;
     float block_ce = 0.0f;
     for (int64_t t = 0; t < n; ++t) {
-        block_ce += mx[t] + logf(sum[t]) - zy[t];
+        block_ce += logf(sum[t]) - zy[t];
         sum[t] = 1.0f / sum[t];
     }
     *ce += block_ce;
@@ -90,7 +133,11 @@ static void stats_block(const float *zb, int64_t sc, const int32_t *y, int64_t n
 static void grad_block(const float *zb, int64_t sc, const int32_t *y, int64_t n, int64_t C, float am,
                        const float *G, const float *Bt, float *restrict e, float *restrict d, float *gb, int64_t gsc) {
     float mx[T], sum[T], s[T];
-    softmax_block(zb, C, sc, 0, n, e, mx, sum);
+    if (softmax_block(zb, C, sc, 0, n, e, mx, sum)) {
+        for (int64_t c = 0; c < C; ++c)
+            for (int64_t t = 0; t < n; ++t) gb[c * gsc + t] = (float)not_a_number();
+        return;
+    }
     for (int64_t t = 0; t < n; ++t) {
         sum[t] = 1.0f / sum[t];
         s[t] = 0.0f;

@@ -17,9 +17,11 @@ They are built on first use with the system's C compiler (``$CC``, else ``cc``) 
 processor, and loaded with ``ctypes``. :func:`load` returns None where that fails (no compiler,
 another OS, a read-only cache), and the loss falls back to PyTorch; ``LOMIX_CPU_KERNELS=0``
 switches the kernels off. Both compute the same formulas as the PyTorch paths (tested to agree,
-and to be no further from fp64). ``-ffast-math`` lets the compiler vectorise ``expf`` (glibc's
-libmvec) and reorder the sums inside a block; it is given when compiling only, not when linking,
-so the process's floating-point flags (denormals) stay untouched.
+and to be no further from fp64). ``-ffast-math`` lets the compiler vectorise ``logf`` and ``exp``
+(glibc's libmvec) and reorder the sums inside a block; it is given when compiling only, not when
+linking, so the process's floating-point flags stay untouched (the kernels flush subnormals inside
+each call and restore the flags). The softmax's exp is a polynomial in the C source, inlined into
+its loop.
 """
 from __future__ import annotations
 
