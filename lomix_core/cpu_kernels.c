@@ -365,12 +365,24 @@ static void build_mutant(const lomix_mutants *p, const float *const *xb, int64_t
             float *restrict aj = alpha + mem[i] * T;
             for (int64_t t = 0; t < n; ++t) aj[t] = (float)(score[i][t] / sum[t]);
         }
+        /* out[c] = Σ_i α_i x_i[c], the sum of a run of 8 pixels in a register (a plain loop over
+         * pixels here was turned into gathers by the compiler). */
+        const float *a[MAX_MAPS], *x[MAX_MAPS];
+        for (int i = 0; i < cnt; ++i) {
+            a[i] = alpha + mem[i] * T;
+            x[i] = xb[mem[i]];
+        }
         for (int64_t c = 0; c < C; ++c) {
-            float *restrict o = out + c * T;
-            for (int64_t t = 0; t < n; ++t) o[t] = 0.0f;
-            for (int i = 0; i < cnt; ++i) {
-                const float *aj = alpha + mem[i] * T, *xc = xb[mem[i]] + c * cs;
-                for (int64_t t = 0; t < n; ++t) o[t] += aj[t] * xc[t];
+            int64_t t = 0;
+            for (; t + 8 <= n; t += 8) {
+                v8 acc = v8_load(a[0] + t) * v8_load(x[0] + c * cs + t);
+                for (int i = 1; i < cnt; ++i) acc += v8_load(a[i] + t) * v8_load(x[i] + c * cs + t);
+                v8_store(out + c * T + t, acc);
+            }
+            for (; t < n; ++t) {
+                float acc = a[0][t] * x[0][c * cs + t];
+                for (int i = 1; i < cnt; ++i) acc += a[i][t] * x[i][c * cs + t];
+                out[c * T + t] = acc;
             }
         }
         break;
