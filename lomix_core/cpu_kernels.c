@@ -235,17 +235,27 @@ static int members_of(const lomix_mutants *p, int64_t s, int64_t *mem) {
     return k;
 }
 
-/* Eight floats: one 256-bit register (two 128-bit ones where AVX is missing). concat's loops keep
- * the partial sums of a run of 8 pixels in these while each input row is read once; a loop over
- * pixels alone loads and stores its output for every multiply-add. */
-typedef float v8 __attribute__((vector_size(32)));
-static inline v8 v8_load(const float *ptr) {
-    v8 v;
+/* A run of VW floats in one register: 16 where the processor has AVX-512, else 8 (one AVX
+ * register, or two SSE ones). concat's and wf's loops keep the partial sums of a run of pixels in
+ * these while each input row is read once; a loop over pixels alone loads and stores its output
+ * for every multiply-add. */
+#if defined(__AVX512F__)
+#define VW 16
+#else
+#define VW 8
+#endif
+typedef float vec __attribute__((vector_size(VW * sizeof(float))));
+static inline vec vec_load(const float *ptr) {
+    vec v;
     memcpy(&v, ptr, sizeof v);
     return v;
 }
-static inline void v8_store(float *ptr, v8 v) { memcpy(ptr, &v, sizeof v); }
-static inline float v8_sum(v8 v) { return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7])); }
+static inline void vec_store(float *ptr, vec v) { memcpy(ptr, &v, sizeof v); }
+static inline float vec_sum(vec v) {
+    float sum = 0.0f;
+    for (int k = 0; k < VW; ++k) sum += v[k];
+    return sum;
+}
 #define ROWS 8 /* concat's output classes per register block */
 
 /* concat, output rows [o0, o0 + rows): out[o] = b[o] + Σ_i W_i[o, :] · x_i over the cnt members,
@@ -256,15 +266,15 @@ static inline __attribute__((always_inline)) void concat_rows(const float *const
                                                              int64_t HW, int64_t n, int64_t o0, int rows,
                                                              float *restrict out) {
     int64_t t = 0;
-    for (; t + 8 <= n; t += 8) {
-        v8 acc[ROWS];
-        for (int q = 0; q < rows; ++q) acc[q] = (v8){0} + bias[o0 + q];
+    for (; t + VW <= n; t += VW) {
+        vec acc[ROWS];
+        for (int q = 0; q < rows; ++q) acc[q] = (vec){0} + bias[o0 + q];
         for (int i = 0; i < cnt; ++i)
             for (int64_t c = 0; c < C; ++c) {
-                const v8 xv = v8_load(xm[i] + c * HW + t);
+                const vec xv = vec_load(xm[i] + c * HW + t);
                 for (int q = 0; q < rows; ++q) acc[q] += w[i][(o0 + q) * C + c] * xv;
             }
-        for (int q = 0; q < rows; ++q) v8_store(out + (o0 + q) * T + t, acc[q]);
+        for (int q = 0; q < rows; ++q) vec_store(out + (o0 + q) * T + t, acc[q]);
     }
     for (; t < n; ++t)
         for (int q = 0; q < rows; ++q) {
@@ -283,18 +293,18 @@ static inline __attribute__((always_inline)) void concat_rows_backward(const flo
     for (int64_t c = 0; c < C; ++c) {
         const float *xc = x + c * HW;
         float *restrict dxc = dx + c * T;
-        v8 acc[ROWS];
-        for (int q = 0; q < rows; ++q) acc[q] = (v8){0};
+        vec acc[ROWS];
+        for (int q = 0; q < rows; ++q) acc[q] = (vec){0};
         int64_t t = 0;
-        for (; t + 8 <= n; t += 8) {
-            const v8 xv = v8_load(xc + t);
-            v8 dv = v8_load(dxc + t);
+        for (; t + VW <= n; t += VW) {
+            const vec xv = vec_load(xc + t);
+            vec dv = vec_load(dxc + t);
             for (int q = 0; q < rows; ++q) {
-                const v8 gv = v8_load(g + (o0 + q) * T + t);
+                const vec gv = vec_load(g + (o0 + q) * T + t);
                 dv += w[(o0 + q) * C + c] * gv;
                 acc[q] += gv * xv;
             }
-            v8_store(dxc + t, dv);
+            vec_store(dxc + t, dv);
         }
         float tail[ROWS] = {0};
         for (; t < n; ++t)
@@ -302,7 +312,7 @@ static inline __attribute__((always_inline)) void concat_rows_backward(const flo
                 dxc[t] += w[(o0 + q) * C + c] * g[(o0 + q) * T + t];
                 tail[q] += g[(o0 + q) * T + t] * xc[t];
             }
-        for (int q = 0; q < rows; ++q) dw[(o0 + q) * C + c] += v8_sum(acc[q]) + tail[q];
+        for (int q = 0; q < rows; ++q) dw[(o0 + q) * C + c] += vec_sum(acc[q]) + tail[q];
     }
 }
 
@@ -365,7 +375,7 @@ static void build_mutant(const lomix_mutants *p, const float *const *xb, int64_t
             float *restrict aj = alpha + mem[i] * T;
             for (int64_t t = 0; t < n; ++t) aj[t] = (float)(score[i][t] / sum[t]);
         }
-        /* out[c] = Σ_i α_i x_i[c], the sum of a run of 8 pixels in a register (a plain loop over
+        /* out[c] = Σ_i α_i x_i[c], the sum of a run of VW pixels in a register (a plain loop over
          * pixels here was turned into gathers by the compiler). */
         const float *a[MAX_MAPS], *x[MAX_MAPS];
         for (int i = 0; i < cnt; ++i) {
@@ -374,10 +384,10 @@ static void build_mutant(const lomix_mutants *p, const float *const *xb, int64_t
         }
         for (int64_t c = 0; c < C; ++c) {
             int64_t t = 0;
-            for (; t + 8 <= n; t += 8) {
-                v8 acc = v8_load(a[0] + t) * v8_load(x[0] + c * cs + t);
-                for (int i = 1; i < cnt; ++i) acc += v8_load(a[i] + t) * v8_load(x[i] + c * cs + t);
-                v8_store(out + c * T + t, acc);
+            for (; t + VW <= n; t += VW) {
+                vec acc = vec_load(a[0] + t) * vec_load(x[0] + c * cs + t);
+                for (int i = 1; i < cnt; ++i) acc += vec_load(a[i] + t) * vec_load(x[i] + c * cs + t);
+                vec_store(out + c * T + t, acc);
             }
             for (; t < n; ++t) {
                 float acc = a[0][t] * x[0][c * cs + t];

@@ -9,6 +9,7 @@ in fp64, the fp32 loop missed such a bias by up to 8.3e-6 and the fast path by u
 error is measured against the norm of its scorer's whole gradient (weight and bias) instead.
 """
 import copy
+import platform
 from itertools import combinations
 
 import pytest
@@ -108,12 +109,30 @@ def test_fused_kernel_with_logits_of_a_trained_network():
     the loop in fp64, the fast path 1.7e-7), so the fast path is held to the loop in fp64."""
     loss_fn = randomised_loss(4, 8)
     g = torch.Generator().manual_seed(3)
-    logits = [(10 * torch.randn(2, 8, 16, 12, generator=g)).requires_grad_() for _ in range(4)]
-    target = torch.randint(0, 8, (2, 16, 12), generator=g)
+    logits = [(10 * torch.randn(2, 8, 15, 13, generator=g)).requires_grad_() for _ in range(4)]
+    target = torch.randint(0, 8, (2, 15, 13), generator=g)  # 195 pixels: runs of 16 (or 8) and 3 left
     product = torch.stack(logits).prod(0)
     assert (product - product.amax(1, keepdim=True) < -87).float().mean() > 0.5
     assert_fast_path_equals_the_loop(loss_fn, logits, target, loop_in_fp64=True)
     assert 0 < float(torch.tensor(1e-30) * torch.tensor(1e-10)) < 1.2e-38
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="-mno-avx512f is an x86 flag")
+def test_fused_kernel_with_8_wide_vectors(monkeypatch, tmp_path):
+    """Built without AVX-512 (as on most laptops), the kernels' register blocks hold 8 floats
+    instead of 16: still equal to the loop."""
+    monkeypatch.setenv("LOMIX_CACHE", str(tmp_path))
+    monkeypatch.setattr(cpu_kernels, "COMPILE_FLAGS", [*cpu_kernels.COMPILE_FLAGS, "-mno-avx512f"])
+    cpu_kernels.load.cache_clear()
+    try:
+        assert cpu_kernels.load() is not None and list(tmp_path.glob("cpu_kernels-*.so"))
+        loss_fn = randomised_loss(4, 8)
+        g = torch.Generator().manual_seed(4)
+        logits = [(2 * torch.randn(2, 8, 15, 13, generator=g)).requires_grad_() for _ in range(4)]
+        target = torch.randint(0, 8, (2, 15, 13), generator=g)  # 195 pixels: 24 runs of 8 and 3 left
+        assert_fast_path_equals_the_loop(loss_fn, logits, target)
+    finally:
+        cpu_kernels.load.cache_clear()
 
 
 def test_without_the_kernels_the_loss_is_the_same(monkeypatch):
