@@ -448,13 +448,17 @@ int lomix_mutants_backward(const lomix_mutants *p, const int32_t *target, int64_
             const int32_t *y = target + b * HW + h0;
             const float *xb[MAX_MAPS];
             for (int64_t j = 0; j < N; ++j) xb[j] = p->x[j] + b * C * HW + h0;
-            for (int64_t i = 0; i < N * C * T; ++i) dx[i] = 0.0f;
-            float *restrict g = gm;
+            /* An original's gradient is the first to reach its map's block, so it is written there
+             * directly; the blocks of maps that are not supervised themselves start at 0. */
+            uint8_t written[MAX_MAPS] = {0};
             for (int64_t r = 0; r < R; ++r) {
                 const int64_t j = p->originals[r];
-                grad_block(xb[j], cs, y, n, C, a[r], gamma + r * C, beta + r * C, e, d, g, T);
-                for (int64_t i = 0; i < C * T; ++i) dx[j * C * T + i] += g[i];
+                grad_block(xb[j], cs, y, n, C, a[r], gamma + r * C, beta + r * C, e, d, dx + j * C * T, T);
+                written[j] = 1;
             }
+            for (int64_t j = 0; j < N; ++j)
+                if (!written[j]) memset(dx + j * C * T, 0, sizeof(float) * C * T);
+            float *restrict g = gm;
             for (int64_t k = 0; k < p->K; ++k)
                 for (int64_t s = 0; s < S; ++s) {
                     const int64_t m = R + k * S + s;
