@@ -129,9 +129,9 @@ static void stats_block(const float *zb, int64_t sc, const int32_t *y, int64_t n
 }
 
 /* The gradient of one block of one map into gb (class planes gsc apart): p_c (d_c - s) + a (p_c - [y = c])
- * with d_c = G[c] p_c - Bt[c] [y = c] and s = Σ_c p_c d_c. e and d are [C, T] scratch. */
+ * with d_c = G[c] p_c - Bt[c] [y = c] and s = Σ_c p_c d_c. e is [C, T] scratch. */
 static void grad_block(const float *zb, int64_t sc, const int32_t *y, int64_t n, int64_t C, float am,
-                       const float *G, const float *Bt, float *restrict e, float *restrict d, float *gb, int64_t gsc) {
+                       const float *G, const float *Bt, float *restrict e, float *gb, int64_t gsc) {
     float mx[T], sum[T], s[T];
     if (softmax_block(zb, C, sc, 0, n, e, mx, sum)) {
         for (int64_t c = 0; c < C; ++c)
@@ -142,22 +142,25 @@ static void grad_block(const float *zb, int64_t sc, const int32_t *y, int64_t n,
         sum[t] = 1.0f / sum[t];
         s[t] = 0.0f;
     }
+    /* d_c is formed twice rather than stored: an FMA costs less than a store and a load */
     for (int64_t c = 0; c < C; ++c) {
         const float g = G[c], beta_c = Bt[c];
-        float *restrict ec = e + c * T, *restrict dc = d + c * T;
+        float *restrict ec = e + c * T;
         for (int64_t t = 0; t < n; ++t) {
             float p = ec[t] * sum[t];
-            float dp = g * p - (y[t] == (int32_t)c ? beta_c : 0.0f);
             ec[t] = p;
-            dc[t] = dp;
-            s[t] += p * dp;
+            s[t] += p * (g * p - (y[t] == (int32_t)c ? beta_c : 0.0f));
         }
     }
-    for (int64_t c = 0; c < C; ++c)
+    for (int64_t c = 0; c < C; ++c) {
+        const float g = G[c], beta_c = Bt[c];
         for (int64_t t = 0; t < n; ++t) {
-            float p = e[c * T + t];
-            gb[c * gsc + t] = p * (d[c * T + t] - s[t]) + am * (p - (y[t] == (int32_t)c ? 1.0f : 0.0f));
+            const float p = e[c * T + t];
+            const int is_y = y[t] == (int32_t)c;
+            const float dp = g * p - (is_y ? beta_c : 0.0f);
+            gb[c * gsc + t] = p * (dp - s[t]) + am * (p - (is_y ? 1.0f : 0.0f));
         }
+    }
 }
 
 /* ce[m] = Σ -log p_y, inter[m,c] = Σ p_c [y = c], psq[m,c] = Σ p_c², over all B·HW pixels
@@ -186,19 +189,14 @@ int lomix_ce_dice_backward(const float *z, const int32_t *target, int64_t B, int
                            int64_t sm, int64_t sb, int64_t sc, int64_t m0, int64_t m1, const float *a, const float *gamma, const float *beta,
                            float *grad) {
     const unsigned csr = subnormals_off();
-    float *e = malloc(sizeof(float) * C * T), *d = malloc(sizeof(float) * C * T);
-    if (!e || !d) {
-        free(e);
-        free(d);
-        return restored(csr, 1);
-    }
+    float *e = malloc(sizeof(float) * C * T);
+    if (!e) return restored(csr, 1);
     for (int64_t m = m0; m < m1; ++m)
         for (int64_t b = 0; b < B; ++b)
             for (int64_t h0 = 0; h0 < HW; h0 += T)
                 grad_block(z + m * sm + b * sb + h0, sc, target + b * HW + h0, HW - h0 < T ? HW - h0 : T, C, a[m],
-                           gamma + m * C, beta + m * C, e, d, grad + m * sm + b * sb + h0, sc);
+                           gamma + m * C, beta + m * C, e, grad + m * sm + b * sb + h0, sc);
     free(e);
-    free(d);
     return restored(csr, 0);
 }
 
@@ -438,9 +436,9 @@ int lomix_mutants_backward(const lomix_mutants *p, const int32_t *target, int64_
     const unsigned csr = subnormals_off();
     const int64_t N = p->N, C = p->C, S = p->S, R = p->R, HW = p->HW, cs = HW;
     float *mut = malloc(sizeof(float) * C * T), *alpha = malloc(sizeof(float) * N * T),
-          *e = malloc(sizeof(float) * C * T), *d = malloc(sizeof(float) * C * T), *dx = malloc(sizeof(float) * N * C * T),
+          *e = malloc(sizeof(float) * C * T), *dx = malloc(sizeof(float) * N * C * T),
           *gm = malloc(sizeof(float) * C * T);
-    int status = !mut || !alpha || !e || !d || !dx || !gm;
+    int status = !mut || !alpha || !e || !dx || !gm;
     int64_t mem[MAX_MAPS];
     for (int64_t b = b0; b < b1 && !status; ++b)
         for (int64_t h0 = 0; h0 < HW; h0 += T) {
@@ -453,7 +451,7 @@ int lomix_mutants_backward(const lomix_mutants *p, const int32_t *target, int64_
             uint8_t written[MAX_MAPS] = {0};
             for (int64_t r = 0; r < R; ++r) {
                 const int64_t j = p->originals[r];
-                grad_block(xb[j], cs, y, n, C, a[r], gamma + r * C, beta + r * C, e, d, dx + j * C * T, T);
+                grad_block(xb[j], cs, y, n, C, a[r], gamma + r * C, beta + r * C, e, dx + j * C * T, T);
                 written[j] = 1;
             }
             for (int64_t j = 0; j < N; ++j)
@@ -464,7 +462,7 @@ int lomix_mutants_backward(const lomix_mutants *p, const int32_t *target, int64_
                     const int64_t m = R + k * S + s;
                     const int cnt = members_of(p, s, mem);
                     build_mutant(p, xb, n, p->ops[k], s, mut, alpha);
-                    grad_block(mut, T, y, n, C, a[m], gamma + m * C, beta + m * C, e, d, g, T);
+                    grad_block(mut, T, y, n, C, a[m], gamma + m * C, beta + m * C, e, g, T);
                     switch (p->ops[k]) {
                     case OP_ADD:
                         for (int i = 0; i < cnt; ++i)
@@ -551,7 +549,6 @@ int lomix_mutants_backward(const lomix_mutants *p, const int32_t *target, int64_
     free(mut);
     free(alpha);
     free(e);
-    free(d);
     free(dx);
     free(gm);
     return restored(csr, status);
