@@ -1,12 +1,13 @@
-"""The mutants' CE + soft-Dice losses without the mutants: the fused path on a CPU.
+"""Every supervised map's CE + soft-Dice loss without building a mutant: the fused path on a CPU.
 
-The plain path builds every add/mul/concat/wf mutant as a ``[S, B, C, H, W]`` tensor per
-operator (44 maps for 4 decoder maps), then takes their statistics in
-:mod:`lomix_core.map_loss`; autograd keeps the mutants and their intermediates and reads them
-again backwards. Here one C kernel (:mod:`lomix_core.cpu_kernels`) builds the mutants of a block
-of pixels in a buffer that stays in cache and takes their softmax, CE and Dice sums there;
-backwards it builds them again, forms each mutant's gradient from the closed form of
-:mod:`lomix_core.map_loss` and pushes it through its operator:
+The plain path stacks the decoder maps, builds every add/mul/concat/wf mutant as a
+``[S, B, C, H, W]`` tensor per operator (44 maps for 4 decoder maps), then takes their statistics
+in :mod:`lomix_core.map_loss`; autograd keeps the mutants and their intermediates and reads them
+again backwards. Here one C kernel (:mod:`lomix_core.cpu_kernels`) reads the decoder maps where
+they are and, block of pixels by block of pixels, takes the originals' softmax, CE and Dice sums
+in place and builds each mutant in a buffer that stays in cache to take its sums there;
+backwards it builds them again, forms each map's gradient from the closed form of
+:mod:`lomix_core.map_loss` and pushes a mutant's through its operator:
 
 * add:    ``∂/∂x_j = g``;
 * mul:    ``∂/∂x_j = g · Π_{i ≠ j} x_i``;
@@ -15,8 +16,9 @@ backwards it builds them again, forms each mutant's gradient from the closed for
   ``s_j = α_j (d_j - Σ_i α_i d_i)`` is the gradient of member j's score, ``∂/∂w_j = Σ_pixels s_j x_j``,
   ``∂/∂b_j = Σ_pixels s_j``.
 
-Nothing of the size of the mutants is allocated, forward or backward. Values and gradients equal
-the readable loop's (:mod:`lomix_core.reference`) to 1e-6 (``tests/test_fused_mutants.py``).
+Nothing of the size of the mutants is allocated, forward or backward, and no stack of the maps:
+each map's gradient is written once, block by block. Values and gradients equal the readable
+loop's (:mod:`lomix_core.reference`) to 1e-6 (``tests/test_fused_mutants.py``).
 """
 from __future__ import annotations
 

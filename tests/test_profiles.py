@@ -23,7 +23,7 @@ def test_configs_do_not_share_the_records_dicts():
 
 def test_a_dataset_budget_overrides_the_profiles_comparison():
     brain, seeds = profiles.comparison("cpu")
-    assert (brain.epochs, brain.lr, brain.data_kwargs, seeds) == (30, 2e-3, {"size": 48}, [0, 1, 2])
+    assert (brain.epochs, brain.lr, brain.data_kwargs, seeds) == (30, 2e-3, {"size": 48}, [0, 1, 2, 3, 4, 5])
     assert profiles.comparison("cpu", dataset="acdc")[0].epochs == 8  # no budget of its own
     assert profiles.comparison("full", dataset="brain_aal")[0].epochs == 100
 
@@ -46,5 +46,7 @@ def test_the_colab_plan_gives_weights_room_and_fits_its_sessions():
 
 def test_ablation_takes_the_ablation_dataset_and_seeds():
     config, seeds = profiles.ablation("cpu")
-    assert config.dataset == profiles.ablation_dataset("cpu") and seeds == profiles.comparison("cpu")[1]
+    assert config.dataset == profiles.ablation_dataset("cpu") and seeds == [0, 1, 2]
+    assert set(seeds) <= set(profiles.comparison("cpu")[1])  # chapter 03's full-data runs are read back
+    assert profiles.ablation("smoke")[1] == profiles.comparison("smoke")[1]  # None: the comparison's seeds
     assert profiles.ablation("colab", supervision="lomix")[0].supervision == "lomix"
