@@ -37,10 +37,11 @@ static unsigned subnormals_off(void) { return 0; }
 static int restored(unsigned saved, int status) { (void)saved; return status; }
 #endif
 
-/* exp's argument is held at or above this. Below it expf's result is subnormal or 0, which the
- * vectorised expf leaves to a scalar slow path: with trained logits (a mul mutant of four maps
- * spans thousands) that path took 10x the time of the whole operator. The held value adds at most
- * 1.6e-38 to a probability, nothing next to the sum of e_c, which is at least 1. */
+/* exp's argument is held at or above this. Below it the result is subnormal or 0: exp_nonpositive
+ * below cannot write its 2^n into the exponent bits, and libm's vectorised expf left such values to
+ * a scalar slow path that, with trained logits (a mul mutant of four maps spans thousands), took 10x
+ * the time of the whole operator. The held value adds at most 1.6e-38 to a probability, nothing
+ * next to the sum of e_c, which is at least 1. */
 #define EXP_FLOOR (-87.0f)
 
 /* -ffast-math lets the compiler assume no NaN or inf, so a NaN logit could vanish in a max. The
