@@ -236,11 +236,11 @@ def _mutant_layout(maps, originals, operators, member, concat, wf, grads=()):
 def mutant_statistics(maps, target, originals, operators, member, concat=None, wf=None):
     """``(Σ -log p_y [M], I [M,C], P [M,C])`` in fp64 of the ``M = R + len(operators) · S`` supervised
     maps: the R maps ``originals`` (indices into ``maps``) as they are, then the mutants of the N
-    ``maps`` (each ``[B,C,H,W]``, contiguous fp32), without building them. ``member [S,N]`` bool;
+    ``maps`` (each ``[B,C,H,W]``, fp32), without building them. ``member [S,N]`` bool;
     ``concat`` = (weight ``[S,N,C,C]``, bias ``[S,C]``) and ``wf`` = (weight ``[S,N,C]``, bias
     ``[S,N]``) as :meth:`~lomix_core.fusion.MutantGenerator.concat_parameters` and ``wf_parameters``
     give them."""
-    labels = target.to(torch.int32).contiguous()
+    maps, labels = [m.contiguous() for m in maps], target.to(torch.int32).contiguous()
     layout, alive = _mutant_layout(maps, originals, operators, member, concat, wf)
     batch, classes = maps[0].shape[:2]
     supervised, threads = len(originals) + len(operators) * member.shape[0], max(1, min(torch.get_num_threads(), batch))
@@ -256,7 +256,7 @@ def mutant_gradient(maps, target, originals, operators, member, concat, wf, a, g
     """The gradient of ``Σ g_m L_m`` over the supervised maps of :func:`mutant_statistics` (``g``
     folded into ``a [M]``, ``γ, β [M,C]``): ``(d_maps, (d_concat_weight, d_concat_bias) or None,
     (d_wf_weight, d_wf_bias) or None)``, ``d_maps`` one tensor per map."""
-    labels = target.to(torch.int32).contiguous()
+    maps, labels = [m.contiguous() for m in maps], target.to(torch.int32).contiguous()
     d_maps = [torch.empty_like(m) for m in maps]
     layout, alive = _mutant_layout(maps, originals, operators, member, concat, wf, d_maps)
     a, gamma, beta = (t.to(torch.float32).contiguous() for t in (a, gamma, beta))
