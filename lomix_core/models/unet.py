@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .registry import check_input, register
+from .upsample import resize_bilinear
 
 
 def conv_block(cin: int, cout: int) -> nn.Sequential:
@@ -48,7 +49,7 @@ class UNet(nn.Module):
         logits = []
         for up, stage, head in zip(self.up, self.decoder, self.heads):
             x = stage(torch.cat([up(x), skips.pop()], dim=1))
-            logits.append(F.interpolate(head(x), size=size, mode="bilinear", align_corners=False))
+            logits.append(resize_bilinear(head(x), size))
         return logits
 
 
