@@ -85,6 +85,15 @@ def test_scripts_print_a_table():
         assert "| preset |" in out and "| lomix |" in out
 
 
+def test_upsample_script_times_both_ways_and_finds_them_equal():
+    out = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "benchmarks/upsample_time.py"), "--size", "32",
+                          "--batch", "2", "--steps", "2"], capture_output=True, text=True, check=True).stdout
+    rows = [line.split("|") for line in out.splitlines() if line.startswith("| stride")]
+    assert [row[1].strip() for row in rows] == ["stride 8", "stride 4", "stride 2"]
+    assert all(float(row[-3]) < 1e-5 and float(row[-2]) < 1e-5 for row in rows)  # the two ways' outputs and gradients
+    assert "all three: F.interpolate" in out
+
+
 def test_full_profile_script_runs_every_preset_through_train(tmp_path):
     out = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "benchmarks/full_profile_steps.py"),
                           "--steps", "1", "--model", "unet_small", "--size", "32", "--device", "cpu",
