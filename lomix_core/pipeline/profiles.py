@@ -100,7 +100,8 @@ PROFILE_RECORDS: Mapping[str, Profile] = _frozen({profile.name: profile for prof
         # Chapter 03's comparison has six seeds, as colab's: the fewest whose exact two-sided Wilcoxon p
         # can fall below 0.05 (with three it cannot go below 0.25). They were bought with the LoMix
         # loss's speed-up (a LoMix step 1.47x a last-layer step before, 1.28-1.32x after, and every
-        # step faster by the fused AdamW): the series went from 16.3 to 18.9 minutes on idle cores.
+        # step faster by the fused AdamW): the series went from 16.3 to 18.9 minutes on idle cores
+        # (18.2 at 2172c82, whose heads resize by matrix products).
         "cpu", size=64,
         comparison=dict(epochs=8, batch_size=8, lr=1e-3), seeds=(0, 1, 2, 3, 4, 5), ablation_seeds=(0, 1, 2),
         comparison_datasets=("brain_aal", "synthetic"),
@@ -124,7 +125,7 @@ PROFILE_RECORDS: Mapping[str, Profile] = _frozen({profile.name: profile for prof
                          "abdomen_ct": dict(epochs=60, lr=2e-3)},
         # Several times the slowest cell measured (chapter 03's comparison: 9.8 min on 2 Intel Xeon cores).
         cell_timeout=3600,
-        measured_s={"00": 17, "01": 15, "02": 16, "03": 607, "04": 268, "05": 171, "06": 15, "07": 17}),
+        measured_s={"00": 17, "01": 19, "02": 19, "03": 634, "04": 223, "05": 151, "06": 13, "07": 16}),
     Profile(
         # Sized from the kit's own measurements rather than to a total. On CPU (brain_aal, unet_small,
         # 3 seeds) 300 steps left every preset 0.04-0.14 Dice below its plateau and the ranking changed

@@ -11,7 +11,7 @@ from ..models import spec
 
 OUTPUT_ENV = "LOMIX_OUTPUT_DIR"
 # The machine profiles.Profile.measured_s was measured on, with no runs cached (the cpu series at
-# da4da8f on idle cores, chapter 03 with six seeds: 18.9 min in all). No GPU has run the
+# 2172c82 on idle cores, chapter 03 with six seeds: 18.2 min in all). No GPU has run the
 # colab or full series yet: before it trains, each chapter prints an
 # estimate from steps it times on the device at hand (lx.runtime.estimate).
 REFERENCE_MACHINE = "2 cores of an AMD EPYC CPU, no GPU"
