@@ -1,5 +1,6 @@
 """ACDC preparation and loading, on a small fake ``database`` folder in the real file format."""
 import json
+import shutil
 from pathlib import Path
 
 import h5py
@@ -65,6 +66,26 @@ def test_prepare_writes_normalised_volumes(prepared):
     assert 0.002 < (image == 1).mean() < 0.01 and 0.3 < np.median(image) < 0.7
     assert (label[2, 25, 30], label[2, 10, 20], label[2, 20, 22]) == (3, 1, 2)
     assert acdc.CLASS_NAMES[3] == "left_ventricle"
+
+
+def test_prepare_records_the_orientation_and_turns_a_volume_stored_otherwise(raw, prepared, tmp_path, capsys):
+    manifest = json.loads((prepared / "prepared.json").read_text())
+    assert manifest["axcodes"] == "RAS" and manifest["reoriented"] == {}
+    assert lx.data.load("acdc", split="val", root=prepared, size=32).preprocessing.axcodes == "RAS"
+    # patient004's ES frame stored LPS: both in-plane axes mirrored, and the affine saying so
+    copy = tmp_path / "raw"
+    shutil.copytree(raw, copy)
+    for name in ("patient004_frame03.nii.gz", "patient004_frame03_gt.nii.gz"):
+        path = copy / "training" / "patient004" / name
+        stored = nib.load(path)
+        flipped = np.ascontiguousarray(np.asarray(stored.dataobj)[::-1, ::-1])
+        nib.save(nib.Nifti1Image(flipped, np.diag([-1.0, -1.0, 1.0, 1.0])), path)
+    out = acdc.prepare(copy, tmp_path / "acdc", patients=SUBSET)
+    assert "acdc: patient004_ES: note: stored LPS, turned to RAS as the other scans are stored" in capsys.readouterr().out
+    assert json.loads((out / "prepared.json").read_text())["reoriented"] == {"patient004_ES": "LPS"}
+    for volume in ("patient004_ES", "patient004_ED"):
+        with h5py.File(out / "volumes" / f"{volume}.h5") as turned, h5py.File(prepared / "volumes" / f"{volume}.h5") as ras:
+            assert np.array_equal(turned["image"][()], ras["image"][()]) and np.array_equal(turned["label"][()], ras["label"][()])
 
 
 @pytest.mark.parametrize("split, patients", [("train", ["patient001", "patient004"]), ("val", ["patient019"]),

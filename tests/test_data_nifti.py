@@ -416,3 +416,12 @@ def test_the_official_protocol_trains_one_scan_on_every_slice_it_labels(tmp_path
     kit = training_data(lx.TrainConfig(dataset="nifti", augment="intensity", data_kwargs={"root": str(root), "size": 32}))
     image, label = kit[0][0]
     assert type(kit[0].transform).__name__ == "Compose" and 0 <= image.min() and image.max() <= 1
+
+
+def test_the_most_common_orientation_wins_and_a_tie_goes_to_the_first_in_sorted_order():
+    from lomix_core.data.geometry import most_common_orientation
+
+    assert most_common_orientation(["LPS", "RAS", "LPS"]) == "LPS"
+    assert most_common_orientation(["RAS", "LPS"]) == "LPS"
+    with pytest.raises(ValueError, match="no orientation to choose from"):
+        most_common_orientation([])

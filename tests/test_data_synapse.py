@@ -65,6 +65,9 @@ def test_prepare_writes_the_transunet_layout(prepared):
 
     with h5py.File(prepared / "test_vol_h5" / "case0001.npy.h5") as file:
         assert file["image"].shape == file["label"].shape == (SHAPE[2],) + SHAPE[:2]
+    # every fake case is stored RAS (identity affine): recorded, none turned, and saved with a model
+    assert manifest["axcodes"] == "RAS" and manifest["reoriented"] == {}
+    assert lx.data.load("synapse", split="val", root=prepared, size=32).preprocessing.axcodes == "RAS"
 
 
 @pytest.mark.parametrize("split, cases", [("train", {"case0005", "case0006"}), ("val", {"case0040"}),
@@ -80,6 +83,42 @@ def test_load_every_split(prepared, split, cases):
     assert data.labels[0, 12, 10] == 6  # the liver block, 40x48 -> 32x32
     first = data.subject_slices()[min(cases)]
     assert [data.slice_index[i] for i in first] == list(range(SHAPE[2]))
+
+
+def test_a_case_stored_in_another_orientation_is_turned_to_the_others(raw, tmp_path, capsys):
+    """case0006 stored transposed (ARS: x along anterior, y along right) with anisotropic voxels comes
+    out exactly as the same anatomy stored RAS does: the same arrays, the same (z, x, y) spacing."""
+    image_file, label_file = raw / "Training" / "img" / "img0006.nii.gz", raw / "Training" / "label" / "label0006.nii.gz"
+    image, label = np.asarray(nib.load(image_file).dataobj), np.asarray(nib.load(label_file).dataobj)
+    ras = np.diag([0.7, 0.8, 2.5, 1.0])
+    ars = ras[:, [1, 0, 2, 3]]  # the first array axis now steps along y (anterior), the second along x (right)
+    outputs = {}
+    for codes, affine, turn in (("RAS", ras, (0, 1, 2)), ("ARS", ars, (1, 0, 2))):
+        copy = tmp_path / codes
+        shutil.copytree(raw, copy)
+        for array, name in ((image, image_file), (label, label_file)):
+            nib.save(nib.Nifti1Image(np.transpose(array, turn), affine), copy / "Training" / name.parent.name / name.name)
+        assert lx.data.geometry.orientation_of(nib.load(copy / "Training" / "img" / "img0006.nii.gz").affine) == codes
+        outputs[codes] = synapse.prepare(copy, tmp_path / f"out_{codes}", cases=SUBSET)
+    assert "synapse: case0006: note: stored ARS, turned to RAS as the other scans are stored" in capsys.readouterr().out
+    manifests = {codes: json.loads((out / "prepared.json").read_text()) for codes, out in outputs.items()}
+    assert manifests["ARS"]["axcodes"] == "RAS" and manifests["ARS"]["reoriented"] == {"case0006": "ARS"}
+    assert manifests["ARS"]["spacing"]["case0006"] == manifests["RAS"]["spacing"]["case0006"]
+    assert manifests["ARS"]["spacing"]["case0006"] == pytest.approx([2.5, 0.7, 0.8])  # float32 headers
+    for z in (0, SHAPE[2] - 1):
+        with np.load(outputs["RAS"] / "train_npz" / f"case0006_slice{z:03d}.npz") as ras_slice, \
+                np.load(outputs["ARS"] / "train_npz" / f"case0006_slice{z:03d}.npz") as turned:
+            assert ras_slice["image"].shape == SHAPE[:2]
+            assert np.array_equal(turned["image"], ras_slice["image"]) and np.array_equal(turned["label"], ras_slice["label"])
+
+
+def test_a_folder_prepared_before_orientations_were_recorded_predicts_as_stored(prepared, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(prepared, old)
+    manifest = json.loads((old / "prepared.json").read_text())
+    del manifest["axcodes"], manifest["reoriented"]
+    (old / "prepared.json").write_text(json.dumps(manifest))
+    assert lx.data.load("synapse", split="val", root=old, size=32).preprocessing.axcodes is None
 
 
 def test_low_data_subset_takes_whole_cases(prepared):

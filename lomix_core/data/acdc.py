@@ -47,7 +47,7 @@ from .prepared import already_prepared, load_volume_h5, open_prepared, save_volu
 from .registry import register
 from .slices import SliceDataset
 from .preprocessing import Preprocessing, scale_intensity
-from .volumes import check_volume, read_labelled_volume, stack_subjects
+from .volumes import check_volume, common_orientation, read_labelled_volume, stack_subjects
 
 SOURCE_URL = "https://www.creatis.insa-lyon.fr/Challenge/acdc/"
 DOWNLOAD = (f"download the ACDC database from {SOURCE_URL} (Human Heart Project platform; research use, "
@@ -108,9 +108,11 @@ PREPROCESSING = {"intensity": ({"kind": "percentile", "percentiles": list(PERCEN
                  "orientation": "voxel"}
 
 
-def _read_volume(image_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
-    """One labelled frame: image [D,H,W] float32 in [0,1], label [D,H,W] uint8, spacing (z, x, y) in mm."""
-    image, label, spacing = read_labelled_volume(image_path, label_path, len(CLASS_NAMES))
+def _read_volume(image_path: Path, label_path: Path,
+                 axcodes: str | None = None) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """One labelled frame: image [D,H,W] float32 in [0,1], label [D,H,W] uint8, spacing (z, x, y) in mm;
+    turned to ``axcodes`` first if stored otherwise."""
+    image, label, spacing = read_labelled_volume(image_path, label_path, len(CLASS_NAMES), axcodes)
     return scale_intensity(image, PREPROCESSING["intensity"][0]), label.astype(np.uint8), spacing
 
 
@@ -129,14 +131,17 @@ def prepare(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, force: bool 
     chosen = _choose_patients(training, patients)
     start_writing(out_dir, ("volumes",))
 
-    frames, spacing = {}, {}
+    frames = {patient: _labelled_frames(training / patient) for patient in chosen}
+    files = {f"{patient}_{phase}": (training / patient / f"{patient}_frame{frame:02d}.nii.gz",
+                                    training / patient / f"{patient}_frame{frame:02d}_gt.nii.gz")
+             for patient in chosen for phase, frame in frames[patient].items()}
+    axcodes, reoriented = common_orientation("acdc", {volume: image for volume, (image, _) in files.items()})
+    spacing = {}
     for patient in chosen:
-        frames[patient] = _labelled_frames(training / patient)
-        for phase, frame in frames[patient].items():
-            name = f"{patient}_frame{frame:02d}"
-            image, label, spacing[f"{patient}_{phase}"] = _read_volume(training / patient / f"{name}.nii.gz",
-                                                                      training / patient / f"{name}_gt.nii.gz")
-            save_volume_h5(out_dir / "volumes" / f"{patient}_{phase}.h5", image, label)
+        for phase in frames[patient]:
+            volume = f"{patient}_{phase}"
+            image, label, spacing[volume] = _read_volume(*files[volume], axcodes)
+            save_volume_h5(out_dir / "volumes" / f"{volume}.h5", image, label)
         print(f"acdc: {patient}: ED frame {frames[patient]['ED']}, ES frame {frames[patient]['ES']}")
 
     splits = {"train": [p for p in chosen if p in TRAIN_PATIENTS],
@@ -147,6 +152,9 @@ def prepare(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, force: bool 
         "class_names": list(CLASS_NAMES), "intensity_percentiles": list(PERCENTILES),
         "splits": splits, "frames": frames,
         "spacing": spacing,  # mm per volume, (z, x, y): the order of the stored [D, H, W] arrays
+        # The NIfTI voxel orientation every volume was brought to, which predict turns new scans to,
+        # and the volumes stored otherwise (with their own codes).
+        "axcodes": axcodes, "reoriented": reoriented,
     })
     print(f"acdc: prepared {len(chosen)} patients in {out_dir}: "
           + ", ".join(f"{len(v)} {k}" for k, v in splits.items()))
@@ -176,5 +184,6 @@ def load_acdc(split: str, augment: bool = False, root: str | os.PathLike | None 
                 # Folders prepared before the spacing was recorded score HD95 in voxels only.
                 yield subject, image, label, manifest.get("spacing", {}).get(subject)
 
-    preprocessing = Preprocessing(size=size, class_names=CLASS_NAMES, **PREPROCESSING)
+    # Folders prepared before the orientation was recorded (no "axcodes") predict new scans as stored.
+    preprocessing = Preprocessing(size=size, class_names=CLASS_NAMES, axcodes=manifest.get("axcodes"), **PREPROCESSING)
     return stack_subjects(volumes(), preprocessing, "acdc", split, augment)

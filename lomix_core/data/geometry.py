@@ -12,7 +12,9 @@ z → superior (NIfTI's world frame), and ``LPS`` (DICOM's) is x → left, y →
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 
@@ -81,6 +83,15 @@ def orientation_of(affine) -> str:
     import nibabel as nib
 
     return "".join(nib.orientations.aff2axcodes(np.asarray(affine)))
+
+
+def most_common_orientation(orientations: Iterable[str]) -> str:
+    """The axis codes most of ``orientations`` share, the first in sorted order on a tie: the
+    orientation a set of scans is brought to when no one is asked for."""
+    counts = Counter(orientations)
+    if not counts:
+        raise ValueError("no orientation to choose from: expected the axis codes of at least one scan")
+    return min(counts, key=lambda codes: (-counts[codes], codes))
 
 
 @dataclass(frozen=True)

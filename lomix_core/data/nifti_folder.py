@@ -56,7 +56,6 @@ import dataclasses
 import json
 import os
 import re
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -65,7 +64,7 @@ import numpy as np
 
 from .registry import register
 from .slices import SliceDataset
-from .geometry import Geometry, Reorientation, grid_faults, orientation_of
+from .geometry import Geometry, Reorientation, grid_faults, most_common_orientation, orientation_of
 from .preprocessing import Preprocessing, scale_intensity
 from .volumes import SplitNotPresent, check_finite, check_labels, pick_subjects, prepared_dir, read_nifti_affine, round_label, stack_subjects
 
@@ -308,8 +307,7 @@ def reference_grid(cases: list[Case], axcodes: str | None = None) -> tuple[str |
     if not affines:
         return axcodes, None
     if axcodes is None:
-        counts = Counter(orientation_of(affine) for affine in affines)
-        axcodes = min(counts, key=lambda codes: (-counts[codes], codes))
+        axcodes = most_common_orientation(orientation_of(affine) for affine in affines)
     spacings = [Reorientation(orientation_of(a), axcodes).spacing(Geometry.of((1, 1, 1), a).spacing) for a in affines]
     return axcodes, tuple(float(v) for v in np.median(spacings, axis=0))
 

@@ -47,7 +47,7 @@ from .prepared import already_prepared, load_volume_h5, open_prepared, save_volu
 from .registry import register
 from .slices import SliceDataset
 from .preprocessing import Preprocessing, scale_intensity
-from .volumes import check_volume, one_line, read_labelled_volume, stack_subjects
+from .volumes import check_volume, common_orientation, one_line, read_labelled_volume, stack_subjects
 
 SOURCE_URL = "https://www.synapse.org/#!Synapse:syn3193805/wiki/"
 DOWNLOAD = (f"download RawData.zip from {SOURCE_URL} (free Synapse account; accept the challenge's data-use "
@@ -105,10 +105,11 @@ def _choose_cases(found: dict[str, tuple[Path, Path]], cases: Iterable[str] | No
 PREPROCESSING = {"intensity": ({"kind": "ct_window", "window": list(HU_WINDOW)},), "axis": 2, "orientation": "voxel"}
 
 
-def _read_case(image_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+def _read_case(image_path: Path, label_path: Path,
+               axcodes: str | None = None) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
     """A raw case as TransUNet stores it: image [D,H,W] float32 in [0,1], label [D,H,W] uint8 classes,
-    and the voxel spacing (z, x, y) in mm."""
-    image, label, spacing = read_labelled_volume(image_path, label_path, len(LABEL_MAP))
+    and the voxel spacing (z, x, y) in mm; turned to ``axcodes`` first if stored otherwise."""
+    image, label, spacing = read_labelled_volume(image_path, label_path, len(LABEL_MAP), axcodes)
     return scale_intensity(image, PREPROCESSING["intensity"][0]), LABEL_MAP[label.astype(np.int64)], spacing
 
 
@@ -127,9 +128,10 @@ def prepare(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, force: bool 
     chosen = _choose_cases(found, cases, raw_dir)
     start_writing(out_dir, ("train_npz", "test_vol_h5", "lists"))
 
+    axcodes, reoriented = common_orientation("synapse", {case: found[case][0] for case in chosen})
     num_slices, spacing = {}, {}
     for case in chosen:
-        image, label, spacing[case] = _read_case(*found[case])
+        image, label, spacing[case] = _read_case(*found[case], axcodes)
         if case in TEST_CASES:
             save_volume_h5(out_dir / "test_vol_h5" / f"{case}.npy.h5", image, label)
         else:
@@ -149,6 +151,9 @@ def prepare(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, force: bool 
         "class_names": list(CLASS_NAMES), "label_map": {raw: int(LABEL_MAP[raw]) for raw in RAW_LABELS},
         "hu_window": list(HU_WINDOW), "splits": splits, "num_slices": num_slices,
         "spacing": spacing,  # mm per case, (z, x, y): the order of the stored [D, H, W] arrays
+        # The NIfTI voxel orientation every case was brought to, which predict turns new scans to,
+        # and the cases stored otherwise (with their own codes).
+        "axcodes": axcodes, "reoriented": reoriented,
     })
     print(f"synapse: prepared {len(chosen)} cases in {out_dir}: "
           + ", ".join(f"{len(v)} {k}" for k, v in splits.items()))
@@ -200,5 +205,6 @@ def load_synapse(split: str, augment: bool = False, root: str | os.PathLike | No
             # Folders prepared before the spacing was recorded score HD95 in voxels only.
             yield case, image, label, manifest.get("spacing", {}).get(case)
 
-    preprocessing = Preprocessing(size=size, class_names=CLASS_NAMES, **PREPROCESSING)
+    # Folders prepared before the orientation was recorded (no "axcodes") predict new scans as stored.
+    preprocessing = Preprocessing(size=size, class_names=CLASS_NAMES, axcodes=manifest.get("axcodes"), **PREPROCESSING)
     return stack_subjects(volumes(), preprocessing, "synapse", split, augment)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .augment import make_transform, recipe
+from .geometry import Reorientation, most_common_orientation, orientation_of
 from .preprocessing import Preprocessing, stored_grid, to_model_grid
 from .slices import NativeGrid, SliceDataset
 
@@ -80,18 +81,30 @@ def read_nifti_affine(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load_nifti(path: str | os.PathLike):
+    image = _open_nifti(path)
+    try:
+        array = np.asarray(image.dataobj)
+    except Exception as error:  # nibabel raises many types; the user needs the file name
+        raise _unreadable(path, error) from None
+    return array, image
+
+
+def _open_nifti(path: str | os.PathLike):
+    """The file's header and affine; its voxels stay on disk until read."""
     import nibabel as nib
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"NIfTI file {path} does not exist")
     try:
-        image = nib.load(str(path))
-        array = np.asarray(image.dataobj)
-    except Exception as error:  # nibabel raises many types; the user needs the file name
-        raise ValueError(f"cannot read NIfTI file {path}: {type(error).__name__}: {one_line(error)} "
-                         f"(expected a valid .nii or .nii.gz)") from None
-    return array, image
+        return nib.load(str(path))
+    except Exception as error:
+        raise _unreadable(path, error) from None
+
+
+def _unreadable(path, error: Exception) -> ValueError:
+    return ValueError(f"cannot read NIfTI file {path}: {type(error).__name__}: {one_line(error)} "
+                      f"(expected a valid .nii or .nii.gz)")
 
 
 # A float label this close to whole numbers was written by a tool that stored class indices as
@@ -151,23 +164,51 @@ def check_same_grid(image_shape: Sequence[int], label_shape: Sequence[int], wher
                          f"[D,C,H,W] and label [D,H,W] with the same D, H and W")
 
 
-def read_labelled_volume(image_path: Path, label_path: Path,
-                         num_classes: int) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+def read_labelled_volume(image_path: Path, label_path: Path, num_classes: int,
+                         axcodes: str | None = None) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
     """A checked 3-D image and label, slices first as TransUNet stores them: NIfTI ``[x, y, z]``
     becomes ``[z, x, y]``, so slice k is the k-th axial plane with rows along x; nothing is resampled.
-    The third value is the voxel spacing in mm in that order ``(z, x, y)``.
+    The third value is the voxel spacing in mm in that order ``(z, x, y)``. With ``axcodes`` (e.g.
+    ``"LPS"``), a pair stored in another voxel orientation is first turned to it (flips and a
+    transpose of the voxel axes, :class:`~lomix_core.data.geometry.Reorientation`).
 
     Two grids that differ, a NaN or inf in the image, or a label outside ``[0, num_classes)``
     raise one line naming the file.
     """
-    image, zooms = read_nifti(image_path)
+    image, stored = _load_nifti(image_path)
     label, _ = read_nifti(label_path)
     if image.ndim != 3 or image.shape != label.shape:
         raise ValueError(f"{image_path.name} is {image.shape} and {label_path.name} is {label.shape}; "
                          f"expected two 3-D volumes on the same grid")
     check_finite(image, str(image_path))
     check_labels(label, num_classes, str(label_path))
+    zooms = tuple(float(s) for s in stored.header.get_zooms()[:3])
+    if axcodes is not None:
+        turn = Reorientation(orientation_of(stored.affine), axcodes)
+        image, label, zooms = turn.apply(image), turn.apply(label), turn.spacing(zooms)
     return np.transpose(image, (2, 0, 1)), np.transpose(label, (2, 0, 1)), (zooms[2], zooms[0], zooms[1])
+
+
+def common_orientation(dataset: str, images: dict[str, Path]) -> tuple[str | None, dict[str, str]]:
+    """The voxel orientation most of ``images`` (name → NIfTI file) are stored in, from their headers
+    (the first in sorted order on a tie), and the ones stored otherwise with their own axis codes; a
+    note for each of those, which the caller turns to the common orientation as it reads them
+    (:func:`read_labelled_volume`'s ``axcodes``), so that every slice a model sees lies the same way.
+    A file whose header cannot be read is left out here (None if none can): reading it raises its
+    own one-line error, in the order the caller reads the files."""
+    stored = {}
+    for name, path in images.items():
+        try:
+            stored[name] = orientation_of(_open_nifti(path).affine)
+        except (FileNotFoundError, ValueError):  # its own line comes, in its turn, when the file is read
+            continue
+    if not stored:
+        return None, {}
+    axcodes = most_common_orientation(stored.values())
+    others = {name: codes for name, codes in stored.items() if codes != axcodes}
+    for name, codes in others.items():
+        print(f"{dataset}: {name}: note: stored {codes}, turned to {axcodes} as the other scans are stored")
+    return axcodes, others
 
 
 def stack_subjects(subjects: Iterable[tuple], preprocessing: Preprocessing, name: str, split: str,
