@@ -215,6 +215,17 @@ def _synapse_raw_label_14(tmp: Path):
     return script("prepare_synapse", "--raw", tmp / "raw", "--out", tmp / "out", "--cases", "case0001")
 
 
+def _synapse_raw_label_mirrored(tmp: Path):
+    import nibabel as nib
+
+    image, label = ct()
+    nifti(tmp / "raw" / "Training" / "img" / "img0001.nii.gz", image)
+    path = tmp / "raw" / "Training" / "label" / "label0001.nii.gz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(label, np.diag([-1.0, 1.0, 1.0, 1.0])), str(path))  # the image's shape, x mirrored
+    return script("prepare_synapse", "--raw", tmp / "raw", "--out", tmp / "out", "--cases", "case0001")
+
+
 def _acdc_raw_shapes_differ(tmp: Path):
     folder = tmp / "raw" / "training" / "patient001"
     folder.mkdir(parents=True)
@@ -490,6 +501,9 @@ CASES: list[Case] = [
          Reported, ("error: ACDC raw data not found", "<tmp>/raw/training/patient001/Info.cfg", "creatis")),
     Case("script-label-14", "`prepare_synapse.py`: a raw label holding 14 (13 organs + background)",
          _synapse_raw_label_14, Reported, ("error: ", "label0001.nii.gz", "[0, 14]", "expected [0, 13]")),
+    Case("script-mirrored", "`prepare_synapse.py`: a raw label of its image's shape, its x axis mirrored",
+         _synapse_raw_label_mirrored, Reported, ("error: ", "img0001.nii.gz has direction", "(RAS)",
+                                                 "label0001.nii.gz has", "(LAS)", "mirrored")),
     Case("script-shapes", "`prepare_acdc.py`: a frame 16×16×3 with a label 16×12×3", _acdc_raw_shapes_differ,
          Reported, ("error: ", "patient001_frame01.nii.gz is (16, 16, 3)", "(16, 12, 3)", "same grid")),
     Case("script-truncated-jpg", "`prepare_isic.py`: a truncated .jpg", _isic_raw_truncated_jpg, Reported,

@@ -169,6 +169,16 @@ def test_bad_raw_files_are_named(tmp_path):
     assert not (tmp_path / "out" / "prepared.json").exists()
 
 
+def test_a_label_on_another_grid_than_its_image_is_named(tmp_path):
+    raw = make_raw(tmp_path / "raw", cases=["case0005"])
+    path = raw / "Training" / "label" / "label0005.nii.gz"
+    mirrored = np.diag([-1.0, 1.0, 1.0, 1.0])  # same shape, x mirrored: other anatomy under each voxel
+    nib.save(nib.Nifti1Image(np.asarray(nib.load(path).dataobj), mirrored), path)
+    with pytest.raises(ValueError, match=r"img0005\.nii\.gz has direction .* \(RAS\) but its label .*label0005\.nii\.gz "
+                                         r"has .* \(LAS\): the label's voxels are mirrored"):
+        synapse.prepare(raw, tmp_path / "out", cases=["case0005"])
+
+
 def test_loading_needs_a_finished_preparation(prepared, tmp_path):
     with pytest.raises(FileNotFoundError, match="prepare_synapse.py"):
         lx.data.load("synapse", split="train", root=tmp_path / "missing")

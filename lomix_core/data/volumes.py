@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .augment import make_transform, recipe
-from .geometry import Reorientation, most_common_orientation, orientation_of
+from .geometry import Geometry, Reorientation, grid_faults, most_common_orientation, orientation_of
 from .preprocessing import Preprocessing, stored_grid, to_model_grid
 from .slices import NativeGrid, SliceDataset
 
@@ -172,14 +172,18 @@ def read_labelled_volume(image_path: Path, label_path: Path, num_classes: int,
     ``"LPS"``), a pair stored in another voxel orientation is first turned to it (flips and a
     transpose of the voxel axes, :class:`~lomix_core.data.geometry.Reorientation`).
 
-    Two grids that differ, a NaN or inf in the image, or a label outside ``[0, num_classes)``
-    raise one line naming the file.
+    Two grids that differ (in shape, spacing, direction or origin), a NaN or inf in the image, or a
+    label outside ``[0, num_classes)`` raise one line naming the file.
     """
     image, stored = _load_nifti(image_path)
-    label, _ = read_nifti(label_path)
+    label, label_file = _load_nifti(label_path)
     if image.ndim != 3 or image.shape != label.shape:
         raise ValueError(f"{image_path.name} is {image.shape} and {label_path.name} is {label.shape}; "
                          f"expected two 3-D volumes on the same grid")
+    faults = grid_faults(Geometry.of(image.shape, stored.affine), Geometry.of(label.shape, label_file.affine),
+                         str(image_path), str(label_path))
+    if faults:
+        raise ValueError(faults[0])
     check_finite(image, str(image_path))
     check_labels(label, num_classes, str(label_path))
     zooms = tuple(float(s) for s in stored.header.get_zooms()[:3])
