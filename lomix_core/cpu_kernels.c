@@ -82,20 +82,20 @@ static inline float exp_nonpositive(float x) {
 
 /* Per pixel t of the block: the row maximum, and e_c = exp(z_c - max) with their sum. Returns
  * whether the block holds a NaN or inf logit. */
-static uint32_t softmax_block(const float *zb, int64_t C, int64_t sc, int64_t h0, int64_t n,
+static uint32_t softmax_block(const float *zb, int64_t C, int64_t sc, int64_t n,
                               float *e, float *mx, float *sum) {
     uint32_t nonfinite = 0;
-    for (int64_t t = 0; t < n; ++t) mx[t] = zb[h0 + t];
+    for (int64_t t = 0; t < n; ++t) mx[t] = zb[t];
     for (int64_t c = 0; c < C; ++c)
         for (int64_t t = 0; t < n; ++t) {
-            const float z = zb[c * sc + h0 + t];
+            const float z = zb[c * sc + t];
             mx[t] = fmaxf(mx[t], z);
             nonfinite |= is_nonfinite(z);
         }
     for (int64_t t = 0; t < n; ++t) sum[t] = 0.0f;
     for (int64_t c = 0; c < C; ++c)
         for (int64_t t = 0; t < n; ++t) {
-            float v = exp_nonpositive(fmaxf(zb[c * sc + h0 + t] - mx[t], EXP_FLOOR));
+            float v = exp_nonpositive(fmaxf(zb[c * sc + t] - mx[t], EXP_FLOOR));
             e[c * T + t] = v;
             sum[t] += v;
         }
@@ -107,7 +107,7 @@ static uint32_t softmax_block(const float *zb, int64_t C, int64_t sc, int64_t h0
 static void stats_block(const float *zb, int64_t sc, const int32_t *y, int64_t n, int64_t C, float *e,
                         double *ce, double *I, double *Q) {
     float mx[T], sum[T], zy[T]; /* zy: z_y - max, taken before anything is added to the large max */
-    if (softmax_block(zb, C, sc, 0, n, e, mx, sum)) *ce += not_a_number();
+    if (softmax_block(zb, C, sc, n, e, mx, sum)) *ce += not_a_number();
     for (int64_t t = 0; t < n; ++t) zy[t] = 0.0f;
     for (int64_t c = 0; c < C; ++c)
         for (int64_t t = 0; t < n; ++t) zy[t] += y[t] == (int32_t)c ? zb[c * sc + t] - mx[t] : 0.0f;
@@ -134,7 +134,7 @@ static void stats_block(const float *zb, int64_t sc, const int32_t *y, int64_t n
 static void grad_block(const float *zb, int64_t sc, const int32_t *y, int64_t n, int64_t C, float am,
                        const float *G, const float *Bt, float *restrict e, float *gb, int64_t gsc) {
     float mx[T], sum[T], s[T];
-    if (softmax_block(zb, C, sc, 0, n, e, mx, sum)) {
+    if (softmax_block(zb, C, sc, n, e, mx, sum)) {
         for (int64_t c = 0; c < C; ++c)
             for (int64_t t = 0; t < n; ++t) gb[c * gsc + t] = (float)not_a_number();
         return;

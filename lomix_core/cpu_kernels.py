@@ -102,10 +102,15 @@ def applies(*tensors: torch.Tensor) -> bool:
     return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) and load() is not None
 
 
+def _thread_count(count: int) -> int:
+    """As many threads as PyTorch uses, but no more than there are items (maps, subsets, images)."""
+    return max(1, min(torch.get_num_threads(), count))
+
+
 def _split(count: int, call) -> None:
     """Run ``call(i0, i1)`` over slices of ``range(count)`` (maps or subsets), in as many threads
     as PyTorch uses (ctypes releases the GIL, so they run in parallel)."""
-    threads = max(1, min(torch.get_num_threads(), count))
+    threads = _thread_count(count)
     bounds = [count * i // threads for i in range(threads + 1)]
     if threads == 1:
         status = [call(0, count)]
@@ -119,7 +124,7 @@ def _split(count: int, call) -> None:
 def _split_with_slots(count: int, call) -> int:
     """Like :func:`_split`, for kernels that add to per-thread accumulators: ``call(slot, i0, i1)``
     with slot = 0 .. threads - 1. Returns the number of slots used."""
-    threads = max(1, min(torch.get_num_threads(), count))
+    threads = _thread_count(count)
     bounds = [count * i // threads for i in range(threads + 1)]
     if threads == 1:
         status = [call(0, 0, count)]
@@ -243,7 +248,7 @@ def mutant_statistics(maps, target, originals, operators, member, concat=None, w
     maps, labels = [m.contiguous() for m in maps], target.to(torch.int32).contiguous()
     layout, alive = _mutant_layout(maps, originals, operators, member, concat, wf)
     batch, classes = maps[0].shape[:2]
-    supervised, threads = len(originals) + len(operators) * member.shape[0], max(1, min(torch.get_num_threads(), batch))
+    supervised, threads = len(originals) + len(operators) * member.shape[0], _thread_count(batch)
     ce = torch.zeros(threads, supervised, dtype=torch.float64)
     inter, prob_sq = torch.zeros(2, threads, supervised, classes, dtype=torch.float64)
     _split_with_slots(batch, lambda slot, b0, b1: load().lomix_mutants_forward(
@@ -261,7 +266,7 @@ def mutant_gradient(maps, target, originals, operators, member, concat, wf, a, g
     layout, alive = _mutant_layout(maps, originals, operators, member, concat, wf, d_maps)
     a, gamma, beta = (t.to(torch.float32).contiguous() for t in (a, gamma, beta))
     batch = maps[0].shape[0]
-    threads = max(1, min(torch.get_num_threads(), batch))
+    threads = _thread_count(batch)
     sums = [torch.zeros(threads, *t.shape, dtype=torch.float64) if t is not None else None
             for t in [*(concat or (None, None)), *(wf or (None, None))]]
     pointer = (lambda t, slot: t[slot].data_ptr() if t is not None else None)

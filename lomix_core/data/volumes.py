@@ -176,11 +176,11 @@ def read_labelled_volume(image_path: Path, label_path: Path, num_classes: int,
     label outside ``[0, num_classes)`` raise one line naming the file.
     """
     image, stored = _load_nifti(image_path)
-    label, label_file = _load_nifti(label_path)
+    label, label_affine = read_nifti_affine(label_path)
     if image.ndim != 3 or image.shape != label.shape:
         raise ValueError(f"{image_path.name} is {image.shape} and {label_path.name} is {label.shape}; "
                          f"expected two 3-D volumes on the same grid")
-    faults = grid_faults(Geometry.of(image.shape, stored.affine), Geometry.of(label.shape, label_file.affine),
+    faults = grid_faults(Geometry.of(image.shape, stored.affine), Geometry.of(label.shape, label_affine),
                          str(image_path), str(label_path))
     if faults:
         raise ValueError(faults[0])
